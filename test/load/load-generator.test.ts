@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import { LoadConnectError, type LoadReport, runLoad } from '../../src/load/load-generator.js';
+
+interface TestServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts a server on 127.0.0.1 port 0 whose connections are handled by `onConnection`. */
+async function startServer(onConnection: (socket: Socket) => void): Promise<TestServer> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    onConnection(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return {
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const echo = (socket: Socket) => socket.on('data', (data) => socket.write(data));
+
+/** A port that nothing listens on: bound, read, and released. */
+async function unusedPort(): Promise<number> {
+  const server = await startServer(() => {});
+  await server.close();
+  return server.port;
+}
+
+function assertSaneLatency(report: LoadReport): void {
+  const { p50, p90, p99, max } = report.latencyUs;
+  for (const v of [p50, p90, p99, max]) assert.ok(Number.isFinite(v) && v >= 0, `latency ${v}`);
+  assert.ok(p50 <= p90 && p90 <= p99 && p99 <= max, JSON.stringify(report.latencyUs));
+  assert.ok(max > 0);
+  assert.ok(max < 5_000_000, `max latency ${max} µs`);
+}
+
+describe('runLoad', () => {
+  for (const size of [1, 64, 70000]) {
+    it(`counts intact echoes of ${size}-byte messages at depths 1 and 8`, async () => {
+      const server = await startServer(echo);
+      try {
+        for (const depth of [1, 8]) {
+          const report = await runLoad({
+            port: server.port,
+            conns: 3,
+            size,
+            depth,
+            durationSec: 0.4,
+          });
+          assert.equal(report.errors, 0);
+          assert.equal(report.mismatches, 0);
+          assert.ok(report.messages > 0, `depth ${depth}: no messages`);
+          assert.deepEqual(
+            [report.host, report.conns, report.size, report.depth],
+            ['127.0.0.1', 3, size, depth],
+          );
+          assert.ok(report.durationSec >= 0.35 && report.durationSec < 1, `${report.durationSec}`);
+          assert.ok(Math.abs(report.messagesPerSec - report.messages / report.durationSec) < 1e-6);
+          assert.ok(Math.abs(report.mbPerSec - (report.messagesPerSec * size) / 1e6) < 1e-6);
+          assert.equal(report.serverCpuUs, undefined);
+          assertSaneLatency(report);
+        }
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
+  it('counts a mismatch when the server corrupts one byte of the stream', async () => {
+    let corrupted = false;
+    const server = await startServer((socket) => {
+      let seen = 0;
+      socket.on('data', (data) => {
+        if (!corrupted && seen + data.length > 1000) {
+          corrupted = true;
+          const copy = Buffer.from(data);
+          const at = Math.max(0, 1000 - seen);
+          copy[at] = (copy[at] as number) ^ 0x01;
+          socket.write(copy);
+        } else {
+          socket.write(data);
+        }
+        seen += data.length;
+      });
+    });
+    try {
+      const report = await runLoad({
+        port: server.port,
+        conns: 2,
+        size: 64,
+        depth: 4,
+        durationSec: 0.5,
+      });
+      assert.ok(corrupted, 'the server never corrupted anything');
+      assert.equal(report.mismatches, 1);
+      assert.equal(report.errors, 0);
+      assert.ok(report.messages > 0, 'the intact connection still counts');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('counts a mismatch when the server echoes more bytes than were sent', async () => {
+    const server = await startServer((socket) => {
+      socket.on('data', (data) => socket.write(Buffer.concat([data, data])));
+    });
+    try {
+      const report = await runLoad({
+        port: server.port,
+        conns: 2,
+        size: 16,
+        depth: 1,
+        durationSec: 0.3,
+      });
+      assert.equal(report.mismatches, 2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('counts errors when the server drops connections', async () => {
+    const server = await startServer((socket) => {
+      socket.once('data', () => socket.destroy());
+    });
+    try {
+      const started = performance.now();
+      const report = await runLoad({
+        port: server.port,
+        conns: 3,
+        size: 64,
+        depth: 1,
+        durationSec: 5,
+      });
+      assert.equal(report.errors, 3);
+      assert.equal(report.mismatches, 0);
+      assert.equal(report.messages, 0);
+      assert.ok(performance.now() - started < 2000, 'a run with no connection left ends early');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('rejects with ECONNREFUSED and a clear message when nothing listens', async () => {
+    const port = await unusedPort();
+    await assert.rejects(
+      runLoad({ port, conns: 5, size: 64, depth: 1, durationSec: 0.5 }),
+      (err: unknown) => {
+        assert.ok(err instanceof LoadConnectError);
+        assert.equal(err.code, 'ECONNREFUSED');
+        assert.match(err.message, new RegExp(`nothing is listening on 127\\.0\\.0\\.1:${port}`));
+        return true;
+      },
+    );
+  });
+
+  it('rejects invalid options with a RangeError', async () => {
+    await assert.rejects(
+      runLoad({ port: 1, conns: 1, size: 0, depth: 1, durationSec: 1 }),
+      RangeError,
+    );
+    await assert.rejects(
+      runLoad({ port: 1, conns: 100000, size: 16 * 2 ** 20, depth: 1024, durationSec: 1 }),
+      /MiB of message buffers/,
+    );
+  });
+
+  it('reports the CPU time of serverPid across the measured window', async () => {
+    const server = await startServer(echo);
+    try {
+      const report = await runLoad({
+        port: server.port,
+        conns: 2,
+        size: 64,
+        depth: 2,
+        durationSec: 0.5,
+        warmupSec: 0.2,
+        serverPid: process.pid,
+      });
+      assert.equal(typeof report.serverCpuUs, 'number');
+      assert.ok((report.serverCpuUs as number) >= 0);
+      assert.equal(typeof report.serverCpuUsPerMessage, 'number');
+      assert.ok(report.durationSec >= 0.45 && report.durationSec < 1, `${report.durationSec}`);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('stops early on abort and still reports', async () => {
+    const server = await startServer(echo);
+    try {
+      const controller = new AbortController();
+      const snapshots: number[] = [];
+      setTimeout(() => controller.abort(), 1300);
+      const report = await runLoad(
+        { port: server.port, conns: 2, size: 64, depth: 1, durationSec: 30 },
+        { signal: controller.signal, onProgress: (p) => snapshots.push(p.messages) },
+      );
+      assert.ok(report.durationSec > 1 && report.durationSec < 2, `${report.durationSec}`);
+      assert.ok(report.messages > 0);
+      assert.equal(report.errors, 0);
+      assert.ok(snapshots.length >= 1, 'progress is reported about once a second');
+    } finally {
+      await server.close();
+    }
+  });
+});
