@@ -120,15 +120,20 @@ interface Settings {
   serverPid: number | undefined;
 }
 
-/** Runs the load described by `options`; rejects with LoadConnectError if any connection fails to open. */
+/**
+ * Runs the load described by `options`. Rejects with a RangeError for invalid options
+ * (or a serverPid whose CPU time cannot be read), and with a LoadConnectError if any
+ * connection fails to open; once the load has started it always resolves.
+ */
 export async function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<LoadReport> {
   const settings = validate(options);
   if (settings.serverPid !== undefined) {
     try {
       readProcessCpuUs(settings.serverPid);
     } catch (err) {
-      throw new Error(
-        `cannot read the CPU time of server process ${settings.serverPid} from /proc: ${(err as Error).message}`,
+      const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new RangeError(
+        `cannot read the CPU time of server process ${settings.serverPid} from /proc (${reason}): is it running?`,
       );
     }
   }
