@@ -1,0 +1,107 @@
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { chooseEngine } from '../engines/select.js';
+import { ECHO_DEFAULTS, EchoServer } from '../servers/echo/echo-server.js';
+import { explainOsError } from './os-error-hints.js';
+import { parseIntegerFlag, parsePortFlag } from './user-error.js';
+
+interface EchoFlags {
+  host: string;
+  port: number;
+  workers?: number;
+  bufferSize: number;
+  maxConnections: number;
+  engine?: string;
+  quiet?: boolean;
+}
+
+/** `overlapped echo`: the completion-port echo server of the seeds. */
+export function createEchoCommand(): Command {
+  return new Command('echo')
+    .description(
+      'run the TCP echo server (completion-port model): every byte a client sends comes back; ' +
+        'a client that closes its side is closed',
+    )
+    .option(
+      '--host <host>',
+      'address to listen on (0.0.0.0 for every interface)',
+      ECHO_DEFAULTS.host,
+    )
+    .option(
+      '--port <port>',
+      'TCP port (0 picks a free one)',
+      (v: string) => parsePortFlag(v),
+      ECHO_DEFAULTS.port,
+    )
+    .option(
+      '--workers <n>',
+      'worker loops draining the completion port (default: 2 x CPUs)',
+      (v: string) => parseIntegerFlag('--workers', v, 1, 1024),
+    )
+    .option(
+      '--buffer-size <bytes>',
+      'receive buffer per connection (also the most a connection has in flight)',
+      (v: string) => parseIntegerFlag('--buffer-size', v, 1, 16 * 1024 * 1024),
+      ECHO_DEFAULTS.bufferSize,
+    )
+    .option(
+      '--max-connections <n>',
+      'connections served at once; clients past it are reset at once',
+      (v: string) => parseIntegerFlag('--max-connections', v, 1, 1_000_000),
+      ECHO_DEFAULTS.maxConnections,
+    )
+    .addOption(
+      new Option(
+        '--engine <name>',
+        'I/O engine (default: OVERLAPPED_ENGINE, else the fastest here)',
+      ).choices(['node', 'uring']),
+    )
+    .option('--quiet', 'no info log lines (connects, disconnects); warnings still show')
+    .action(async (flags: EchoFlags) => {
+      await runEcho(flags);
+    });
+}
+
+async function runEcho(flags: EchoFlags): Promise<void> {
+  const logger = pino({ level: flags.quiet ? 'warn' : 'info', base: { pid: process.pid } });
+  let choice: ReturnType<typeof chooseEngine>;
+  let server: EchoServer;
+  try {
+    choice = chooseEngine(flags.engine);
+    server = await EchoServer.start({
+      engine: choice.engine,
+      host: flags.host,
+      port: flags.port,
+      ...(flags.workers === undefined ? {} : { workers: flags.workers }),
+      bufferSize: flags.bufferSize,
+      maxConnections: flags.maxConnections,
+      logger,
+    });
+  } catch (err) {
+    throw explainOsError(err, flags.host, flags.port);
+  }
+  const { address, port } = server.address;
+  logger.info(
+    { address, port, engine: choice.engine.name, bufferSize: flags.bufferSize },
+    `echo server listening on ${address}:${port} (engine ${choice.engine.name}: ${choice.reason})`,
+  );
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      logger.info({ signal, connections: server.connections }, 'stopping');
+      server.stop().then(() => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        logger.info('stopped');
+        resolve();
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

@@ -1,0 +1,181 @@
+/**
+ * The error registry: every error the toolkit throws or completes an
+ * operation with is created here.
+ *
+ * Two families:
+ * - {@link OverlappedError}: the toolkit's own conditions, each with a stable
+ *   `code` (`OVL_ERR_*`), a message that says what happened and what to do,
+ *   and the Win32 error it stands for.
+ * - {@link OsError}: an error from the operating system, shaped like Node's
+ *   own (`code: 'ECONNRESET'`, `errno`, `syscall`) whichever engine produced
+ *   it, with the Winsock error it corresponds to where there is one.
+ *
+ * `docs/errors.md` lists every code; keep the two in step.
+ */
+
+/** The Win32 error a toolkit error stands for. */
+export interface Win32Error {
+  readonly name: string;
+  readonly code: number;
+}
+
+/** Every toolkit error code, with its Win32 counterpart and a one-line default message. */
+export const ERROR_CODES = {
+  OVL_ERR_ABORTED: {
+    win32: { name: 'ERROR_OPERATION_ABORTED', code: 995 },
+    message: 'the operation was aborted by cancel() or close() before it finished',
+  },
+  OVL_ERR_OVERLAPPED_IN_USE: {
+    win32: { name: 'ERROR_INVALID_PARAMETER', code: 87 },
+    message:
+      'this Overlapped is still pending: wait for its completion before posting it again, or use another Overlapped',
+  },
+  OVL_ERR_PORT_CLOSED: {
+    win32: { name: 'ERROR_ABANDONED_WAIT_0', code: 735 },
+    message: 'the completion port was closed: no more completions will be dequeued from it',
+  },
+  OVL_ERR_HANDLE_CLOSED: {
+    win32: { name: 'WSAENOTSOCK', code: 10038 },
+    message: 'the handle is closed: open a new one',
+  },
+  OVL_ERR_ALREADY_ASSOCIATED: {
+    win32: { name: 'ERROR_INVALID_PARAMETER', code: 87 },
+    message:
+      'the handle is already associated with a completion port; a handle has one port for life',
+  },
+  OVL_ERR_INVALID_ARGUMENT: {
+    win32: { name: 'WSAEINVAL', code: 10022 },
+    message: 'invalid argument',
+  },
+  OVL_ERR_SEND_QUEUE_FULL: {
+    win32: { name: 'WSAENOBUFS', code: 10055 },
+    message:
+      'the send queue of this socket is full: wait for pending sends to complete (the peer reads too slowly) or raise maxPendingSendBytes',
+  },
+  OVL_ERR_ENGINE_UNAVAILABLE: {
+    win32: { name: 'ERROR_NOT_SUPPORTED', code: 50 },
+    message: 'the requested engine cannot run here',
+  },
+  OVL_ERR_INTERNAL: {
+    win32: { name: 'ERROR_INTERNAL_ERROR', code: 1359 },
+    message: 'internal error: an engine broke its contract (please report this)',
+  },
+} as const satisfies Record<string, { win32: Win32Error; message: string }>;
+
+export type OverlappedErrorCode = keyof typeof ERROR_CODES;
+
+/** A toolkit error: stable `code`, actionable message, and the Win32 error it stands for. */
+export class OverlappedError extends Error {
+  override name = 'OverlappedError';
+  readonly code: OverlappedErrorCode;
+  readonly win32: Win32Error;
+
+  constructor(code: OverlappedErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code].message, options);
+    this.code = code;
+    this.win32 = ERROR_CODES[code].win32;
+  }
+}
+
+/** An operation was aborted by `cancel()` or `close()` (ERROR_OPERATION_ABORTED). */
+export class AbortedError extends OverlappedError {
+  override name = 'AbortedError';
+  constructor(message?: string) {
+    super('OVL_ERR_ABORTED', message);
+  }
+}
+
+/** Misuse the caller can fix: a pending Overlapped, a closed handle, a bad argument. */
+export class UsageError extends OverlappedError {
+  override name = 'UsageError';
+}
+
+/** Winsock names of the OS errors a socket server meets most, by Node/libuv code. */
+const WINSOCK_EQUIVALENTS: Readonly<Record<string, Win32Error>> = {
+  ECONNRESET: { name: 'WSAECONNRESET', code: 10054 },
+  ECONNREFUSED: { name: 'WSAECONNREFUSED', code: 10061 },
+  ECONNABORTED: { name: 'WSAECONNABORTED', code: 10053 },
+  EADDRINUSE: { name: 'WSAEADDRINUSE', code: 10048 },
+  EADDRNOTAVAIL: { name: 'WSAEADDRNOTAVAIL', code: 10049 },
+  EACCES: { name: 'WSAEACCES', code: 10013 },
+  ETIMEDOUT: { name: 'WSAETIMEDOUT', code: 10060 },
+  ENETUNREACH: { name: 'WSAENETUNREACH', code: 10051 },
+  EHOSTUNREACH: { name: 'WSAEHOSTUNREACH', code: 10065 },
+  ENOTCONN: { name: 'WSAENOTCONN', code: 10057 },
+  EPIPE: { name: 'WSAESHUTDOWN', code: 10058 },
+  ENOBUFS: { name: 'WSAENOBUFS', code: 10055 },
+  EMFILE: { name: 'WSAEMFILE', code: 10024 },
+  ENOTFOUND: { name: 'WSAHOST_NOT_FOUND', code: 11001 },
+};
+
+/**
+ * An operating-system error, shaped like Node's own errors: `code` is the
+ * POSIX/libuv name (`ECONNRESET`), `errno` the (negative, as in libuv) number,
+ * `syscall` the call that failed. `win32` names the Winsock equivalent.
+ */
+export class OsError extends Error {
+  override name = 'OsError';
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  readonly win32: Win32Error | undefined;
+  /** Set for address errors (bind, connect). */
+  readonly address: string | undefined;
+  readonly port: number | undefined;
+
+  constructor(
+    code: string,
+    errno: number,
+    syscall: string,
+    message: string,
+    extra?: { address?: string; port?: number; cause?: unknown },
+  ) {
+    super(message, extra?.cause === undefined ? undefined : { cause: extra.cause });
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+    this.win32 = WINSOCK_EQUIVALENTS[code];
+    this.address = extra?.address;
+    this.port = extra?.port;
+  }
+}
+
+interface NodeSystemErrorLike {
+  code?: unknown;
+  errno?: unknown;
+  syscall?: unknown;
+  address?: unknown;
+  port?: unknown;
+  message?: unknown;
+}
+
+/**
+ * Converts an error raised by Node (or by a native engine in Node's shape)
+ * into an {@link OsError}. Errors that are already toolkit errors pass through.
+ */
+export function toOsError(err: unknown, fallbackSyscall = 'unknown'): OsError | OverlappedError {
+  if (err instanceof OsError || err instanceof OverlappedError) return err;
+  const e = (err ?? {}) as NodeSystemErrorLike;
+  const code = typeof e.code === 'string' ? e.code : 'EIO';
+  const errno = typeof e.errno === 'number' ? e.errno : 0;
+  const syscall = typeof e.syscall === 'string' ? e.syscall : fallbackSyscall;
+  const message = typeof e.message === 'string' ? e.message : `${syscall} ${code}`;
+  const extra: { address?: string; port?: number; cause: unknown } = { cause: err };
+  if (typeof e.address === 'string') extra.address = e.address;
+  if (typeof e.port === 'number') extra.port = e.port;
+  return new OsError(code, errno, syscall, message, extra);
+}
+
+/** The error every operation aborted by `cancel()`/`close()` completes with. */
+export function abortedError(): AbortedError {
+  return new AbortedError();
+}
+
+/** Throws a {@link UsageError} with `code` unless `condition` holds. */
+export function check(
+  condition: unknown,
+  code: OverlappedErrorCode,
+  message?: string,
+): asserts condition {
+  if (!condition) throw new UsageError(code, message);
+}

@@ -1,0 +1,72 @@
+import type { EngineRequest, EngineStream } from '../engines/contract.js';
+import { check } from './errors.js';
+import type { Handle } from './handle.js';
+import type { TcpSocket } from './tcp-socket.js';
+
+/** The kind of operation an {@link Overlapped} was last posted for. */
+export type Operation = 'accept' | 'connect' | 'recv' | 'send' | 'shutdown';
+
+/**
+ * One posted operation's record: the `OVERLAPPED` structure plus the
+ * per-I/O data that Win32 code appends to it (`CONTAINING_RECORD`).
+ *
+ * Lifecycle: post it with an operation (`socket.recv(buf, ov)`, …); it is
+ * `pending` until its completion is delivered, and then holds the result
+ * (`bytes`, `error`, and `socket` for accept). It can then be posted again.
+ * Posting it while pending throws `OVL_ERR_OVERLAPPED_IN_USE`.
+ *
+ * The Overlapped, not the completion port, is what ties a completion back to
+ * your state: keep whatever the next step needs in `data`.
+ */
+export class Overlapped<T = undefined> implements EngineRequest {
+  /** Per-I/O data: yours to keep buffers, counters and state in. */
+  data: T;
+  /** The operation this record was last posted for, or null if never posted. */
+  operation: Operation | null = null;
+  /** The handle the operation was posted on. */
+  handle: Handle | null = null;
+  /** Bytes transferred by the last completed operation. */
+  bytes = 0;
+  /**
+   * Bytes the last posted operation asked to move (the recv buffer's length, the
+   * send's total). A send that completes with `bytes < requested` was partial.
+   */
+  requested = 0;
+  /** The last completed operation's error, or null. */
+  error: Error | null = null;
+  /** accept: the accepted socket, not yet associated with any port; connect: the connected socket. */
+  socket: TcpSocket | null = null;
+  /** @internal Engine output for accept/connect (see EngineRequest). */
+  result: EngineStream | null = null;
+  /** @internal Set while an operation is in flight. */
+  #pending = false;
+
+  constructor(...args: undefined extends T ? [data?: T] : [data: T]) {
+    this.data = args[0] as T;
+  }
+
+  /** True from the post until the completion has been delivered. */
+  get pending(): boolean {
+    return this.#pending;
+  }
+
+  /** @internal Marks the record as posted; throws if it is still pending. */
+  begin(operation: Operation, handle: Handle, requested: number): void {
+    check(!this.#pending, 'OVL_ERR_OVERLAPPED_IN_USE');
+    this.#pending = true;
+    this.operation = operation;
+    this.handle = handle;
+    this.requested = requested;
+    this.bytes = 0;
+    this.error = null;
+    this.socket = null;
+    this.result = null;
+  }
+
+  /** @internal Marks the record as finished; false if it was not pending (a contract breach). */
+  finish(): boolean {
+    if (!this.#pending) return false;
+    this.#pending = false;
+    return true;
+  }
+}

@@ -1,0 +1,89 @@
+import type { Endpoint, Engine, EngineListener } from '../engines/contract.js';
+import { attachEngine } from './delivery.js';
+import { check } from './errors.js';
+import { Handle } from './handle.js';
+import type { Overlapped } from './overlapped.js';
+import { type SocketOptions, TcpSocket } from './tcp-socket.js';
+
+/** Default listen backlog (SOMAXCONN on most systems). */
+export const DEFAULT_BACKLOG = 511;
+
+export interface ListenOptions extends SocketOptions {
+  engine: Engine;
+  /** Address to bind. Default 127.0.0.1: listen on every interface only when told to. */
+  host?: string;
+  /** Port to bind; 0 picks a free one (read it back from `address`). */
+  port: number;
+  /** Connections the OS and engine queue before an accept takes them. Default 511. */
+  backlog?: number;
+}
+
+/**
+ * A listening TCP socket: bind + listen, then overlapped accepts (AcceptEx).
+ * Each accept completes with `ov.socket` set to the new connection, which is
+ * not associated with any port yet: associate it, then post its first recv.
+ * Accepted sockets inherit the listener's {@link SocketOptions}.
+ */
+export class TcpListener extends Handle {
+  readonly #listener: EngineListener;
+  readonly #socketOptions: SocketOptions;
+
+  private constructor(engine: Engine, listener: EngineListener, socketOptions: SocketOptions) {
+    super(engine);
+    this.#listener = listener;
+    this.#socketOptions = socketOptions;
+  }
+
+  /** Binds and listens. Rejects with an OsError such as EADDRINUSE or EACCES. */
+  static async listen(options: ListenOptions): Promise<TcpListener> {
+    const { engine, host = '127.0.0.1', port, backlog = DEFAULT_BACKLOG } = options;
+    check(
+      Number.isInteger(port) && port >= 0 && port <= 65535,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `port must be a whole number from 0 to 65535, got ${String(port)}`,
+    );
+    check(
+      Number.isInteger(backlog) && backlog >= 1,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `backlog must be a whole number >= 1, got ${String(backlog)}`,
+    );
+    attachEngine(engine);
+    const listener = await engine.listenTcp({ host, port, backlog });
+    const socketOptions: SocketOptions = {};
+    if (options.maxPendingSendBytes !== undefined) {
+      socketOptions.maxPendingSendBytes = options.maxPendingSendBytes;
+    }
+    return new TcpListener(engine, listener, socketOptions);
+  }
+
+  /** The bound address and port (the real port when 0 was asked for). */
+  get address(): Endpoint {
+    return this.#listener.endpoint;
+  }
+
+  /** Posts an accept; `ov.socket` holds the new connection when it completes. */
+  accept(ov: Overlapped<unknown>): void {
+    this.beginOperation(ov, 'accept');
+    this.#listener.accept(ov);
+  }
+
+  cancel(ov?: Overlapped<unknown>): boolean {
+    if (ov !== undefined && (!ov.pending || ov.handle !== this)) return false;
+    return this.#listener.cancel(ov ?? null);
+  }
+
+  /** Stops listening; pending accepts complete with `OVL_ERR_ABORTED`. Idempotent. */
+  close(): void {
+    if (this.markClosed()) this.#listener.close();
+  }
+
+  /** @internal */
+  override operationDone(ov: Overlapped<unknown>): void {
+    super.operationDone(ov);
+    const stream = ov.result;
+    if (stream !== null) {
+      ov.result = null;
+      ov.socket = new TcpSocket(this.engine, stream, this.#socketOptions);
+    }
+  }
+}

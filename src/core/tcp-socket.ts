@@ -1,0 +1,174 @@
+import type { Endpoint, Engine, EngineStream } from '../engines/contract.js';
+import { attachEngine, completeLater } from './delivery.js';
+import { check, OverlappedError, UsageError } from './errors.js';
+import { Handle } from './handle.js';
+import type { Overlapped } from './overlapped.js';
+
+/** Default cap on bytes of sends posted and not yet completed, per socket. */
+export const DEFAULT_MAX_PENDING_SEND_BYTES = 1024 * 1024;
+
+export interface SocketOptions {
+  /**
+   * Cap on bytes of sends posted and not completed. A send that would pass it
+   * (while others are pending) completes with `OVL_ERR_SEND_QUEUE_FULL`.
+   * Default {@link DEFAULT_MAX_PENDING_SEND_BYTES}.
+   */
+  maxPendingSendBytes?: number;
+}
+
+export interface ConnectOptions extends SocketOptions {
+  engine: Engine;
+  host?: string;
+  port: number;
+}
+
+function totalLength(data: Uint8Array | readonly Uint8Array[]): number {
+  if (ArrayBuffer.isView(data)) return data.byteLength;
+  let n = 0;
+  for (const part of data as readonly Uint8Array[]) {
+    check(
+      ArrayBuffer.isView(part),
+      'OVL_ERR_INVALID_ARGUMENT',
+      'send() takes a Uint8Array or an array of them',
+    );
+    n += part.byteLength;
+  }
+  return n;
+}
+
+function isQueueFull(error: Error | null): boolean {
+  return error instanceof OverlappedError && error.code === 'OVL_ERR_SEND_QUEUE_FULL';
+}
+
+/**
+ * A connected stream socket (TCP, or a pipe connection): WSARecv, WSASend,
+ * shutdown, CancelIoEx and closesocket, as overlapped operations.
+ *
+ * Every operation takes an {@link Overlapped} and completes later, exactly
+ * once, on the port the socket is associated with. The buffers you pass stay
+ * the engine's until that completion is delivered: do not touch them before.
+ */
+export class TcpSocket extends Handle {
+  readonly #stream: EngineStream;
+  readonly maxPendingSendBytes: number;
+  #pendingSendBytes = 0;
+
+  /** @internal Sockets come from `accept` or {@link TcpSocket.connect}. */
+  constructor(engine: Engine, stream: EngineStream, options: SocketOptions = {}) {
+    super(engine);
+    this.#stream = stream;
+    const max = options.maxPendingSendBytes ?? DEFAULT_MAX_PENDING_SEND_BYTES;
+    check(
+      Number.isSafeInteger(max) && max >= 1,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `maxPendingSendBytes must be a whole number >= 1, got ${String(max)}`,
+    );
+    this.maxPendingSendBytes = max;
+  }
+
+  /**
+   * Starts a connection (ConnectEx). The socket is returned at once so it can
+   * be associated with a port; `ov` completes when the connection is made or
+   * has failed (`ECONNREFUSED`, …).
+   */
+  static connect(options: ConnectOptions, ov: Overlapped<unknown>): TcpSocket {
+    const { engine, host = '127.0.0.1', port } = options;
+    check(
+      Number.isInteger(port) && port >= 1 && port <= 65535,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `port must be a whole number from 1 to 65535, got ${String(port)}`,
+    );
+    check(!ov.pending, 'OVL_ERR_OVERLAPPED_IN_USE');
+    attachEngine(engine);
+    const socket = new TcpSocket(engine, engine.connectTcp(ov, host, port), options);
+    // The engine completes `ov` only after this call returns (rule 1), so marking it now is safe.
+    socket.beginOperation(ov, 'connect');
+    return socket;
+  }
+
+  get localAddress(): Endpoint | null {
+    return this.#stream.localEndpoint;
+  }
+
+  get remoteAddress(): Endpoint | null {
+    return this.#stream.remoteEndpoint;
+  }
+
+  /** Bytes of sends posted and not yet completed. */
+  get pendingSendBytes(): number {
+    return this.#pendingSendBytes;
+  }
+
+  /** Received bytes the engine holds that no recv has asked for (bounded by the engine). */
+  get unreadBytes(): number {
+    return this.#stream.unreadBytes;
+  }
+
+  /**
+   * Receives into `buffer` (WSARecv). Completes as soon as at least one byte
+   * is there, with `bytes` set; 0 bytes and no error means the peer closed
+   * its side (end of stream).
+   */
+  recv(buffer: Uint8Array, ov: Overlapped<unknown>): void {
+    check(
+      ArrayBuffer.isView(buffer) && buffer.byteLength > 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      'recv() needs a non-empty Uint8Array (a zero-length recv could not be told from end of stream)',
+    );
+    this.beginOperation(ov, 'recv', buffer.byteLength);
+    this.#stream.recv(ov, buffer);
+  }
+
+  /**
+   * Sends one buffer, or several gathered into one operation (WSASend with
+   * several WSABUFs). Completes when the OS has taken the bytes; `bytes` less
+   * than `ov.requested` means a partial send, and the rest is yours to send.
+   */
+  send(data: Uint8Array | readonly Uint8Array[], ov: Overlapped<unknown>): void {
+    const size = totalLength(data);
+    this.beginOperation(ov, 'send', size);
+    if (this.#pendingSendBytes > 0 && this.#pendingSendBytes + size > this.maxPendingSendBytes) {
+      completeLater(ov, new UsageError('OVL_ERR_SEND_QUEUE_FULL'));
+      return;
+    }
+    this.#pendingSendBytes += size;
+    this.#stream.send(ov, data);
+  }
+
+  /** Half-closes (shutdown(SD_SEND)) after every earlier send; receiving goes on. */
+  shutdown(ov: Overlapped<unknown>): void {
+    this.beginOperation(ov, 'shutdown');
+    this.#stream.shutdown(ov);
+  }
+
+  cancel(ov?: Overlapped<unknown>): boolean {
+    if (ov !== undefined && (!ov.pending || ov.handle !== this)) return false;
+    return this.#stream.cancel(ov ?? null);
+  }
+
+  /**
+   * Closes the socket (closesocket): pending operations complete with
+   * `OVL_ERR_ABORTED`; bytes the OS already took are still delivered, then FIN.
+   * Idempotent.
+   */
+  close(): void {
+    if (this.markClosed()) this.#stream.close(false);
+  }
+
+  /** Closes abortively: the peer sees a reset (RST). Idempotent; after close() it does nothing. */
+  destroy(): void {
+    this.markClosed();
+    this.#stream.close(true);
+  }
+
+  /** @internal */
+  override operationDone(ov: Overlapped<unknown>): void {
+    super.operationDone(ov);
+    if (ov.operation === 'send') {
+      if (!isQueueFull(ov.error)) this.#pendingSendBytes -= ov.requested;
+    } else if (ov.operation === 'connect') {
+      ov.result = null;
+      if (ov.error === null) ov.socket = this;
+    }
+  }
+}

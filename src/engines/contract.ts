@@ -1,0 +1,121 @@
+/**
+ * The engine contract: what every I/O engine provides, written down once.
+ *
+ * An engine turns posted operations into completions on one event loop.
+ * `core/` talks to engines only through these interfaces; an engine never
+ * imports `core/` model classes (only the error registry), `models/` or
+ * `servers/`.
+ *
+ * ## Requests
+ * Every operation is posted with a request object (core's `Overlapped`
+ * implements {@link EngineRequest}). When the operation finishes, the engine
+ * writes `bytes`, `error` and, for accept/connect, `result`, and hands the
+ * request to the sink in a batch.
+ *
+ * ## Rules (DESIGN.md, "The engine contract"); every engine keeps all seven
+ * 1. Each posted request completes exactly once, and never synchronously
+ *    inside the call that posted it.
+ * 2. A completion carries bytes transferred and an error (or null). A send
+ *    that moved only part of its bytes says so in `bytes`; that alone is not
+ *    an error.
+ * 3. A buffer handed to an operation belongs to the engine until that
+ *    request has been delivered to the sink.
+ * 4. A recv that completes with 0 bytes and no error means end of stream.
+ * 5. `cancel` and `close` complete every pending request of the handle with
+ *    an `OVL_ERR_ABORTED` error (a send whose bytes the OS already took in
+ *    full completes normally: it is too late to cancel, as on Windows).
+ *    Nothing is left pending; nothing completes twice.
+ * 6. No unbounded buffering: a stream holds at most {@link MAX_UNREAD_BYTES}
+ *    (plus one read's worth) of received data that no recv asked for; past
+ *    that it stops reading from the kernel until a recv is posted.
+ * 7. Completions of one handle reach the sink in the order the OS completed
+ *    them.
+ */
+
+/** Upper bound on received bytes an engine holds that no recv has asked for (rule 6). */
+export const MAX_UNREAD_BYTES = 64 * 1024;
+
+/** An operation record as the engine sees it. Written by the engine, read by core. */
+export interface EngineRequest {
+  /** Bytes transferred. Set by the engine before delivery. */
+  bytes: number;
+  /** The operation's error, or null. Set by the engine before delivery. */
+  error: Error | null;
+  /** accept/connect only: the connected stream. Set by the engine before delivery. */
+  result: EngineStream | null;
+}
+
+/**
+ * Receives completed requests, in batches, in completion order.
+ * The array is only valid during the call: the engine reuses it afterwards.
+ */
+export type CompletionSink = (batch: readonly EngineRequest[]) => void;
+
+/** A local or remote endpoint: an IP address and port, or a pipe path (port -1). */
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+  readonly family: 'IPv4' | 'IPv6' | 'pipe';
+}
+
+/** A connected byte stream (TCP socket or pipe connection). */
+export interface EngineStream {
+  /** Receives at least 1 byte into `buffer` (non-empty), completing as soon as any are there. */
+  recv(req: EngineRequest, buffer: Uint8Array): void;
+  /** Sends `data` (one buffer, or several gathered into one operation). */
+  send(req: EngineRequest, data: Uint8Array | readonly Uint8Array[]): void;
+  /** Half-closes: sends FIN after all earlier sends; the peer's recv then sees end of stream. */
+  shutdown(req: EngineRequest): void;
+  /**
+   * Cancels `req`, or every pending request of this stream when `req` is null.
+   * Returns false when `req` is not pending here (as CancelIoEx's ERROR_NOT_FOUND).
+   */
+  cancel(req: EngineRequest | null): boolean;
+  /**
+   * Closes the stream; every pending request completes with OVL_ERR_ABORTED.
+   * Graceful (`abortive` false): data the OS already took is still delivered, then FIN.
+   * Abortive: the connection is reset (RST). Idempotent.
+   */
+  close(abortive: boolean): void;
+  readonly localEndpoint: Endpoint | null;
+  readonly remoteEndpoint: Endpoint | null;
+  /** Received bytes held that no recv has asked for (rule 6), for tests and metrics. */
+  readonly unreadBytes: number;
+}
+
+/** A listening socket. */
+export interface EngineListener {
+  /** Completes with `result` set to the accepted stream. */
+  accept(req: EngineRequest): void;
+  cancel(req: EngineRequest | null): boolean;
+  /** Stops listening; pending accepts complete with OVL_ERR_ABORTED. Idempotent. */
+  close(): void;
+  readonly endpoint: Endpoint;
+}
+
+export interface TcpListenOptions {
+  host: string;
+  port: number;
+  backlog: number;
+}
+
+export interface PipeListenOptions {
+  path: string;
+  backlog: number;
+  /** File mode of the socket file (Unix); 0o600 (owner only) unless told otherwise. */
+  mode: number;
+}
+
+export interface Engine {
+  /** `node` or `uring`. */
+  readonly name: string;
+  /** Installs the one sink this engine delivers every batch to. Called once, by core. */
+  setSink(sink: CompletionSink): void;
+  /** Binds and listens. Rejects with an OsError (EADDRINUSE, EACCES, …). */
+  listenTcp(options: TcpListenOptions): Promise<EngineListener>;
+  /** Listens on a Unix domain socket path (or a Windows named pipe path). */
+  listenPipe(options: PipeListenOptions): Promise<EngineListener>;
+  /** Starts a connect; `req` completes with `result` set, or with the error. */
+  connectTcp(req: EngineRequest, host: string, port: number): EngineStream;
+  connectPipe(req: EngineRequest, path: string): EngineStream;
+}

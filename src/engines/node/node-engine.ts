@@ -1,0 +1,556 @@
+/**
+ * Implementation notes: the portable engine, on `node:net`.
+ *
+ * What the OS gives: libuv's readiness loop (epoll/kqueue) or, on Windows,
+ * IOCP; Node wraps either in `net.Socket` streams that push received chunks
+ * and accept writes with a callback.
+ *
+ * What this engine adds, to keep the contract:
+ * - Completions are queued and handed to the sink in one batch at the end of
+ *   the current callback (`process.nextTick`), so a completion is never
+ *   delivered inside the call that posted it (rule 1), and everything one
+ *   libuv callback completes travels together.
+ * - Receives copy from Node's chunk into the caller's buffer and complete as
+ *   soon as any bytes are there. Bytes nobody asked for yet wait in a small
+ *   stash; once it holds {@link MAX_UNREAD_BYTES} the socket is paused, and
+ *   Node stops reading from the kernel when its own stream buffer fills
+ *   (rule 6). Pausing happens only when the stash is full, so a server that
+ *   keeps a recv posted never pays a pause/resume round per message.
+ * - A send completes when Node's write callback fires: the OS has taken every
+ *   byte. Sends are FIFO per socket, so one callback bound per socket serves
+ *   them all (no closure per operation).
+ *
+ * Known limits of this engine:
+ * - Node cannot withdraw bytes it has queued for the kernel. Cancelling a
+ *   send (or shutdown) that the OS has not fully taken therefore resets the
+ *   connection and aborts every pending operation on it; a send the OS has
+ *   fully taken completes normally (too late to cancel).
+ * - Accepted connections Node has taken from the kernel wait in a queue of at
+ *   most `backlog` entries until an accept is posted; past that, new
+ *   connections are reset, as a full kernel backlog would drop them.
+ * - Raw descriptors cannot be passed between worker threads.
+ */
+import { chmod } from 'node:fs/promises';
+import net from 'node:net';
+import { abortedError, OsError, toOsError } from '../../core/errors.js';
+import {
+  type CompletionSink,
+  type Endpoint,
+  type Engine,
+  type EngineListener,
+  type EngineRequest,
+  type EngineStream,
+  MAX_UNREAD_BYTES,
+  type PipeListenOptions,
+  type TcpListenOptions,
+} from '../contract.js';
+
+/** Batches completions and hands them to the sink after the current callback. */
+class CompletionQueue {
+  #sink: CompletionSink | null = null;
+  #pending: EngineRequest[] = [];
+  #spare: EngineRequest[] = [];
+  #scheduled = false;
+
+  setSink(sink: CompletionSink): void {
+    this.#sink = sink;
+  }
+
+  push(req: EngineRequest): void {
+    this.#pending.push(req);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      process.nextTick(this.#flush);
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    const batch = this.#pending;
+    this.#pending = this.#spare;
+    const sink = this.#sink;
+    if (sink === null) throw new Error('node engine: completions arrived before setSink()');
+    try {
+      sink(batch);
+    } finally {
+      batch.length = 0;
+      this.#spare = batch;
+    }
+  };
+}
+
+function tcpEndpoint(address: string | undefined, port: number | undefined, family?: string) {
+  if (address === undefined || port === undefined) return null;
+  return {
+    address,
+    port,
+    family: family === 'IPv6' ? 'IPv6' : 'IPv4',
+  } satisfies Endpoint as Endpoint;
+}
+
+function pipeEndpoint(path: string): Endpoint {
+  return { address: path, port: -1, family: 'pipe' };
+}
+
+function complete(queue: CompletionQueue, req: EngineRequest, bytes: number, error: Error | null) {
+  req.bytes = bytes;
+  req.error = error;
+  queue.push(req);
+}
+
+const connectionClosedError = () =>
+  new OsError('EPIPE', -32, 'write', 'the connection closed before the send completed');
+
+/** A connected `net.Socket` behind the EngineStream contract. */
+class NodeStream implements EngineStream {
+  readonly #queue: CompletionQueue;
+  readonly #socket: net.Socket;
+  readonly #pipePath: string | null;
+
+  // Pending receives, oldest first; the stash is non-empty only when none is pending.
+  readonly #recvReqs: EngineRequest[] = [];
+  readonly #recvBufs: Uint8Array[] = [];
+  readonly #stash: Buffer[] = [];
+  #stashBytes = 0;
+  #paused = false;
+
+  // Pending sends, oldest first, with their sizes; Node completes writes in order.
+  readonly #sendReqs: EngineRequest[] = [];
+  readonly #sendSizes: number[] = [];
+  #shutdownReq: EngineRequest | null = null;
+  #connectReq: EngineRequest | null;
+
+  #eof = false;
+  #error: Error | null = null;
+  #gone = false;
+
+  constructor(
+    queue: CompletionQueue,
+    socket: net.Socket,
+    connectReq: EngineRequest | null,
+    pipePath: string | null,
+  ) {
+    this.#queue = queue;
+    this.#socket = socket;
+    this.#connectReq = connectReq;
+    this.#pipePath = pipePath;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+    if (connectReq !== null) socket.once('connect', this.#onConnect);
+  }
+
+  get localEndpoint(): Endpoint | null {
+    if (this.#pipePath !== null) return pipeEndpoint(this.#pipePath);
+    const s = this.#socket;
+    return tcpEndpoint(s.localAddress, s.localPort, s.localFamily);
+  }
+
+  get remoteEndpoint(): Endpoint | null {
+    if (this.#pipePath !== null) return pipeEndpoint(this.#pipePath);
+    const s = this.#socket;
+    return tcpEndpoint(s.remoteAddress, s.remotePort, s.remoteFamily);
+  }
+
+  get unreadBytes(): number {
+    return this.#stashBytes;
+  }
+
+  recv(req: EngineRequest, buffer: Uint8Array): void {
+    if (this.#stashBytes > 0) {
+      complete(this.#queue, req, this.#takeStash(buffer), null);
+    } else if (this.#error !== null) {
+      complete(this.#queue, req, 0, this.#error);
+    } else if (this.#eof || this.#gone) {
+      complete(this.#queue, req, 0, null);
+    } else {
+      this.#recvReqs.push(req);
+      this.#recvBufs.push(buffer);
+    }
+  }
+
+  send(req: EngineRequest, data: Uint8Array | readonly Uint8Array[]): void {
+    if (this.#error !== null || this.#gone) {
+      complete(this.#queue, req, 0, this.#error ?? connectionClosedError());
+      return;
+    }
+    const socket = this.#socket;
+    let size: number;
+    if (ArrayBuffer.isView(data)) {
+      size = data.byteLength;
+      this.#sendReqs.push(req);
+      this.#sendSizes.push(size);
+      socket.write(data, this.#onWritten);
+      return;
+    }
+    const parts = data as readonly Uint8Array[];
+    size = 0;
+    for (const part of parts) size += part.byteLength;
+    this.#sendReqs.push(req);
+    this.#sendSizes.push(size);
+    if (parts.length === 0) {
+      socket.write(EMPTY, this.#onWritten);
+      return;
+    }
+    // Corked writes leave as one writev; only the last carries the callback.
+    socket.cork();
+    const last = parts.length - 1;
+    for (let i = 0; i < last; i++) socket.write(parts[i] as Uint8Array);
+    socket.write(parts[last] as Uint8Array, this.#onWritten);
+    socket.uncork();
+  }
+
+  shutdown(req: EngineRequest): void {
+    if (this.#error !== null || this.#gone) {
+      complete(this.#queue, req, 0, this.#error ?? connectionClosedError());
+      return;
+    }
+    this.#shutdownReq = req;
+    this.#socket.end(this.#onFinished);
+  }
+
+  cancel(req: EngineRequest | null): boolean {
+    if (req === null) {
+      const any =
+        this.#recvReqs.length > 0 ||
+        this.#sendReqs.length > 0 ||
+        this.#shutdownReq !== null ||
+        this.#connectReq !== null;
+      this.#abortRecvs();
+      if (this.#connectReq !== null || this.#socket.writableLength > 0) {
+        // Unsent bytes cannot be withdrawn: reset the connection (see notes).
+        this.#abortAll();
+        this.#socket.resetAndDestroy();
+      } else {
+        this.#abortWrites();
+      }
+      return any;
+    }
+    const r = this.#recvReqs.indexOf(req);
+    if (r >= 0) {
+      this.#recvReqs.splice(r, 1);
+      this.#recvBufs.splice(r, 1);
+      complete(this.#queue, req, 0, abortedError());
+      return true;
+    }
+    if (req === this.#connectReq || req === this.#shutdownReq || this.#sendReqs.includes(req)) {
+      if (req !== this.#connectReq && this.#socket.writableLength === 0) {
+        this.#abortWrites();
+      } else {
+        this.#abortAll();
+        this.#socket.resetAndDestroy();
+      }
+      return true;
+    }
+    return false;
+  }
+
+  close(abortive: boolean): void {
+    if (this.#gone) return;
+    this.#abortAll();
+    this.#gone = true;
+    if (abortive) this.#socket.resetAndDestroy();
+    else this.#socket.destroy();
+  }
+
+  #takeStash(buffer: Uint8Array): number {
+    const stash = this.#stash;
+    let filled = 0;
+    while (filled < buffer.length && stash.length > 0) {
+      const chunk = stash[0] as Buffer;
+      const n = Math.min(chunk.length, buffer.length - filled);
+      chunk.copy(buffer, filled, 0, n);
+      filled += n;
+      if (n === chunk.length) stash.shift();
+      else stash[0] = chunk.subarray(n);
+    }
+    this.#stashBytes -= filled;
+    if (this.#paused && this.#stashBytes < MAX_UNREAD_BYTES) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+    return filled;
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    let offset = 0;
+    const reqs = this.#recvReqs;
+    while (reqs.length > 0 && offset < chunk.length) {
+      const req = reqs.shift() as EngineRequest;
+      const buffer = this.#recvBufs.shift() as Uint8Array;
+      const n = Math.min(buffer.length, chunk.length - offset);
+      chunk.copy(buffer, 0, offset, offset + n);
+      offset += n;
+      complete(this.#queue, req, n, null);
+    }
+    if (offset < chunk.length) {
+      this.#stash.push(offset === 0 ? chunk : chunk.subarray(offset));
+      this.#stashBytes += chunk.length - offset;
+      if (!this.#paused && this.#stashBytes >= MAX_UNREAD_BYTES) {
+        this.#paused = true;
+        this.#socket.pause();
+      }
+    }
+  };
+
+  readonly #onEnd = (): void => {
+    this.#eof = true;
+    // Pending receives imply an empty stash: they see end of stream now.
+    while (this.#recvReqs.length > 0) {
+      this.#recvBufs.shift();
+      complete(this.#queue, this.#recvReqs.shift() as EngineRequest, 0, null);
+    }
+  };
+
+  readonly #onError = (err: Error): void => {
+    const error = toOsError(err, 'read');
+    this.#error ??= error;
+    const connect = this.#connectReq;
+    if (connect !== null) {
+      this.#connectReq = null;
+      complete(this.#queue, connect, 0, error);
+    }
+    this.#failAll(error);
+  };
+
+  readonly #onClose = (): void => {
+    if (this.#gone && this.#recvReqs.length === 0 && this.#sendReqs.length === 0) return;
+    this.#gone = true;
+    // Closed without an error event: receives see end of stream, sends cannot finish.
+    while (this.#recvReqs.length > 0) {
+      this.#recvBufs.shift();
+      const req = this.#recvReqs.shift() as EngineRequest;
+      complete(this.#queue, req, 0, this.#error);
+    }
+    this.#failAll(this.#error ?? connectionClosedError());
+  };
+
+  readonly #onConnect = (): void => {
+    const req = this.#connectReq;
+    if (req === null) return;
+    this.#connectReq = null;
+    req.result = this;
+    complete(this.#queue, req, 0, null);
+  };
+
+  readonly #onWritten = (err?: Error | null): void => {
+    const req = this.#sendReqs.shift();
+    const size = this.#sendSizes.shift();
+    // Undefined after an abort: the callback of a write that was already completed.
+    if (req === undefined || size === undefined) return;
+    if (err) complete(this.#queue, req, 0, toOsError(err, 'write'));
+    else complete(this.#queue, req, size, null);
+  };
+
+  readonly #onFinished = (err?: Error | null): void => {
+    const req = this.#shutdownReq;
+    if (req === null) return;
+    this.#shutdownReq = null;
+    complete(this.#queue, req, 0, err ? toOsError(err, 'shutdown') : null);
+  };
+
+  #abortRecvs(): void {
+    while (this.#recvReqs.length > 0) {
+      this.#recvBufs.shift();
+      complete(this.#queue, this.#recvReqs.shift() as EngineRequest, 0, abortedError());
+    }
+  }
+
+  /**
+   * Completes every pending send and the shutdown as cancelled. Bytes the OS
+   * already took are reported: Node's `writableLength` counts the bytes it
+   * still holds, which belong to the newest sends.
+   */
+  #abortWrites(): void {
+    let untaken = this.#socket.writableLength;
+    const reqs = this.#sendReqs.splice(0);
+    const sizes = this.#sendSizes.splice(0);
+    let firstUntaken = reqs.length;
+    for (let i = reqs.length - 1; i >= 0 && untaken > 0; i--) {
+      untaken -= sizes[i] as number;
+      firstUntaken = i;
+    }
+    for (let i = 0; i < reqs.length; i++) {
+      const size = sizes[i] as number;
+      const req = reqs[i] as EngineRequest;
+      if (i < firstUntaken) complete(this.#queue, req, size, null);
+      else if (i === firstUntaken && untaken < 0)
+        complete(this.#queue, req, -untaken, abortedError());
+      else complete(this.#queue, req, 0, abortedError());
+    }
+    const shutdown = this.#shutdownReq;
+    if (shutdown !== null) {
+      this.#shutdownReq = null;
+      complete(this.#queue, shutdown, 0, abortedError());
+    }
+  }
+
+  #abortAll(): void {
+    const connect = this.#connectReq;
+    if (connect !== null) {
+      this.#connectReq = null;
+      complete(this.#queue, connect, 0, abortedError());
+    }
+    this.#abortRecvs();
+    this.#abortWrites();
+  }
+
+  #failAll(error: Error): void {
+    while (this.#recvReqs.length > 0) {
+      this.#recvBufs.shift();
+      complete(this.#queue, this.#recvReqs.shift() as EngineRequest, 0, error);
+    }
+    const reqs = this.#sendReqs.splice(0);
+    this.#sendSizes.length = 0;
+    for (const req of reqs) complete(this.#queue, req, 0, error);
+    const shutdown = this.#shutdownReq;
+    if (shutdown !== null) {
+      this.#shutdownReq = null;
+      complete(this.#queue, shutdown, 0, error);
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A `net.Server` behind the EngineListener contract. */
+class NodeListener implements EngineListener {
+  readonly #queue: CompletionQueue;
+  readonly #server: net.Server;
+  readonly #backlog: number;
+  readonly #pipePath: string | null;
+  readonly #accepts: EngineRequest[] = [];
+  readonly #ready: NodeStream[] = [];
+  #closed = false;
+  readonly endpoint: Endpoint;
+
+  constructor(
+    queue: CompletionQueue,
+    server: net.Server,
+    backlog: number,
+    pipePath: string | null,
+  ) {
+    this.#queue = queue;
+    this.#server = server;
+    this.#backlog = backlog;
+    this.#pipePath = pipePath;
+    const address = server.address();
+    this.endpoint =
+      pipePath !== null || address === null || typeof address === 'string'
+        ? pipeEndpoint(pipePath ?? String(address))
+        : (tcpEndpoint(address.address, address.port, address.family) as Endpoint);
+    server.on('connection', this.#onConnection);
+    // Errors after listening (EMFILE on accept, …) are per-connection conditions
+    // libuv retries; they must not crash the process.
+    server.on('error', () => {});
+  }
+
+  accept(req: EngineRequest): void {
+    const ready = this.#ready.shift();
+    if (ready !== undefined) {
+      req.result = ready;
+      complete(this.#queue, req, 0, null);
+    } else if (this.#closed) {
+      complete(this.#queue, req, 0, abortedError());
+    } else {
+      this.#accepts.push(req);
+    }
+  }
+
+  cancel(req: EngineRequest | null): boolean {
+    if (req === null) {
+      const any = this.#accepts.length > 0;
+      for (const r of this.#accepts.splice(0)) complete(this.#queue, r, 0, abortedError());
+      return any;
+    }
+    const i = this.#accepts.indexOf(req);
+    if (i < 0) return false;
+    this.#accepts.splice(i, 1);
+    complete(this.#queue, req, 0, abortedError());
+    return true;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.cancel(null);
+    for (const stream of this.#ready.splice(0)) stream.close(true);
+    this.#server.close();
+  }
+
+  readonly #onConnection = (socket: net.Socket): void => {
+    if (this.#pipePath === null) socket.setNoDelay(true);
+    const stream = new NodeStream(this.#queue, socket, null, this.#pipePath);
+    const req = this.#accepts.shift();
+    if (req !== undefined) {
+      req.result = stream;
+      complete(this.#queue, req, 0, null);
+    } else if (this.#closed || this.#ready.length >= this.#backlog) {
+      stream.close(true);
+    } else {
+      this.#ready.push(stream);
+    }
+  };
+}
+
+function listen(server: net.Server, options: net.ListenOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      server.off('listening', onListening);
+      reject(toOsError(err, 'listen'));
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(options);
+  });
+}
+
+/** The portable engine. One instance serves any number of handles on its event loop. */
+export class NodeEngine implements Engine {
+  readonly name = 'node';
+  readonly #queue = new CompletionQueue();
+
+  setSink(sink: CompletionSink): void {
+    this.#queue.setSink(sink);
+  }
+
+  async listenTcp(options: TcpListenOptions): Promise<EngineListener> {
+    const server = net.createServer({ allowHalfOpen: true });
+    await listen(server, {
+      host: options.host,
+      port: options.port,
+      backlog: options.backlog,
+      exclusive: true,
+    });
+    return new NodeListener(this.#queue, server, options.backlog, null);
+  }
+
+  async listenPipe(options: PipeListenOptions): Promise<EngineListener> {
+    const server = net.createServer({ allowHalfOpen: true });
+    await listen(server, { path: options.path, backlog: options.backlog, exclusive: true });
+    if (process.platform !== 'win32') {
+      try {
+        await chmod(options.path, options.mode);
+      } catch (err) {
+        server.close();
+        throw toOsError(err, 'chmod');
+      }
+    }
+    return new NodeListener(this.#queue, server, options.backlog, options.path);
+  }
+
+  connectTcp(req: EngineRequest, host: string, port: number): EngineStream {
+    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+    return new NodeStream(this.#queue, socket, req, null);
+  }
+
+  connectPipe(req: EngineRequest, path: string): EngineStream {
+    const socket = net.connect({ path, allowHalfOpen: true });
+    return new NodeStream(this.#queue, socket, req, path);
+  }
+}

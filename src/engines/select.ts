@@ -1,0 +1,54 @@
+import { OverlappedError } from '../core/errors.js';
+import type { Engine } from './contract.js';
+import { NodeEngine } from './node/node-engine.js';
+
+/** Engine names `OVERLAPPED_ENGINE` and `engine:` accept. */
+export const ENGINE_NAMES = ['node', 'uring'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
+export interface EngineChoice {
+  readonly engine: Engine;
+  /** Why this engine runs, for the start-up log line. */
+  readonly reason: string;
+}
+
+const URING_MISSING = 'the io_uring engine is not part of this build';
+
+/**
+ * The one place an engine is chosen. `requested` (or `OVERLAPPED_ENGINE`)
+ * forces a choice; forcing one that cannot run here throws
+ * `OVL_ERR_ENGINE_UNAVAILABLE`. Otherwise the fastest engine that works here
+ * is taken. One engine serves a whole event loop (thread).
+ */
+export function chooseEngine(requested = process.env.OVERLAPPED_ENGINE): EngineChoice {
+  const name = requested === undefined || requested === '' ? undefined : requested;
+  if (name !== undefined && !(ENGINE_NAMES as readonly string[]).includes(name)) {
+    throw new OverlappedError(
+      'OVL_ERR_ENGINE_UNAVAILABLE',
+      `unknown engine '${name}': use one of ${ENGINE_NAMES.join(', ')} (OVERLAPPED_ENGINE or engine:)`,
+    );
+  }
+  if (name === 'uring') {
+    throw new OverlappedError(
+      'OVL_ERR_ENGINE_UNAVAILABLE',
+      `engine 'uring' was requested but ${URING_MISSING}: unset OVERLAPPED_ENGINE or use 'node'`,
+    );
+  }
+  const reason = name === 'node' ? 'requested' : URING_MISSING;
+  return { engine: sharedNodeEngine(), reason };
+}
+
+let nodeEngine: NodeEngine | undefined;
+
+function sharedNodeEngine(): NodeEngine {
+  nodeEngine ??= new NodeEngine();
+  return nodeEngine;
+}
+
+let defaultChoice: EngineChoice | undefined;
+
+/** The engine of this thread, chosen once by {@link chooseEngine}. */
+export function defaultEngine(): EngineChoice {
+  defaultChoice ??= chooseEngine();
+  return defaultChoice;
+}

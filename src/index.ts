@@ -1,0 +1,62 @@
+/**
+ * overlapped: I/O completion ports and the Winsock I/O models for Node.js.
+ *
+ * Handles take the engine they run on; `listenTcp` and `connectTcp` fill in
+ * this thread's engine (chosen once: `OVERLAPPED_ENGINE`, else the fastest
+ * that works here).
+ */
+import type { Overlapped } from './core/overlapped.js';
+import { type ListenOptions, TcpListener } from './core/tcp-listener.js';
+import { type ConnectOptions, TcpSocket } from './core/tcp-socket.js';
+import type { Engine } from './engines/contract.js';
+import { defaultEngine } from './engines/select.js';
+
+export {
+  Completion,
+  CompletionPort,
+  type CompletionPortOptions,
+  type DequeueManyOptions,
+  type DequeueOptions,
+  PortWorker,
+} from './core/completion-port.js';
+export {
+  AbortedError,
+  ERROR_CODES,
+  OsError,
+  OverlappedError,
+  type OverlappedErrorCode,
+  UsageError,
+  type Win32Error,
+} from './core/errors.js';
+export { Handle } from './core/handle.js';
+export { type Operation, Overlapped } from './core/overlapped.js';
+export { DEFAULT_BACKLOG, type ListenOptions, TcpListener } from './core/tcp-listener.js';
+export {
+  type ConnectOptions,
+  DEFAULT_MAX_PENDING_SEND_BYTES,
+  type SocketOptions,
+  TcpSocket,
+} from './core/tcp-socket.js';
+export type { Endpoint, Engine } from './engines/contract.js';
+export { chooseEngine, defaultEngine, ENGINE_NAMES, type EngineName } from './engines/select.js';
+export {
+  ECHO_DEFAULTS,
+  type EchoIo,
+  EchoServer,
+  type EchoServerOptions,
+} from './servers/echo/echo-server.js';
+
+type WithEngine<T> = Omit<T, 'engine'> & { engine?: Engine };
+
+/** `TcpListener.listen` on this thread's engine unless `engine` is given. */
+export function listenTcp(options: WithEngine<ListenOptions>): Promise<TcpListener> {
+  return TcpListener.listen({ ...options, engine: options.engine ?? defaultEngine().engine });
+}
+
+/** `TcpSocket.connect` on this thread's engine unless `engine` is given. */
+export function connectTcp(
+  options: WithEngine<ConnectOptions>,
+  ov: Overlapped<unknown>,
+): TcpSocket {
+  return TcpSocket.connect({ ...options, engine: options.engine ?? defaultEngine().engine }, ov);
+}
