@@ -12,6 +12,7 @@ interface EchoFlags {
   bufferSize: number;
   maxConnections: number;
   engine?: string;
+  tcpNodelay?: boolean;
   quiet?: boolean;
 }
 
@@ -56,6 +57,7 @@ export function createEchoCommand(): Command {
         'I/O engine (default: OVERLAPPED_ENGINE, else the fastest here)',
       ).choices(['node', 'uring']),
     )
+    .option('--tcp-nodelay', 'set TCP_NODELAY on connections (send small writes at once)')
     .option('--quiet', 'no info log lines (connects, disconnects); warnings still show')
     .action(async (flags: EchoFlags) => {
       await runEcho(flags);
@@ -75,6 +77,7 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       ...(flags.workers === undefined ? {} : { workers: flags.workers }),
       bufferSize: flags.bufferSize,
       maxConnections: flags.maxConnections,
+      noDelay: flags.tcpNodelay === true,
       logger,
     });
   } catch (err) {

@@ -53,6 +53,7 @@ export class TcpListener extends Handle {
     if (options.maxPendingSendBytes !== undefined) {
       socketOptions.maxPendingSendBytes = options.maxPendingSendBytes;
     }
+    if (options.noDelay !== undefined) socketOptions.noDelay = options.noDelay;
     return new TcpListener(engine, listener, socketOptions);
   }
 

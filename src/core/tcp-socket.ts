@@ -9,6 +9,12 @@ export const DEFAULT_MAX_PENDING_SEND_BYTES = 1024 * 1024;
 
 export interface SocketOptions {
   /**
+   * TCP_NODELAY: send small writes at once rather than coalescing them while
+   * earlier data is unacknowledged (Nagle). Default false, as in Node and
+   * Winsock; latency-bound protocols (games, RPC) usually want true.
+   */
+  noDelay?: boolean;
+  /**
    * Cap on bytes of sends posted and not completed. A send that would pass it
    * (while others are pending) completes with `OVL_ERR_SEND_QUEUE_FULL`.
    * Default {@link DEFAULT_MAX_PENDING_SEND_BYTES}.
@@ -64,6 +70,7 @@ export class TcpSocket extends Handle {
       `maxPendingSendBytes must be a whole number >= 1, got ${String(max)}`,
     );
     this.maxPendingSendBytes = max;
+    if (options.noDelay) stream.setNoDelay(true);
   }
 
   /**
@@ -92,6 +99,12 @@ export class TcpSocket extends Handle {
 
   get remoteAddress(): Endpoint | null {
     return this.#stream.remoteEndpoint;
+  }
+
+  /** Turns TCP_NODELAY on or off (see {@link SocketOptions.noDelay}). */
+  setNoDelay(enabled = true): void {
+    check(!this.closed, 'OVL_ERR_HANDLE_CLOSED');
+    this.#stream.setNoDelay(enabled);
   }
 
   /** Bytes of sends posted and not yet completed. */

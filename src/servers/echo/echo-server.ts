@@ -42,6 +42,8 @@ export interface EchoServerOptions {
   /** Connections served at once; further clients are reset at once. Default 10000. */
   maxConnections?: number;
   backlog?: number;
+  /** TCP_NODELAY on accepted connections. Default false. */
+  noDelay?: boolean;
   /** Receives one info line per connect and disconnect; warnings for refused clients. */
   logger?: Logger;
 }
@@ -128,6 +130,7 @@ export class EchoServer {
       maxPendingSendBytes: bufferSize,
     };
     if (options.backlog !== undefined) listenOptions.backlog = options.backlog;
+    if (options.noDelay !== undefined) listenOptions.noDelay = options.noDelay;
     const listener = await TcpListener.listen(listenOptions);
     port.associate(listener, LISTENER);
     const server = new EchoServer(port, listener, options);
