@@ -20,6 +20,8 @@ import type { LoadOptions, LoadReport } from '../src/load/load-generator.js';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HOST = '127.0.0.1';
 const BASELINE = 'node-net';
+/** Above this share of its core the generator, not the server, may be what limits msgs/s. */
+const GENERATOR_SATURATED_PERCENT = 90;
 
 interface ServerSpec {
   id: string;
@@ -450,6 +452,15 @@ async function main(): Promise<void> {
     '\nCPU µs/msg: server user+system CPU (from /proc, 10 ms ticks) over the measured window ' +
       `per message; vs ${BASELINE}: that figure as a ratio to the plain node:net peer.`,
   );
+  const saturated = results.some(({ cells }) =>
+    cells.some((c) => (c.median?.generatorCpuPercent ?? 0) > GENERATOR_SATURATED_PERCENT),
+  );
+  if (saturated) {
+    console.log(
+      `Note: the load generator used over ${GENERATOR_SATURATED_PERCENT}% of its core in some cells, ` +
+        'so msgs/s there may be capped by the generator; CPU µs/msg stays comparable.',
+    );
+  }
   if (invalid) {
     console.log(
       'RESULTS MARKED INVALID: a server failed to run, or a run counted errors or mismatches.',
