@@ -58,14 +58,19 @@ export function createEchoCommand(): Command {
       ).choices(['node', 'uring']),
     )
     .option('--tcp-nodelay', 'set TCP_NODELAY on connections (send small writes at once)')
-    .option('--quiet', 'no info log lines (connects, disconnects); warnings still show')
+    .option(
+      '--quiet',
+      'no log line per connect and disconnect; start, stop and warnings still show',
+    )
     .action(async (flags: EchoFlags) => {
       await runEcho(flags);
     });
 }
 
 async function runEcho(flags: EchoFlags): Promise<void> {
-  const logger = pino({ level: flags.quiet ? 'warn' : 'info', base: { pid: process.pid } });
+  const logger = pino({ base: { pid: process.pid } });
+  // --quiet silences the per-connection lines only: the listening line carries the port.
+  const connectionLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
   let choice: ReturnType<typeof chooseEngine>;
   let server: EchoServer;
   try {
@@ -78,7 +83,7 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       bufferSize: flags.bufferSize,
       maxConnections: flags.maxConnections,
       noDelay: flags.tcpNodelay === true,
-      logger,
+      logger: connectionLogger,
     });
   } catch (err) {
     throw explainOsError(err, flags.host, flags.port);

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { createClientCommand } from './client-command.js';
 import { createEchoCommand } from './echo-command.js';
 import { createLoadCommand } from './load-command.js';
 import { UserError } from './user-error.js';
+
+/** Exit code for a command line that could not be parsed (bad flag, missing value). */
+const EXIT_USAGE = 2;
 
 const { version } = JSON.parse(
   readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
@@ -16,13 +19,17 @@ const program = new Command('overlapped')
   )
   .version(version)
   .configureOutput({
-    // Commander's own errors (unknown flag, missing value) as one line, like ours.
-    outputError: (message, write) => write(`overlapped: ${message.replace(/^error: /, '')}`),
+    // Commander's own errors (unknown flag, missing value) as one line, like ours;
+    // its "Did you mean …?" suggestion joins that line.
+    outputError: (message, write) =>
+      write(`overlapped: ${message.replace(/^error: /, '').replace(/\s*\n(?=.)/g, ' ')}`),
   })
   .showSuggestionAfterError()
-  .addCommand(createEchoCommand())
-  .addCommand(createClientCommand())
-  .addCommand(createLoadCommand());
+  .exitOverride();
+
+for (const command of [createEchoCommand(), createClientCommand(), createLoadCommand()]) {
+  program.addCommand(command.copyInheritedSettings(program));
+}
 
 try {
   await program.parseAsync(process.argv);
@@ -31,5 +38,7 @@ try {
     process.stderr.write(`overlapped: ${err.message}\n`);
     process.exit(err.exitCode);
   }
+  // Commander has already printed its message (or the help/version text).
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
   throw err;
 }
