@@ -48,6 +48,7 @@ function overlappedEcho(...extra: string[]): ServerSpec['args'] {
 /** Servers in report order; a variant is one more line, e.g. overlappedEcho('--model', 'iocp'). */
 const SERVERS: ServerSpec[] = [
   { id: 'overlapped', args: overlappedEcho() },
+  { id: 'overlapped-nagle', args: overlappedEcho('--nagle') },
   {
     id: BASELINE,
     args: (port) => [

@@ -12,7 +12,7 @@ interface EchoFlags {
   bufferSize: number;
   maxConnections: number;
   engine?: string;
-  tcpNodelay?: boolean;
+  nagle?: boolean;
   quiet?: boolean;
 }
 
@@ -57,7 +57,10 @@ export function createEchoCommand(): Command {
         'I/O engine (default: OVERLAPPED_ENGINE, else the fastest here)',
       ).choices(['node', 'uring']),
     )
-    .option('--tcp-nodelay', 'set TCP_NODELAY on connections (send small writes at once)')
+    .option(
+      '--nagle',
+      "leave Nagle's algorithm on (no TCP_NODELAY): fewer segments, but pieces of large echoes wait for the client's delayed ACK",
+    )
     .option(
       '--quiet',
       'no log line per connect and disconnect; start, stop and warnings still show',
@@ -82,7 +85,7 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       ...(flags.workers === undefined ? {} : { workers: flags.workers }),
       bufferSize: flags.bufferSize,
       maxConnections: flags.maxConnections,
-      noDelay: flags.tcpNodelay === true,
+      noDelay: flags.nagle !== true,
       logger: connectionLogger,
     });
   } catch (err) {

@@ -172,7 +172,7 @@ describe('overlapped --help', { concurrency: true }, () => {
         '--buffer-size',
         '--max-connections',
         '--engine',
-        '--tcp-nodelay',
+        '--nagle',
         '--quiet',
       ],
     },

@@ -46,6 +46,7 @@ import {
   type PipeListenOptions,
   type TcpListenOptions,
 } from '../contract.js';
+import { PendingQueue } from './pending-queue.js';
 
 /** Batches completions and hands them to the sink after the current callback. */
 class CompletionQueue {
@@ -109,16 +110,14 @@ class NodeStream implements EngineStream {
   readonly #socket: net.Socket;
   readonly #pipePath: string | null;
 
-  // Pending receives, oldest first; the stash is non-empty only when none is pending.
-  readonly #recvReqs: EngineRequest[] = [];
-  readonly #recvBufs: Uint8Array[] = [];
+  // Pending receives with their buffers; the stash is non-empty only when none is pending.
+  readonly #recvs = new PendingQueue<Uint8Array>();
   readonly #stash: Buffer[] = [];
   #stashBytes = 0;
   #paused = false;
 
-  // Pending sends, oldest first, with their sizes; Node completes writes in order.
-  readonly #sendReqs: EngineRequest[] = [];
-  readonly #sendSizes: number[] = [];
+  // Pending sends with their sizes; Node completes writes in order.
+  readonly #sends = new PendingQueue<number>();
   #shutdownReq: EngineRequest | null = null;
   #connectReq: EngineRequest | null;
 
@@ -171,8 +170,7 @@ class NodeStream implements EngineStream {
     } else if (this.#eof || this.#gone) {
       complete(this.#queue, req, 0, null);
     } else {
-      this.#recvReqs.push(req);
-      this.#recvBufs.push(buffer);
+      this.#recvs.push(req, buffer);
     }
   }
 
@@ -184,17 +182,14 @@ class NodeStream implements EngineStream {
     const socket = this.#socket;
     let size: number;
     if (ArrayBuffer.isView(data)) {
-      size = data.byteLength;
-      this.#sendReqs.push(req);
-      this.#sendSizes.push(size);
+      this.#sends.push(req, data.byteLength);
       socket.write(data, this.#onWritten);
       return;
     }
     const parts = data as readonly Uint8Array[];
     size = 0;
     for (const part of parts) size += part.byteLength;
-    this.#sendReqs.push(req);
-    this.#sendSizes.push(size);
+    this.#sends.push(req, size);
     if (parts.length === 0) {
       socket.write(EMPTY, this.#onWritten);
       return;
@@ -219,8 +214,8 @@ class NodeStream implements EngineStream {
   cancel(req: EngineRequest | null): boolean {
     if (req === null) {
       const any =
-        this.#recvReqs.length > 0 ||
-        this.#sendReqs.length > 0 ||
+        !this.#recvs.empty ||
+        !this.#sends.empty ||
         this.#shutdownReq !== null ||
         this.#connectReq !== null;
       this.#abortRecvs();
@@ -233,14 +228,11 @@ class NodeStream implements EngineStream {
       }
       return any;
     }
-    const r = this.#recvReqs.indexOf(req);
-    if (r >= 0) {
-      this.#recvReqs.splice(r, 1);
-      this.#recvBufs.splice(r, 1);
+    if (this.#recvs.remove(req)) {
       complete(this.#queue, req, 0, abortedError());
       return true;
     }
-    if (req === this.#connectReq || req === this.#shutdownReq || this.#sendReqs.includes(req)) {
+    if (req === this.#connectReq || req === this.#shutdownReq || this.#sends.includes(req)) {
       if (req !== this.#connectReq && this.#socket.writableLength === 0) {
         this.#abortWrites();
       } else {
@@ -281,10 +273,10 @@ class NodeStream implements EngineStream {
 
   readonly #onData = (chunk: Buffer): void => {
     let offset = 0;
-    const reqs = this.#recvReqs;
-    while (reqs.length > 0 && offset < chunk.length) {
-      const req = reqs.shift() as EngineRequest;
-      const buffer = this.#recvBufs.shift() as Uint8Array;
+    const recvs = this.#recvs;
+    while (!recvs.empty && offset < chunk.length) {
+      const buffer = recvs.headValue;
+      const req = recvs.shift() as EngineRequest;
       const n = Math.min(buffer.length, chunk.length - offset);
       chunk.copy(buffer, 0, offset, offset + n);
       offset += n;
@@ -303,10 +295,7 @@ class NodeStream implements EngineStream {
   readonly #onEnd = (): void => {
     this.#eof = true;
     // Pending receives imply an empty stash: they see end of stream now.
-    while (this.#recvReqs.length > 0) {
-      this.#recvBufs.shift();
-      complete(this.#queue, this.#recvReqs.shift() as EngineRequest, 0, null);
-    }
+    while (!this.#recvs.empty) complete(this.#queue, this.#recvs.shift() as EngineRequest, 0, null);
   };
 
   readonly #onError = (err: Error): void => {
@@ -321,13 +310,11 @@ class NodeStream implements EngineStream {
   };
 
   readonly #onClose = (): void => {
-    if (this.#gone && this.#recvReqs.length === 0 && this.#sendReqs.length === 0) return;
+    if (this.#gone && this.#recvs.empty && this.#sends.empty) return;
     this.#gone = true;
     // Closed without an error event: receives see end of stream, sends cannot finish.
-    while (this.#recvReqs.length > 0) {
-      this.#recvBufs.shift();
-      const req = this.#recvReqs.shift() as EngineRequest;
-      complete(this.#queue, req, 0, this.#error);
+    while (!this.#recvs.empty) {
+      complete(this.#queue, this.#recvs.shift() as EngineRequest, 0, this.#error);
     }
     this.#failAll(this.#error ?? connectionClosedError());
   };
@@ -341,10 +328,10 @@ class NodeStream implements EngineStream {
   };
 
   readonly #onWritten = (err?: Error | null): void => {
-    const req = this.#sendReqs.shift();
-    const size = this.#sendSizes.shift();
-    // Undefined after an abort: the callback of a write that was already completed.
-    if (req === undefined || size === undefined) return;
+    // Empty after an abort: the callback of a write that was already completed.
+    if (this.#sends.empty) return;
+    const size = this.#sends.headValue;
+    const req = this.#sends.shift() as EngineRequest;
     if (err) complete(this.#queue, req, 0, toOsError(err, 'write'));
     else complete(this.#queue, req, size, null);
   };
@@ -357,9 +344,8 @@ class NodeStream implements EngineStream {
   };
 
   #abortRecvs(): void {
-    while (this.#recvReqs.length > 0) {
-      this.#recvBufs.shift();
-      complete(this.#queue, this.#recvReqs.shift() as EngineRequest, 0, abortedError());
+    while (!this.#recvs.empty) {
+      complete(this.#queue, this.#recvs.shift() as EngineRequest, 0, abortedError());
     }
   }
 
@@ -370,8 +356,9 @@ class NodeStream implements EngineStream {
    */
   #abortWrites(): void {
     let untaken = this.#socket.writableLength;
-    const reqs = this.#sendReqs.splice(0);
-    const sizes = this.#sendSizes.splice(0);
+    const reqs: EngineRequest[] = [];
+    const sizes: number[] = [];
+    this.#sends.drain(reqs, sizes);
     let firstUntaken = reqs.length;
     for (let i = reqs.length - 1; i >= 0 && untaken > 0; i--) {
       untaken -= sizes[i] as number;
@@ -403,13 +390,8 @@ class NodeStream implements EngineStream {
   }
 
   #failAll(error: Error): void {
-    while (this.#recvReqs.length > 0) {
-      this.#recvBufs.shift();
-      complete(this.#queue, this.#recvReqs.shift() as EngineRequest, 0, error);
-    }
-    const reqs = this.#sendReqs.splice(0);
-    this.#sendSizes.length = 0;
-    for (const req of reqs) complete(this.#queue, req, 0, error);
+    while (!this.#recvs.empty) complete(this.#queue, this.#recvs.shift() as EngineRequest, 0, error);
+    while (!this.#sends.empty) complete(this.#queue, this.#sends.shift() as EngineRequest, 0, error);
     const shutdown = this.#shutdownReq;
     if (shutdown !== null) {
       this.#shutdownReq = null;

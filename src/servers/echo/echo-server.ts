@@ -42,7 +42,11 @@ export interface EchoServerOptions {
   /** Connections served at once; further clients are reset at once. Default 10000. */
   maxConnections?: number;
   backlog?: number;
-  /** TCP_NODELAY on accepted connections. Default false. */
+  /**
+   * TCP_NODELAY on accepted connections. Default true: the server echoes a
+   * large message in buffer-sized pieces, and Nagle's algorithm would hold
+   * each piece after the first until the client's delayed ACK (about 40 ms).
+   */
   noDelay?: boolean;
   /** Receives one info line per connect and disconnect; warnings for refused clients. */
   logger?: Logger;
@@ -130,7 +134,7 @@ export class EchoServer {
       maxPendingSendBytes: bufferSize,
     };
     if (options.backlog !== undefined) listenOptions.backlog = options.backlog;
-    if (options.noDelay !== undefined) listenOptions.noDelay = options.noDelay;
+    listenOptions.noDelay = options.noDelay ?? true;
     const listener = await TcpListener.listen(listenOptions);
     port.associate(listener, LISTENER);
     const server = new EchoServer(port, listener, options);
