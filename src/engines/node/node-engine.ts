@@ -68,8 +68,15 @@ import { PendingQueue } from './pending-queue.js';
 export const STAGED_SEND_LIMIT = 64 * 1024;
 
 /**
+ * Completions that may wait for the check phase before a batch is handed
+ * over early (right after the current callback): small enough that the
+ * connections it touches are still in cache when their sends are written.
+ */
+const EARLY_FLUSH_AT = 32;
+
+/**
  * The engine's event-loop turn: batches completions for the sink and writes
- * staged sends out once the turn's completions have been handled.
+ * staged sends out once the completions they lead to have been handled.
  */
 class Turn {
   #sink: CompletionSink | null = null;
@@ -77,7 +84,9 @@ class Turn {
   #spare: EngineRequest[] = [];
   #immediate = false;
   #tick = false;
+  #flushes = 0;
   #writeScheduled = false;
+  #writeSeenFlushes = 0;
   #staged: NodeStream[] = [];
 
   setSink(sink: CompletionSink): void {
@@ -85,42 +94,43 @@ class Turn {
   }
 
   /**
-   * A completion raised by the OS (a libuv callback): delivered in this
-   * turn's check phase, in one batch with every other socket's.
+   * A completion raised by the OS (a libuv callback): delivered in one batch
+   * with every other socket's, in this turn's check phase, or right after
+   * the current callback once {@link EARLY_FLUSH_AT} are waiting.
    */
   push(req: EngineRequest): void {
-    this.#pending.push(req);
-    if (!this.#immediate) {
+    if (this.#pending.push(req) >= EARLY_FLUSH_AT) {
+      this.#scheduleTick();
+    } else if (!this.#immediate) {
       this.#immediate = true;
       setImmediate(this.#flushImmediate);
-      // Queued behind the flush, so sends the handlers stage leave in this same phase.
-      this.#scheduleWrite();
     }
   }
 
   /**
    * A completion a post produced by itself (data already stashed, a staged
-   * send): delivered right after the current call returns, so a chain of
-   * such operations runs within the turn.
+   * send): delivered right after the posting call returns, so a chain of
+   * such operations runs on within the turn.
    */
   pushNow(req: EngineRequest): void {
     this.#pending.push(req);
-    if (!this.#tick) {
-      this.#tick = true;
-      process.nextTick(this.#flushTick);
+    this.#scheduleTick();
+  }
+
+  /** `stream` has staged bytes to write out once its chain of completions has run. */
+  stage(stream: NodeStream): void {
+    this.#staged.push(stream);
+    if (!this.#writeScheduled) {
+      this.#writeScheduled = true;
+      this.#writeSeenFlushes = this.#flushes;
+      process.nextTick(this.#writeStaged);
     }
   }
 
-  /** `stream` has staged bytes to write out at the end of the turn. */
-  stage(stream: NodeStream): void {
-    this.#staged.push(stream);
-    this.#scheduleWrite();
-  }
-
-  #scheduleWrite(): void {
-    if (!this.#writeScheduled) {
-      this.#writeScheduled = true;
-      setImmediate(this.#writeStaged);
+  #scheduleTick(): void {
+    if (!this.#tick) {
+      this.#tick = true;
+      process.nextTick(this.#flushTick);
     }
   }
 
@@ -137,6 +147,7 @@ class Turn {
   #flush(): void {
     const batch = this.#pending;
     if (batch.length === 0) return;
+    this.#flushes++;
     this.#pending = this.#spare;
     const sink = this.#sink;
     if (sink === null) throw new Error('node engine: completions arrived before setSink()');
@@ -148,12 +159,26 @@ class Turn {
     }
   }
 
+  /**
+   * Writes staged bytes out, but only once a whole round of ticks and
+   * microtasks has passed without a delivery: until then, handlers may still
+   * be answering (recv from the stash, send the next piece), and what they
+   * stage should leave in the same write.
+   */
   readonly #writeStaged = (): void => {
+    if (this.#tick || this.#flushes !== this.#writeSeenFlushes) {
+      this.#writeSeenFlushes = this.#flushes;
+      queueMicrotask(this.#deferWrite);
+      return;
+    }
     this.#writeScheduled = false;
     const streams = this.#staged;
-    if (streams.length === 0) return;
     this.#staged = [];
     for (const stream of streams) stream.writeStaged();
+  };
+
+  readonly #deferWrite = (): void => {
+    process.nextTick(this.#writeStaged);
   };
 }
 
