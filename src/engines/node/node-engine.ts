@@ -600,12 +600,7 @@ class NodeListener implements EngineListener {
   #closed = false;
   readonly endpoint: Endpoint;
 
-  constructor(
-    queue: Turn,
-    server: net.Server,
-    backlog: number,
-    pipePath: string | null,
-  ) {
+  constructor(queue: Turn, server: net.Server, backlog: number, pipePath: string | null) {
     this.#turn = queue;
     this.#server = server;
     this.#backlog = backlog;
