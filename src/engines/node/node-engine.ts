@@ -67,6 +67,9 @@ import { PendingQueue } from './pending-queue.js';
 /** Bytes of small sends a stream copies and completes at once, per turn (see notes). */
 export const STAGED_SEND_LIMIT = 64 * 1024;
 
+/** Size of the buffer staged sends are copied into, reused while the OS takes every write whole. */
+const ARENA_SIZE = 256 * 1024;
+
 /**
  * Completions that may wait for the check phase before a batch is handed
  * over early (right after the current callback): small enough that the
@@ -88,6 +91,10 @@ class Turn {
   #writeScheduled = false;
   #writeSeenFlushes = 0;
   #staged: NodeStream[] = [];
+  #arena: Buffer | null = null;
+  #arenaUsed = 0;
+  /** False once a write of arena bytes left some with Node: the arena must not be reused. */
+  #arenaFree = true;
 
   setSink(sink: CompletionSink): void {
     this.#sink = sink;
@@ -125,6 +132,29 @@ class Turn {
       this.#writeSeenFlushes = this.#flushes;
       process.nextTick(this.#writeStaged);
     }
+  }
+
+  /**
+   * Room for `size` staged bytes. Staged sends are copied into one arena
+   * rather than a buffer each: no allocation per send, and while the OS takes
+   * every write whole (the common case) the arena is reused turn after turn.
+   */
+  stageBuffer(size: number): Buffer {
+    let arena = this.#arena;
+    if (arena === null || arena.length - this.#arenaUsed < size) {
+      arena = Buffer.allocUnsafeSlow(Math.max(ARENA_SIZE, size));
+      this.#arena = arena;
+      this.#arenaUsed = 0;
+      this.#arenaFree = true;
+    }
+    const start = this.#arenaUsed;
+    this.#arenaUsed = start + size;
+    return arena.subarray(start, start + size);
+  }
+
+  /** A write of staged bytes left some with Node (the OS did not take them all). */
+  pinArena(): void {
+    this.#arenaFree = false;
   }
 
   #scheduleTick(): void {
@@ -175,6 +205,9 @@ class Turn {
     const streams = this.#staged;
     this.#staged = [];
     for (const stream of streams) stream.writeStaged();
+    // Every staged byte has left; the arena is free again unless Node kept some.
+    if (this.#arenaFree) this.#arenaUsed = 0;
+    else this.#arena = null;
   };
 
   readonly #deferWrite = (): void => {
@@ -413,12 +446,13 @@ class NodeStream implements EngineStream {
       socket.uncork();
     }
     parts.length = 0;
+    if (socket.writableLength > 0) this.#turn.pinArena();
   }
 
   /** Copies a send into the stage; it leaves with the rest at the end of the turn. */
   #stage(data: Uint8Array | readonly Uint8Array[], size: number): void {
     if (size === 0) return;
-    const copy = Buffer.allocUnsafe(size);
+    const copy = this.#turn.stageBuffer(size);
     if (ArrayBuffer.isView(data)) {
       copy.set(data);
     } else {
