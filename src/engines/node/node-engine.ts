@@ -67,8 +67,15 @@ import { PendingQueue } from './pending-queue.js';
 /** Bytes of small sends a stream copies and completes at once, per turn (see notes). */
 export const STAGED_SEND_LIMIT = 64 * 1024;
 
-/** Size of the buffer staged sends are copied into, reused while the OS takes every write whole. */
-const ARENA_SIZE = 256 * 1024;
+/**
+ * Size of each buffer staged sends are copied into; arenas are reused while
+ * the OS takes every write whole. Below glibc's mmap threshold, so a new one
+ * costs no page faults.
+ */
+const ARENA_SIZE = 64 * 1024;
+
+/** Free arenas kept for reuse (1 MiB); a turn that staged more frees the rest to the GC. */
+const MAX_FREE_ARENAS = 16;
 
 /**
  * Completions that may wait for the check phase before a batch is handed
@@ -93,8 +100,11 @@ class Turn {
   #staged: NodeStream[] = [];
   #arena: Buffer | null = null;
   #arenaUsed = 0;
-  /** False once a write of arena bytes left some with Node: the arena must not be reused. */
-  #arenaFree = true;
+  /** Arenas filled earlier in this turn, and arenas free for reuse. */
+  #fullArenas: Buffer[] = [];
+  #freeArenas: Buffer[] = [];
+  /** False once a write of arena bytes left some with Node: this turn's arenas must not be reused. */
+  #arenasFree = true;
 
   setSink(sink: CompletionSink): void {
     this.#sink = sink;
@@ -142,10 +152,12 @@ class Turn {
   stageBuffer(size: number): Buffer {
     let arena = this.#arena;
     if (arena === null || arena.length - this.#arenaUsed < size) {
-      arena = Buffer.allocUnsafeSlow(Math.max(ARENA_SIZE, size));
+      if (arena !== null) this.#fullArenas.push(arena);
+      arena =
+        (size <= ARENA_SIZE ? this.#freeArenas.pop() : undefined) ??
+        Buffer.allocUnsafeSlow(Math.max(ARENA_SIZE, size));
       this.#arena = arena;
       this.#arenaUsed = 0;
-      this.#arenaFree = true;
     }
     const start = this.#arenaUsed;
     this.#arenaUsed = start + size;
@@ -154,7 +166,7 @@ class Turn {
 
   /** A write of staged bytes left some with Node (the OS did not take them all). */
   pinArena(): void {
-    this.#arenaFree = false;
+    this.#arenasFree = false;
   }
 
   #scheduleTick(): void {
@@ -205,9 +217,19 @@ class Turn {
     const streams = this.#staged;
     this.#staged = [];
     for (const stream of streams) stream.writeStaged();
-    // Every staged byte has left; the arena is free again unless Node kept some.
-    if (this.#arenaFree) this.#arenaUsed = 0;
-    else this.#arena = null;
+    // Every staged byte has left; the arenas are free again unless Node kept some.
+    if (this.#arenasFree) {
+      for (const full of this.#fullArenas) {
+        if (full.length === ARENA_SIZE && this.#freeArenas.length < MAX_FREE_ARENAS) {
+          this.#freeArenas.push(full);
+        }
+      }
+      this.#arenaUsed = 0;
+    } else {
+      this.#arena = null;
+      this.#arenasFree = true;
+    }
+    this.#fullArenas.length = 0;
   };
 
   readonly #deferWrite = (): void => {
