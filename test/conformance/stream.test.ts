@@ -405,6 +405,131 @@ for (const { name, engine, skip } of enginesUnderTest()) {
       }
     });
 
+    test('many small sends posted at once all complete, and the peer gets them whole, in order', async () => {
+      const pair = await openPair(engine);
+      try {
+        const pieces = Array.from({ length: 200 }, (_, i) =>
+          Buffer.from(`<${i}:${'x'.repeat(i % 50)}>`),
+        );
+        const expected = Buffer.concat(pieces);
+        const arriving = readExactly(pair.peer, expected.length);
+        const ovs = pieces.map(() => new Overlapped());
+        pieces.forEach((piece, i) => {
+          pair.socket.send(piece, ovs[i] as Overlapped);
+        });
+        assert.ok(
+          ovs.every((ov) => ov.pending),
+          'none completes inside send()',
+        );
+        const order: Overlapped[] = [];
+        for (let i = 0; i < pieces.length; i++) {
+          const c = await next(pair.port);
+          assert.equal(c.error, null);
+          assert.equal(c.bytes, (c.overlapped as Overlapped).requested);
+          order.push(c.overlapped as Overlapped);
+        }
+        assert.deepEqual(order, ovs, 'sends complete in the order they were posted');
+        assert.ok((await arriving).equals(expected));
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('close() right after sends still delivers every byte they completed with', async () => {
+      const pair = await openPair(engine);
+      try {
+        const data = randomBytes(24 * 1024);
+        const ovs: Overlapped[] = [];
+        for (let at = 0; at < data.length; at += 1024) {
+          const ov = new Overlapped();
+          pair.socket.send(data.subarray(at, at + 1024), ov);
+          ovs.push(ov);
+        }
+        let sent = 0;
+        for (let i = 0; i < ovs.length; i++) {
+          const c = await next(pair.port);
+          if (c.error === null) sent += c.bytes;
+        }
+        pair.socket.close();
+        const chunks: Buffer[] = [];
+        pair.peer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        await peerSeesEnd(pair.peer);
+        const got = Buffer.concat(chunks);
+        assert.equal(got.length, sent, 'the peer got exactly the bytes that completed');
+        assert.ok(got.equals(data.subarray(0, sent)));
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('a graceful close while the OS is still taking bytes delivers them before FIN', async () => {
+      const pair = await openPair(engine);
+      try {
+        pair.peer.pause();
+        const block = randomBytes(256 * 1024);
+        let sent = 0;
+        const ov = new Overlapped();
+        // Fill the kernel's buffers until a send stays pending against the paused peer.
+        for (let i = 0; i < 200; i++) {
+          pair.socket.send(block, ov);
+          const c = await pair.port.dequeue({ timeoutMs: 100 });
+          if (c === null) break;
+          assert.equal(c.error, null);
+          sent += c.bytes;
+        }
+        assert.equal(ov.pending, true, 'a send stays pending while the peer does not read');
+        pair.socket.close();
+        const aborted = await next(pair.port);
+        assert.ok(
+          aborted.error instanceof OverlappedError && aborted.error.code === 'OVL_ERR_ABORTED',
+          `the pending send completes aborted, got ${String(aborted.error)}`,
+        );
+        assert.ok(aborted.bytes <= block.length);
+        const chunks: Buffer[] = [];
+        pair.peer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        await peerSeesEnd(pair.peer);
+        const got = Buffer.concat(chunks);
+        assert.ok(
+          got.length >= sent,
+          `the ${sent} bytes of completed sends arrive (got ${got.length})`,
+        );
+        for (let at = 0; at < sent; at += block.length) {
+          const n = Math.min(block.length, sent - at);
+          assert.ok(got.subarray(at, at + n).equals(block.subarray(0, n)), `bytes at ${at} intact`);
+        }
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('cancelling a send the OS has not taken completes it once, aborted, and resets the connection', async () => {
+      const pair = await openPair(engine);
+      try {
+        pair.peer.pause();
+        const block = Buffer.alloc(512 * 1024, 7);
+        const ov = new Overlapped();
+        for (let i = 0; i < 200; i++) {
+          pair.socket.send(block, ov);
+          if ((await pair.port.dequeue({ timeoutMs: 100 })) === null) break;
+        }
+        assert.equal(ov.pending, true);
+        assert.equal(pair.socket.cancel(ov), true);
+        const c = await next(pair.port);
+        assert.equal(c.overlapped, ov);
+        assert.ok(aborted(c.error), `expected OVL_ERR_ABORTED, got ${String(c.error)}`);
+        assert.ok(c.bytes < block.length, 'reports the bytes moved so far, not all of them');
+        assert.equal(await pair.port.dequeue({ timeoutMs: 50 }), null, 'completed exactly once');
+        assert.equal(pair.socket.pendingOperations, 0);
+        const recv = new Overlapped();
+        pair.socket.recv(Buffer.alloc(8), recv);
+        const r = await next(pair.port);
+        assert.ok(r.error instanceof OsError, `later operations fail, got ${String(r.error)}`);
+        assert.equal(r.error.code, 'ECONNABORTED');
+      } finally {
+        pair.close();
+      }
+    });
+
     test('a zero-length recv buffer is refused: it could not be told from end of stream', async () => {
       const pair = await openPair(engine);
       try {

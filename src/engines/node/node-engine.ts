@@ -402,8 +402,7 @@ class NodeStream implements EngineStream {
       this.#abortRecvs();
       if (this.#connectReq !== null || this.#socket.writableLength > 0) {
         // Unsent bytes cannot be withdrawn: reset the connection (see notes).
-        this.#abortAll();
-        this.#socket.resetAndDestroy();
+        this.#resetToCancel();
       } else {
         this.#abortWrites();
       }
@@ -417,12 +416,24 @@ class NodeStream implements EngineStream {
       if (req !== this.#connectReq && this.#socket.writableLength === 0) {
         this.#abortWrites();
       } else {
-        this.#abortAll();
-        this.#socket.resetAndDestroy();
+        this.#resetToCancel();
       }
       return true;
     }
     return false;
+  }
+
+  /** Aborts everything and resets the connection; later operations fail with ECONNABORTED. */
+  #resetToCancel(): void {
+    this.#error ??= new OsError(
+      'ECONNABORTED',
+      -103,
+      'cancel',
+      'the connection was reset to cancel an operation the OS had not finished',
+    );
+    this.#dropStaged();
+    this.#abortAll();
+    this.#socket.resetAndDestroy();
   }
 
   close(abortive: boolean): void {
