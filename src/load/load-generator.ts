@@ -335,6 +335,11 @@ class LoadRun {
   /** Sleeps for `ms`, waking early on abort or when no connection is left. */
   private sleep(ms: number): Promise<void> {
     if (this.hooks.signal?.aborted || this.alive === 0) return Promise.resolve();
+    return this.wakeableDelay(ms);
+  }
+
+  /** Resolves after `ms`, or earlier when `wake()` is called. */
+  private wakeableDelay(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       const self = this;
@@ -352,16 +357,7 @@ class LoadRun {
     this.draining = 0;
     for (const conn of this.connections) if (conn.alive && conn.inflightBytes > 0) this.draining++;
     if (this.draining === 0) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, DRAIN_MS);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.wake = undefined;
-        resolve();
-      }
-      this.wake = done;
-    });
+    await this.wakeableDelay(DRAIN_MS);
   }
 
   /** A connection stopped having bytes in flight during the drain, or died. */
