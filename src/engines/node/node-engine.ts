@@ -6,17 +6,15 @@
  * and accept writes with a callback.
  *
  * What this engine adds, to keep the contract:
- * - Completions raised by libuv callbacks are queued and handed to the sink
- *   in one batch per event-loop turn (`setImmediate`, right after the poll
- *   phase): what every socket that was readable in one poll completed
- *   travels together, and one worker wake-up serves many connections.
- *   Completions a post produces by itself (data already stashed, a staged
- *   send) are delivered right after the posting call returns
- *   (`process.nextTick`), so a chain of them runs within the turn. Both go
- *   through one FIFO, so a handle's completions keep their order (rule 7),
- *   and neither is ever delivered inside the posting call (rule 1).
- *   (Flushing after every libuv callback instead measured 10-20% more CPU
- *   per message.)
+ * - Completions are batched per event-loop turn (./turn.ts): those raised
+ *   by libuv callbacks are handed to the sink together in the check phase
+ *   (`setImmediate`), or right after the current callback once 8 are
+ *   waiting, so one worker wake-up serves many connections while their
+ *   state is still in cache. Completions a post produces by itself (data
+ *   already stashed, a staged send) are delivered right after the posting
+ *   call returns (`process.nextTick`), so a chain of them runs on within
+ *   the turn. All go through one FIFO, so a handle's completions keep their
+ *   order (rule 7), and none is delivered inside the posting call (rule 1).
  * - Receives copy from Node's chunk into the caller's buffer and complete as
  *   soon as any bytes are there. Bytes nobody asked for yet wait in a small
  *   stash; once it holds {@link MAX_UNREAD_BYTES} the socket is paused, and
@@ -26,18 +24,18 @@
  * - Small sends are staged, as Winsock completes a WSASend once its bytes
  *   are in the socket's send buffer: while the OS keeps up (Node holds
  *   nothing unsent) and the stage holds under {@link STAGED_SEND_LIMIT}, a
- *   send is copied and completes at once, and everything staged in a turn
- *   leaves in one write at the end of it. A server answering a message in
- *   several buffer-sized pieces thus makes one system call, not one per
- *   piece. Larger sends, and every send once the OS falls behind, are handed
- *   to Node without a copy and complete when its write callback fires (the
- *   OS took every byte): a slow reader holds the sender's sends pending,
- *   which is the flow control a server needs. Sends are FIFO per socket, so
- *   one callback bound per socket serves them all.
+ *   send is copied (into a reused arena) and completes at once, and what a
+ *   socket staged leaves in one write once the handlers it woke have run. A
+ *   server answering a message in several buffer-sized pieces thus makes one
+ *   system call, not one per piece. Larger sends, and every send once the OS
+ *   falls behind, are handed to Node without a copy and complete when its
+ *   write callback fires (the OS took every byte): a slow reader holds the
+ *   sender's sends pending, which is the flow control a server needs. Sends
+ *   are FIFO per socket, so one callback bound per socket serves them all.
  * - A graceful close writes staged bytes out first; if Node still holds
  *   bytes the OS has not taken, it sends FIN after them and closes within
  *   10 s, as closesocket lets the send buffer drain.
-
+ *
  * Known limits of this engine:
  * - Node cannot withdraw bytes it has queued for the kernel. Cancelling a
  *   send (or shutdown) that the OS has not fully taken therefore resets the
@@ -63,179 +61,7 @@ import {
   type TcpListenOptions,
 } from '../contract.js';
 import { PendingQueue } from './pending-queue.js';
-
-/** Bytes of small sends a stream copies and completes at once, per turn (see notes). */
-export const STAGED_SEND_LIMIT = 64 * 1024;
-
-/**
- * Size of each buffer staged sends are copied into; arenas are reused while
- * the OS takes every write whole. Below glibc's mmap threshold, so a new one
- * costs no page faults.
- */
-const ARENA_SIZE = 64 * 1024;
-
-/** Free arenas kept for reuse (1 MiB); a turn that staged more frees the rest to the GC. */
-const MAX_FREE_ARENAS = 16;
-
-/**
- * Completions that may wait for the check phase before a batch is handed
- * over early (right after the current callback): small enough that the
- * connections it touches are still in cache when their sends are written.
- */
-const EARLY_FLUSH_AT = 32;
-
-/**
- * The engine's event-loop turn: batches completions for the sink and writes
- * staged sends out once the completions they lead to have been handled.
- */
-class Turn {
-  #sink: CompletionSink | null = null;
-  #pending: EngineRequest[] = [];
-  #spare: EngineRequest[] = [];
-  #immediate = false;
-  #tick = false;
-  #flushes = 0;
-  #writeScheduled = false;
-  #writeSeenFlushes = 0;
-  #staged: NodeStream[] = [];
-  #arena: Buffer | null = null;
-  #arenaUsed = 0;
-  /** Arenas filled earlier in this turn, and arenas free for reuse. */
-  #fullArenas: Buffer[] = [];
-  #freeArenas: Buffer[] = [];
-  /** False once a write of arena bytes left some with Node: this turn's arenas must not be reused. */
-  #arenasFree = true;
-
-  setSink(sink: CompletionSink): void {
-    this.#sink = sink;
-  }
-
-  /**
-   * A completion raised by the OS (a libuv callback): delivered in one batch
-   * with every other socket's, in this turn's check phase, or right after
-   * the current callback once {@link EARLY_FLUSH_AT} are waiting.
-   */
-  push(req: EngineRequest): void {
-    if (this.#pending.push(req) >= EARLY_FLUSH_AT) {
-      this.#scheduleTick();
-    } else if (!this.#immediate) {
-      this.#immediate = true;
-      setImmediate(this.#flushImmediate);
-    }
-  }
-
-  /**
-   * A completion a post produced by itself (data already stashed, a staged
-   * send): delivered right after the posting call returns, so a chain of
-   * such operations runs on within the turn.
-   */
-  pushNow(req: EngineRequest): void {
-    this.#pending.push(req);
-    this.#scheduleTick();
-  }
-
-  /** `stream` has staged bytes to write out once its chain of completions has run. */
-  stage(stream: NodeStream): void {
-    this.#staged.push(stream);
-    if (!this.#writeScheduled) {
-      this.#writeScheduled = true;
-      this.#writeSeenFlushes = this.#flushes;
-      process.nextTick(this.#writeStaged);
-    }
-  }
-
-  /**
-   * Room for `size` staged bytes. Staged sends are copied into one arena
-   * rather than a buffer each: no allocation per send, and while the OS takes
-   * every write whole (the common case) the arena is reused turn after turn.
-   */
-  stageBuffer(size: number): Buffer {
-    let arena = this.#arena;
-    if (arena === null || arena.length - this.#arenaUsed < size) {
-      if (arena !== null) this.#fullArenas.push(arena);
-      arena =
-        (size <= ARENA_SIZE ? this.#freeArenas.pop() : undefined) ??
-        Buffer.allocUnsafeSlow(Math.max(ARENA_SIZE, size));
-      this.#arena = arena;
-      this.#arenaUsed = 0;
-    }
-    const start = this.#arenaUsed;
-    this.#arenaUsed = start + size;
-    return arena.subarray(start, start + size);
-  }
-
-  /** A write of staged bytes left some with Node (the OS did not take them all). */
-  pinArena(): void {
-    this.#arenasFree = false;
-  }
-
-  #scheduleTick(): void {
-    if (!this.#tick) {
-      this.#tick = true;
-      process.nextTick(this.#flushTick);
-    }
-  }
-
-  readonly #flushImmediate = (): void => {
-    this.#immediate = false;
-    this.#flush();
-  };
-
-  readonly #flushTick = (): void => {
-    this.#tick = false;
-    this.#flush();
-  };
-
-  #flush(): void {
-    const batch = this.#pending;
-    if (batch.length === 0) return;
-    this.#flushes++;
-    this.#pending = this.#spare;
-    const sink = this.#sink;
-    if (sink === null) throw new Error('node engine: completions arrived before setSink()');
-    try {
-      sink(batch);
-    } finally {
-      batch.length = 0;
-      this.#spare = batch;
-    }
-  }
-
-  /**
-   * Writes staged bytes out, but only once a whole round of ticks and
-   * microtasks has passed without a delivery: until then, handlers may still
-   * be answering (recv from the stash, send the next piece), and what they
-   * stage should leave in the same write.
-   */
-  readonly #writeStaged = (): void => {
-    if (this.#tick || this.#flushes !== this.#writeSeenFlushes) {
-      this.#writeSeenFlushes = this.#flushes;
-      queueMicrotask(this.#deferWrite);
-      return;
-    }
-    this.#writeScheduled = false;
-    const streams = this.#staged;
-    this.#staged = [];
-    for (const stream of streams) stream.writeStaged();
-    // Every staged byte has left; the arenas are free again unless Node kept some.
-    if (this.#arenasFree) {
-      for (const full of this.#fullArenas) {
-        if (full.length === ARENA_SIZE && this.#freeArenas.length < MAX_FREE_ARENAS) {
-          this.#freeArenas.push(full);
-        }
-      }
-      this.#arenaUsed = 0;
-    } else {
-      this.#arena = null;
-      this.#arenasFree = true;
-    }
-    this.#fullArenas.length = 0;
-  };
-
-  readonly #deferWrite = (): void => {
-    process.nextTick(this.#writeStaged);
-  };
-}
+import { STAGED_SEND_LIMIT, type StagedWriter, Turn } from './turn.js';
 
 function tcpEndpoint(address: string | undefined, port: number | undefined, family?: string) {
   if (address === undefined || port === undefined) return null;
@@ -271,7 +97,7 @@ const connectionClosedError = () =>
   new OsError('EPIPE', -32, 'write', 'the connection closed before the send completed');
 
 /** A connected `net.Socket` behind the EngineStream contract. */
-class NodeStream implements EngineStream {
+class NodeStream implements EngineStream, StagedWriter {
   readonly #turn: Turn;
   readonly #socket: net.Socket;
   readonly #pipePath: string | null;
@@ -295,12 +121,12 @@ class NodeStream implements EngineStream {
   #gone = false;
 
   constructor(
-    queue: Turn,
+    turn: Turn,
     socket: net.Socket,
     connectReq: EngineRequest | null,
     pipePath: string | null,
   ) {
-    this.#turn = queue;
+    this.#turn = turn;
     this.#socket = socket;
     this.#connectReq = connectReq;
     this.#pipePath = pipePath;

@@ -13,7 +13,7 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { type Completion, CompletionPort, type PortWorker } from '../../core/completion-port.js';
-import { OverlappedError } from '../../core/errors.js';
+import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { TcpListener } from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
@@ -121,9 +121,11 @@ export class EchoServer {
       ['bufferSize', bufferSize, 1],
       ['maxConnections', maxConnections, 1],
     ] as const) {
-      if (!Number.isSafeInteger(value) || value < min) {
-        throw new RangeError(`${name} must be a whole number >= ${min}, got ${String(value)}`);
-      }
+      check(
+        Number.isSafeInteger(value) && value >= min,
+        'OVL_ERR_INVALID_ARGUMENT',
+        `${name} must be a whole number >= ${min}, got ${String(value)}`,
+      );
     }
     const port = new CompletionPort<Key, unknown>({ concurrency: options.concurrency ?? cpus });
     const listenOptions: Parameters<typeof TcpListener.listen>[0] = {
