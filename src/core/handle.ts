@@ -50,7 +50,13 @@ export abstract class Handle {
    * operation completes with `OVL_ERR_ABORTED` and the bytes moved so far.
    * Returns false when nothing matched (CancelIoEx's ERROR_NOT_FOUND).
    */
-  abstract cancel(ov?: Overlapped<unknown>): boolean;
+  cancel(ov?: Overlapped<unknown>): boolean {
+    if (ov !== undefined && (!ov.pending || ov.handle !== this)) return false;
+    return this.cancelPending(ov ?? null);
+  }
+
+  /** @internal Asks the engine to cancel `ov` (pending on this handle), or everything. */
+  protected abstract cancelPending(ov: Overlapped<unknown> | null): boolean;
 
   /** Closes the handle; pending operations complete with `OVL_ERR_ABORTED`. Idempotent. */
   abstract close(): void;

@@ -68,9 +68,8 @@ export class TcpListener extends Handle {
     this.#listener.accept(ov);
   }
 
-  cancel(ov?: Overlapped<unknown>): boolean {
-    if (ov !== undefined && (!ov.pending || ov.handle !== this)) return false;
-    return this.#listener.cancel(ov ?? null);
+  protected cancelPending(ov: Overlapped<unknown> | null): boolean {
+    return this.#listener.cancel(ov);
   }
 
   /** Stops listening; pending accepts complete with `OVL_ERR_ABORTED`. Idempotent. */

@@ -154,9 +154,8 @@ export class TcpSocket extends Handle {
     this.#stream.shutdown(ov);
   }
 
-  cancel(ov?: Overlapped<unknown>): boolean {
-    if (ov !== undefined && (!ov.pending || ov.handle !== this)) return false;
-    return this.#stream.cancel(ov ?? null);
+  protected cancelPending(ov: Overlapped<unknown> | null): boolean {
+    return this.#stream.cancel(ov);
   }
 
   /**
