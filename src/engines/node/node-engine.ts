@@ -110,6 +110,8 @@ class NodeStream implements EngineStream, StagedWriter {
 
   // Pending sends with their sizes; Node completes writes in order.
   readonly #sends = new PendingQueue<number>();
+  // Write callbacks still to come for sends already completed by a cancel.
+  #staleCallbacks = 0;
   // Copies of small sends that completed at once and leave at the end of the turn.
   #staged: Buffer[] | null = null;
   #stagedBytes = 0;
@@ -408,7 +410,12 @@ class NodeStream implements EngineStream, StagedWriter {
   };
 
   readonly #onWritten = (err?: Error | null): void => {
-    // Empty after an abort: the callback of a write that was already completed.
+    // The callback of a write a cancel already completed; callbacks come in order.
+    if (this.#staleCallbacks > 0) {
+      this.#staleCallbacks--;
+      return;
+    }
+    // Empty after the connection failed: every send was already completed with the error.
     if (this.#sends.empty) return;
     const size = this.#sends.headValue;
     const req = this.#sends.shift() as EngineRequest;
@@ -439,6 +446,7 @@ class NodeStream implements EngineStream, StagedWriter {
     const reqs: EngineRequest[] = [];
     const sizes: number[] = [];
     this.#sends.drain(reqs, sizes);
+    this.#staleCallbacks += reqs.length;
     let firstUntaken = reqs.length;
     for (let i = reqs.length - 1; i >= 0 && untaken > 0; i--) {
       untaken -= sizes[i] as number;
