@@ -12,7 +12,7 @@
  *   waiting, so one worker wake-up serves many connections while their
  *   state is still in cache. Completions a post produces by itself (data
  *   already stashed, a staged send) are delivered right after the posting
- *   call returns (`process.nextTick`), so a chain of them runs on within
+ *   call returns (a microtask), so a chain of them runs on within
  *   the turn. All go through one FIFO, so a handle's completions keep their
  *   order (rule 7), and none is delivered inside the posting call (rule 1).
  * - Receives copy from Node's chunk into the caller's buffer and complete as

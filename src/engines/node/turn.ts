@@ -4,6 +4,13 @@
  */
 import type { CompletionSink, EngineRequest } from '../contract.js';
 
+/**
+ * Work due "right after the current call" is queued as a reaction to this
+ * settled promise: a native microtask, where `process.nextTick` and
+ * `queueMicrotask` allocate a tick object or an AsyncResource per call.
+ */
+const RESOLVED = Promise.resolve();
+
 /** A stream with staged bytes to write out. */
 export interface StagedWriter {
   writeStaged(): void;
@@ -40,7 +47,7 @@ export class Turn {
   #pending: EngineRequest[] = [];
   #spare: EngineRequest[] = [];
   #immediate = false;
-  #tick = false;
+  #soon = false;
   #flushes = 0;
   #writeScheduled = false;
   #writeSeenFlushes = 0;
@@ -64,7 +71,7 @@ export class Turn {
    */
   push(req: EngineRequest): void {
     if (this.#pending.push(req) >= EARLY_FLUSH_AT) {
-      this.#scheduleTick();
+      this.#scheduleSoon();
     } else if (!this.#immediate) {
       this.#immediate = true;
       setImmediate(this.#flushImmediate);
@@ -78,7 +85,7 @@ export class Turn {
    */
   pushNow(req: EngineRequest): void {
     this.#pending.push(req);
-    this.#scheduleTick();
+    this.#scheduleSoon();
   }
 
   /** `stream` has staged bytes to write out once its chain of completions has run. */
@@ -87,7 +94,7 @@ export class Turn {
     if (!this.#writeScheduled) {
       this.#writeScheduled = true;
       this.#writeSeenFlushes = this.#flushes;
-      process.nextTick(this.#writeStaged);
+      RESOLVED.then(this.#writeStaged);
     }
   }
 
@@ -116,10 +123,10 @@ export class Turn {
     this.#arenasFree = false;
   }
 
-  #scheduleTick(): void {
-    if (!this.#tick) {
-      this.#tick = true;
-      process.nextTick(this.#flushTick);
+  #scheduleSoon(): void {
+    if (!this.#soon) {
+      this.#soon = true;
+      RESOLVED.then(this.#flushSoon);
     }
   }
 
@@ -128,8 +135,8 @@ export class Turn {
     this.#flush();
   };
 
-  readonly #flushTick = (): void => {
-    this.#tick = false;
+  readonly #flushSoon = (): void => {
+    this.#soon = false;
     this.#flush();
   };
 
@@ -149,15 +156,15 @@ export class Turn {
   }
 
   /**
-   * Writes staged bytes out, but only once a whole round of ticks and
-   * microtasks has passed without a delivery: until then, handlers may still
-   * be answering (recv from the stash, send the next piece), and what they
-   * stage should leave in the same write.
+   * Writes staged bytes out, but only once it comes round in the microtask
+   * queue with no delivery pending or made since its last look: until then,
+   * handlers may still be answering (recv from the stash, send the next
+   * piece), and what they stage should leave in the same write.
    */
   readonly #writeStaged = (): void => {
-    if (this.#tick || this.#flushes !== this.#writeSeenFlushes) {
+    if (this.#soon || this.#flushes !== this.#writeSeenFlushes) {
       this.#writeSeenFlushes = this.#flushes;
-      queueMicrotask(this.#deferWrite);
+      RESOLVED.then(this.#writeStaged);
       return;
     }
     this.#writeScheduled = false;
@@ -177,9 +184,5 @@ export class Turn {
       this.#arenasFree = true;
     }
     this.#fullArenas.length = 0;
-  };
-
-  readonly #deferWrite = (): void => {
-    process.nextTick(this.#writeStaged);
   };
 }
