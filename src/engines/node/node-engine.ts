@@ -113,7 +113,9 @@ class NodeStream implements EngineStream, StagedWriter {
   // Write callbacks still to come for sends already completed by a cancel.
   #staleCallbacks = 0;
   // Copies of small sends that completed at once and leave at the end of the turn.
-  #staged: Buffer[] | null = null;
+  // (The first in a field: one send per turn is the common case and needs no array.)
+  #staged: Buffer | null = null;
+  #stagedMore: Buffer[] | null = null;
   #stagedBytes = 0;
   #shutdownReq: EngineRequest | null = null;
   #connectReq: EngineRequest | null;
@@ -291,22 +293,20 @@ class NodeStream implements EngineStream, StagedWriter {
 
   /** Writes staged sends out in one write (writev for several). Called at the end of the turn. */
   writeStaged(): void {
-    const parts = this.#staged;
-    if (this.#stagedBytes === 0 || parts === null) return;
-    this.#stagedBytes = 0;
+    const first = this.#staged;
+    if (first === null) return;
+    const more = this.#stagedMore;
+    this.#dropStaged();
     const socket = this.#socket;
-    if (this.#gone || socket.destroyed) {
-      parts.length = 0;
-      return;
-    }
-    if (parts.length === 1) {
-      socket.write(parts[0] as Buffer);
+    if (this.#gone || socket.destroyed) return;
+    if (more === null) {
+      socket.write(first);
     } else {
       socket.cork();
-      for (const part of parts) socket.write(part);
+      socket.write(first);
+      for (const part of more) socket.write(part);
       socket.uncork();
     }
-    parts.length = 0;
     if (socket.writableLength > 0) this.#turn.pinArena();
   }
 
@@ -323,15 +323,20 @@ class NodeStream implements EngineStream, StagedWriter {
         at += part.byteLength;
       }
     }
-    if (this.#stagedBytes === 0) this.#turn.stage(this);
-    this.#staged ??= [];
-    this.#staged.push(copy);
+    if (this.#staged === null) {
+      this.#staged = copy;
+      this.#turn.stage(this);
+    } else {
+      this.#stagedMore ??= [];
+      this.#stagedMore.push(copy);
+    }
     this.#stagedBytes += size;
   }
 
   #dropStaged(): void {
     this.#stagedBytes = 0;
-    if (this.#staged !== null) this.#staged.length = 0;
+    this.#staged = null;
+    this.#stagedMore = null;
   }
 
   #takeStash(buffer: Uint8Array): number {

@@ -183,6 +183,6 @@ export class Turn {
       this.#arena = null;
       this.#arenasFree = true;
     }
-    this.#fullArenas.length = 0;
+    if (this.#fullArenas.length > 0) this.#fullArenas = [];
   };
 }
