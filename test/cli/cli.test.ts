@@ -306,3 +306,51 @@ describe('overlapped echo + client end to end', () => {
     }
   });
 });
+
+describe('overlapped load against overlapped echo', () => {
+  it('--json reports messages echoed intact, no errors, and the server CPU per message', async () => {
+    const server = new EchoProcess(['--port', '0', '--quiet']);
+    try {
+      const port = await server.listeningPort();
+      const pid = server.child.pid;
+      assert.ok(pid !== undefined);
+      const result = await runCli(
+        [
+          'load',
+          '--port',
+          String(port),
+          '--conns',
+          '8',
+          '--size',
+          '300',
+          '--depth',
+          '4',
+          '--duration',
+          '1',
+          '--server-pid',
+          String(pid),
+          '--json',
+        ],
+        '',
+        20_000,
+      );
+      assert.equal(result.code, 0, `load exit code; stderr: ${result.stderr}`);
+      const report = JSON.parse(result.stdout) as {
+        messages: number;
+        errors: number;
+        mismatches: number;
+        latencyUs: { p99: number };
+        serverCpuUsPerMessage?: number;
+      };
+      assert.ok(report.messages > 0, 'messages were echoed');
+      assert.equal(report.errors, 0);
+      assert.equal(report.mismatches, 0);
+      assert.ok(report.latencyUs.p99 > 0);
+      assert.equal(typeof report.serverCpuUsPerMessage, 'number');
+      const exit = await server.stop('SIGTERM');
+      assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${server.stderr}`);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+});
