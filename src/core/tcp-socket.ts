@@ -145,7 +145,7 @@ export class TcpSocket extends Handle {
       return;
     }
     this.#pendingSendBytes += size;
-    this.#stream.send(ov, data);
+    this.#stream.send(ov, data, size);
   }
 
   /** Half-closes (shutdown(SD_SEND)) after every earlier send; receiving goes on. */

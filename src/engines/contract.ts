@@ -62,8 +62,11 @@ export interface Endpoint {
 export interface EngineStream {
   /** Receives at least 1 byte into `buffer` (non-empty), completing as soon as any are there. */
   recv(req: EngineRequest, buffer: Uint8Array): void;
-  /** Sends `data` (one buffer, or several gathered into one operation). */
-  send(req: EngineRequest, data: Uint8Array | readonly Uint8Array[]): void;
+  /**
+   * Sends `data` (one buffer, or several gathered into one operation);
+   * `byteLength` is their total, which the caller has already summed.
+   */
+  send(req: EngineRequest, data: Uint8Array | readonly Uint8Array[], byteLength: number): void;
   /** Half-closes: sends FIN after all earlier sends; the peer's recv then sees end of stream. */
   shutdown(req: EngineRequest): void;
   /**

@@ -56,7 +56,7 @@ describe('engine contract over pipes: node', {
       assert.ok(server !== null);
 
       const send = request();
-      client.send(send, [Buffer.from('request '), Buffer.from('one')]);
+      client.send(send, [Buffer.from('request '), Buffer.from('one')], 11);
       assert.equal((await done(send)).bytes, 11);
       const buffer = Buffer.alloc(64);
       const recv = request();
@@ -65,7 +65,7 @@ describe('engine contract over pipes: node', {
       assert.equal(buffer.toString('utf8', 0, got.bytes), 'request one');
 
       const reply = request();
-      server.send(reply, Buffer.from('reply'));
+      server.send(reply, Buffer.from('reply'), 5);
       await done(reply);
       const back = request();
       client.recv(back, buffer);

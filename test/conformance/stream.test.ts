@@ -479,15 +479,21 @@ for (const { name, engine, skip } of enginesUnderTest()) {
         }
         assert.equal(ov.pending, true, 'a send stays pending while the peer does not read');
         pair.socket.close();
+        assert.equal(
+          await pair.port.dequeue({ timeoutMs: 100 }),
+          null,
+          'the send stays pending while Node still holds its buffer (rule 3)',
+        );
+        const chunks: Buffer[] = [];
+        pair.peer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        const ended = peerSeesEnd(pair.peer);
         const aborted = await next(pair.port);
         assert.ok(
           aborted.error instanceof OverlappedError && aborted.error.code === 'OVL_ERR_ABORTED',
           `the pending send completes aborted, got ${String(aborted.error)}`,
         );
         assert.ok(aborted.bytes <= block.length);
-        const chunks: Buffer[] = [];
-        pair.peer.on('data', (chunk: Buffer) => chunks.push(chunk));
-        await peerSeesEnd(pair.peer);
+        await ended;
         const got = Buffer.concat(chunks);
         assert.ok(
           got.length >= sent,

@@ -34,7 +34,9 @@
  *   are FIFO per socket, so one callback bound per socket serves them all.
  * - A graceful close writes staged bytes out first; if Node still holds
  *   bytes the OS has not taken, it sends FIN after them and closes within
- *   10 s, as closesocket lets the send buffer drain.
+ *   10 s, as closesocket lets the send buffer drain. Sends still in Node then
+ *   complete (aborted, with the bytes they moved) only when Node lets go of
+ *   their buffers.
  *
  * Known limits of this engine:
  * - Node cannot withdraw bytes it has queued for the kernel. Cancelling a
@@ -123,6 +125,8 @@ class NodeStream implements EngineStream, StagedWriter {
   #eof = false;
   #error: Error | null = null;
   #gone = false;
+  /** Closed gracefully while Node still held unsent bytes: its sends end aborted, from their callbacks. */
+  #closing = false;
 
   constructor(
     turn: Turn,
@@ -173,7 +177,7 @@ class NodeStream implements EngineStream, StagedWriter {
     }
   }
 
-  send(req: EngineRequest, data: Uint8Array | readonly Uint8Array[]): void {
+  send(req: EngineRequest, data: Uint8Array | readonly Uint8Array[], size: number): void {
     if (this.#error !== null || this.#gone) {
       completeNow(this.#turn, req, 0, this.#error ?? connectionClosedError());
       return;
@@ -181,9 +185,6 @@ class NodeStream implements EngineStream, StagedWriter {
     const socket = this.#socket;
     const single = ArrayBuffer.isView(data);
     const parts = data as readonly Uint8Array[];
-    let size = 0;
-    if (single) size = data.byteLength;
-    else for (const part of parts) size += part.byteLength;
     if (
       size <= STAGED_SEND_LIMIT - this.#stagedBytes &&
       this.#sends.empty &&
@@ -278,13 +279,17 @@ class NodeStream implements EngineStream, StagedWriter {
     }
     // Staged sends have completed: their bytes must still reach the peer.
     this.writeStaged();
-    this.#abortAll();
     this.#gone = true;
     if (socket.writableLength === 0) {
+      this.#abortAll();
       socket.destroy();
       return;
     }
     // Node still holds bytes the OS has not taken: FIN after them, then close.
+    // Those sends' buffers stay Node's until it lets go of them (rule 3), so
+    // each completes, aborted with the bytes it moved, from its write callback.
+    this.#abortBufferless();
+    this.#closing = true;
     socket.end();
     const linger = setTimeout(() => socket.destroy(), LINGER_MS);
     linger.unref();
@@ -424,7 +429,8 @@ class NodeStream implements EngineStream, StagedWriter {
     if (this.#sends.empty) return;
     const size = this.#sends.headValue;
     const req = this.#sends.shift() as EngineRequest;
-    if (err) complete(this.#turn, req, 0, toOsError(err, 'write'));
+    if (this.#closing) complete(this.#turn, req, err ? 0 : size, abortedError());
+    else if (err) complete(this.#turn, req, 0, toOsError(err, 'write'));
     else complete(this.#turn, req, size, null);
   };
 
@@ -447,6 +453,11 @@ class NodeStream implements EngineStream, StagedWriter {
    * still holds, which belong to the newest sends.
    */
   #abortWrites(): void {
+    this.#abortSends();
+    this.#abortShutdown();
+  }
+
+  #abortSends(): void {
     let untaken = this.#socket.writableLength;
     const reqs: EngineRequest[] = [];
     const sizes: number[] = [];
@@ -465,6 +476,9 @@ class NodeStream implements EngineStream, StagedWriter {
         complete(this.#turn, req, -untaken, abortedError());
       else complete(this.#turn, req, 0, abortedError());
     }
+  }
+
+  #abortShutdown(): void {
     const shutdown = this.#shutdownReq;
     if (shutdown !== null) {
       this.#shutdownReq = null;
@@ -472,19 +486,28 @@ class NodeStream implements EngineStream, StagedWriter {
     }
   }
 
-  #abortAll(): void {
+  /** Aborts what holds no buffer Node may still read: the connect, recvs, the shutdown. */
+  #abortBufferless(): void {
     const connect = this.#connectReq;
     if (connect !== null) {
       this.#connectReq = null;
       complete(this.#turn, connect, 0, abortedError());
     }
     this.#abortRecvs();
-    this.#abortWrites();
+    this.#abortShutdown();
+  }
+
+  #abortAll(): void {
+    this.#abortBufferless();
+    this.#abortSends();
   }
 
   #failAll(error: Error): void {
     while (!this.#recvs.empty) complete(this.#turn, this.#recvs.shift() as EngineRequest, 0, error);
-    while (!this.#sends.empty) complete(this.#turn, this.#sends.shift() as EngineRequest, 0, error);
+    while (!this.#sends.empty) {
+      const req = this.#sends.shift() as EngineRequest;
+      complete(this.#turn, req, 0, this.#closing ? abortedError() : error);
+    }
     const shutdown = this.#shutdownReq;
     if (shutdown !== null) {
       this.#shutdownReq = null;

@@ -20,11 +20,6 @@ export class PendingQueue<V> {
     return this.#req === null;
   }
 
-  get length(): number {
-    if (this.#req === null) return 0;
-    return 1 + (this.#rest === null ? 0 : (this.#rest.length - this.#restHead) / 2);
-  }
-
   /** The oldest entry's value; only valid when not empty. */
   get headValue(): V {
     return this.#value as V;
