@@ -11,6 +11,7 @@ import { type ConnectOptions, TcpSocket } from './core/tcp-socket.js';
 import type { Engine } from './engines/contract.js';
 import { defaultEngine } from './engines/select.js';
 
+export { type CompletionRoutine, pendingApcs, queueUserApc } from './core/apc.js';
 export {
   Completion,
   CompletionPort,
@@ -28,6 +29,7 @@ export {
   UsageError,
   type Win32Error,
 } from './core/errors.js';
+export { AutoResetEvent, ManualResetEvent, WaitableEvent } from './core/events.js';
 export { Handle } from './core/handle.js';
 export { type Operation, Overlapped } from './core/overlapped.js';
 export { DEFAULT_BACKLOG, type ListenOptions, TcpListener } from './core/tcp-listener.js';
@@ -37,6 +39,19 @@ export {
   type SocketOptions,
   TcpSocket,
 } from './core/tcp-socket.js';
+export {
+  getOverlappedResult,
+  INFINITE,
+  MAXIMUM_WAIT_EVENTS,
+  sleepEx,
+  WAIT_IO_COMPLETION,
+  WAIT_TIMEOUT,
+  type WaitMultipleOptions,
+  type WaitOptions,
+  type WaitResult,
+  waitForMultipleEvents,
+  waitForSingleObject,
+} from './core/waits.js';
 export type { Endpoint, Engine } from './engines/contract.js';
 export { chooseEngine, defaultEngine, ENGINE_NAMES, type EngineName } from './engines/select.js';
 export {

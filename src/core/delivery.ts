@@ -1,4 +1,5 @@
 import type { Engine, EngineRequest } from '../engines/contract.js';
+import { queueCompletionRoutine } from './apc.js';
 import { Completion, type CompletionPort } from './completion-port.js';
 import { OverlappedError } from './errors.js';
 import type { Overlapped } from './overlapped.js';
@@ -6,9 +7,11 @@ import type { Overlapped } from './overlapped.js';
 /**
  * Completion delivery: the sink every engine hands its batches to.
  *
- * For each completed Overlapped: mark it finished, let its handle settle its
- * bookkeeping, and queue an entry on the handle's port. Ports are dispatched
- * once per batch, so a worker calling `dequeueMany` receives the batch whole.
+ * For each completed Overlapped (DESIGN.md, "Completion delivery"): mark it
+ * finished and let its handle settle its bookkeeping; then its completion
+ * routine goes on the APC queue, or else an entry goes on the handle's port;
+ * and its event, if any, is set. Ports are dispatched once per batch, so a
+ * worker calling `dequeueMany` receives the batch whole.
  */
 const touched: CompletionPort<unknown, unknown>[] = [];
 
@@ -27,15 +30,23 @@ function deliver(batch: readonly EngineRequest[]): void {
       continue;
     }
     const handle = ov.handle;
-    if (handle === null) continue;
-    handle.operationDone(ov);
-    const port = handle.port;
-    if (port === null) continue;
-    port.enqueue(new Completion(handle.key, ov.bytes, ov, ov.error));
-    if (!port.dirty) {
-      port.dirty = true;
-      touched.push(port);
+    if (handle !== null) handle.operationDone(ov);
+    const routine = ov.routine;
+    if (routine !== null) {
+      ov.routine = null;
+      queueCompletionRoutine(routine, ov);
+    } else if (handle !== null) {
+      const port = handle.port;
+      if (port !== null) {
+        port.enqueue(new Completion(handle.key, ov.bytes, ov, ov.error));
+        if (!port.dirty) {
+          port.dirty = true;
+          touched.push(port);
+        }
+      }
     }
+    if (ov.event !== null) ov.event.set();
+    ov.settle();
   }
   for (let i = 0; i < touched.length; i++) (touched[i] as CompletionPort).dispatch();
   touched.length = 0;

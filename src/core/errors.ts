@@ -52,6 +52,16 @@ export const ERROR_CODES = {
     message:
       'the send queue of this socket is full: wait for pending sends to complete (the peer reads too slowly) or raise maxPendingSendBytes',
   },
+  OVL_ERR_TOO_MANY_EVENTS: {
+    win32: { name: 'WSA_INVALID_PARAMETER', code: 87 },
+    message:
+      'one wait covers at most 64 events (WSA_MAXIMUM_WAIT_EVENTS): shard the events across several wait loops, e.g. one loop per 63 sockets',
+  },
+  OVL_ERR_IO_INCOMPLETE: {
+    win32: { name: 'WSA_IO_INCOMPLETE', code: 996 },
+    message:
+      'the operation is still pending: call getOverlappedResult(ov, { wait: true }), or wait for its event, before reading its result',
+  },
   OVL_ERR_ENGINE_UNAVAILABLE: {
     win32: { name: 'ERROR_NOT_SUPPORTED', code: 50 },
     message: 'the requested engine cannot run here',

@@ -1,4 +1,5 @@
 import type { Engine } from '../engines/contract.js';
+import type { CompletionRoutine } from './apc.js';
 import type { CompletionPort } from './completion-port.js';
 import { check } from './errors.js';
 import type { Operation, Overlapped } from './overlapped.js';
@@ -69,9 +70,14 @@ export abstract class Handle {
   }
 
   /** @internal Validates and marks a post; subclasses call it before the engine. */
-  protected beginOperation(ov: Overlapped<unknown>, operation: Operation, requested = 0): void {
+  protected beginOperation<T>(
+    ov: Overlapped<T>,
+    operation: Operation,
+    requested = 0,
+    routine: CompletionRoutine<T> | null = null,
+  ): void {
     check(!this.#closed, 'OVL_ERR_HANDLE_CLOSED');
-    ov.begin(operation, this, requested);
+    ov.begin(operation, this, requested, routine);
     this.#pending++;
   }
 

@@ -1,5 +1,7 @@
 import type { EngineRequest, EngineStream } from '../engines/contract.js';
+import type { CompletionRoutine, StoredRoutine } from './apc.js';
 import { check } from './errors.js';
+import type { WaitableEvent } from './events.js';
 import type { Handle } from './handle.js';
 import type { TcpSocket } from './tcp-socket.js';
 
@@ -17,6 +19,11 @@ export type Operation = 'accept' | 'connect' | 'recv' | 'send' | 'shutdown';
  *
  * The Overlapped, not the completion port, is what ties a completion back to
  * your state: keep whatever the next step needs in `data`.
+ *
+ * How you learn of the completion (DESIGN.md, "Completion delivery"): a
+ * completion routine passed with the operation runs at the posting thread's
+ * next alertable wait; otherwise the handle's completion port gets the entry;
+ * and in both cases {@link Overlapped.event}, if set, is signalled.
  */
 export class Overlapped<T = undefined> implements EngineRequest {
   /** Per-I/O data: yours to keep buffers, counters and state in. */
@@ -36,8 +43,18 @@ export class Overlapped<T = undefined> implements EngineRequest {
   error: Error | null = null;
   /** accept: the accepted socket, not yet associated with any port; connect: the connected socket. */
   socket: TcpSocket | null = null;
+  /**
+   * Signalled when the operation completes (`OVERLAPPED.hEvent`). Set it
+   * before posting; wait on it with `waitForSingleObject`/`waitForMultipleEvents`
+   * and read the result with `getOverlappedResult`. Resetting it is yours to do.
+   */
+  event: WaitableEvent | null = null;
   /** @internal Engine output for accept/connect (see EngineRequest). */
   result: EngineStream | null = null;
+  /** @internal The completion routine of the operation in flight, if any. */
+  routine: StoredRoutine | null = null;
+  /** @internal Callbacks of `getOverlappedResult(ov, { wait: true })` calls, run once it is done. */
+  #whenDone: (() => void)[] | null = null;
   /** @internal Set while an operation is in flight. */
   #pending = false;
 
@@ -51,8 +68,19 @@ export class Overlapped<T = undefined> implements EngineRequest {
   }
 
   /** @internal Marks the record as posted; throws if it is still pending. */
-  begin(operation: Operation, handle: Handle, requested: number): void {
+  begin(
+    operation: Operation,
+    handle: Handle,
+    requested: number,
+    routine: CompletionRoutine<T> | null,
+  ): void {
     check(!this.#pending, 'OVL_ERR_OVERLAPPED_IN_USE');
+    check(
+      routine === null || typeof routine === 'function',
+      'OVL_ERR_INVALID_ARGUMENT',
+      'a completion routine must be a function (error, bytesTransferred, ov) => void',
+    );
+    this.routine = routine as StoredRoutine | null;
     this.#pending = true;
     this.operation = operation;
     this.handle = handle;
@@ -68,5 +96,18 @@ export class Overlapped<T = undefined> implements EngineRequest {
     if (!this.#pending) return false;
     this.#pending = false;
     return true;
+  }
+
+  /** @internal Runs `callback` once the operation in flight has been delivered. */
+  whenDone(callback: () => void): void {
+    (this.#whenDone ??= []).push(callback);
+  }
+
+  /** @internal Called by delivery after everything else: wakes `whenDone` callbacks. */
+  settle(): void {
+    const callbacks = this.#whenDone;
+    if (callbacks === null) return;
+    this.#whenDone = null;
+    for (const callback of callbacks) callback();
   }
 }

@@ -1,4 +1,5 @@
 import type { Endpoint, Engine, EngineListener } from '../engines/contract.js';
+import type { CompletionRoutine } from './apc.js';
 import { attachEngine } from './delivery.js';
 import { check } from './errors.js';
 import { Handle } from './handle.js';
@@ -62,9 +63,13 @@ export class TcpListener extends Handle {
     return this.#listener.endpoint;
   }
 
-  /** Posts an accept; `ov.socket` holds the new connection when it completes. */
-  accept(ov: Overlapped<unknown>): void {
-    this.beginOperation(ov, 'accept');
+  /**
+   * Posts an accept; `ov.socket` holds the new connection when it completes.
+   * With `routine`, the completion goes to it, run in this thread's next
+   * alertable wait, instead of to the port.
+   */
+  accept<T>(ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
+    this.beginOperation(ov, 'accept', 0, routine);
     this.#listener.accept(ov);
   }
 

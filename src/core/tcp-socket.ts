@@ -1,4 +1,5 @@
 import type { Endpoint, Engine, EngineStream } from '../engines/contract.js';
+import type { CompletionRoutine } from './apc.js';
 import { attachEngine, completeLater } from './delivery.js';
 import { check, OverlappedError, UsageError } from './errors.js';
 import { Handle } from './handle.js';
@@ -120,15 +121,16 @@ export class TcpSocket extends Handle {
   /**
    * Receives into `buffer` (WSARecv). Completes as soon as at least one byte
    * is there, with `bytes` set; 0 bytes and no error means the peer closed
-   * its side (end of stream).
+   * its side (end of stream). With `routine`, the completion goes to it, run
+   * in this thread's next alertable wait, instead of to the port.
    */
-  recv(buffer: Uint8Array, ov: Overlapped<unknown>): void {
+  recv<T>(buffer: Uint8Array, ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
     check(
       ArrayBuffer.isView(buffer) && buffer.byteLength > 0,
       'OVL_ERR_INVALID_ARGUMENT',
       'recv() needs a non-empty Uint8Array (a zero-length recv could not be told from end of stream)',
     );
-    this.beginOperation(ov, 'recv', buffer.byteLength);
+    this.beginOperation(ov, 'recv', buffer.byteLength, routine);
     this.#stream.recv(ov, buffer);
   }
 
@@ -136,12 +138,17 @@ export class TcpSocket extends Handle {
    * Sends one buffer, or several gathered into one operation (WSASend with
    * several WSABUFs). Completes when the OS has taken the bytes; `bytes` less
    * than `ov.requested` means a partial send, and the rest is yours to send.
+   * With `routine`, the completion goes to it (see {@link TcpSocket.recv}).
    */
-  send(data: Uint8Array | readonly Uint8Array[], ov: Overlapped<unknown>): void {
+  send<T>(
+    data: Uint8Array | readonly Uint8Array[],
+    ov: Overlapped<T>,
+    routine?: CompletionRoutine<T>,
+  ): void {
     const size = totalLength(data);
-    this.beginOperation(ov, 'send', size);
+    this.beginOperation(ov, 'send', size, routine);
     if (this.#pendingSendBytes > 0 && this.#pendingSendBytes + size > this.maxPendingSendBytes) {
-      completeLater(ov, new UsageError('OVL_ERR_SEND_QUEUE_FULL'));
+      completeLater(ov as Overlapped<unknown>, new UsageError('OVL_ERR_SEND_QUEUE_FULL'));
       return;
     }
     this.#pendingSendBytes += size;
