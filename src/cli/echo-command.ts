@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { chooseEngine } from '../engines/select.js';
-import { ECHO_DEFAULTS, EchoServer } from '../servers/echo/echo-server.js';
+import { ECHO_DEFAULTS, type EchoService } from '../servers/echo/echo-base.js';
+import { ECHO_MODELS, type EchoModel, startEchoServer } from '../servers/echo/echo-models.js';
 import { explainOsError } from './os-error-hints.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
@@ -12,15 +13,16 @@ interface EchoFlags {
   bufferSize: number;
   maxConnections: number;
   engine?: string;
+  model: EchoModel;
   nagle?: boolean;
   quiet?: boolean;
 }
 
-/** `overlapped echo`: the completion-port echo server of the seeds. */
+/** `overlapped echo`: the echo server of the seeds, in one of its three models. */
 export function createEchoCommand(): Command {
   return new Command('echo')
     .description(
-      'run the TCP echo server (completion-port model): every byte a client sends comes back; ' +
+      'run the TCP echo server: every byte a client sends comes back; ' +
         'a client that closes its side is closed',
     )
     .option(
@@ -34,9 +36,18 @@ export function createEchoCommand(): Command {
       (v: string) => parsePortFlag(v),
       ECHO_DEFAULTS.port,
     )
+    .addOption(
+      new Option(
+        '--model <model>',
+        'how completions reach the server: a completion port and worker loops, ' +
+          'event objects and wait loops (63 clients each), or completion routines in an alertable wait',
+      )
+        .choices(ECHO_MODELS)
+        .default('completion-port'),
+    )
     .option(
       '--workers <n>',
-      'worker loops draining the completion port (default: 2 x CPUs)',
+      'completion-port model: worker loops draining the port (default: 2 x CPUs)',
       (v: string) => parseIntegerFlag('--workers', v, 1, 1024),
     )
     .option(
@@ -75,10 +86,11 @@ async function runEcho(flags: EchoFlags): Promise<void> {
   // --quiet silences the per-connection lines only: the listening line carries the port.
   const connectionLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
   let choice: ReturnType<typeof chooseEngine>;
-  let server: EchoServer;
+  let server: EchoService;
   try {
     choice = chooseEngine(flags.engine);
-    server = await EchoServer.start({
+    server = await startEchoServer({
+      model: flags.model,
       engine: choice.engine,
       host: flags.host,
       port: flags.port,
@@ -93,8 +105,8 @@ async function runEcho(flags: EchoFlags): Promise<void> {
   }
   const { address, port } = server.address;
   logger.info(
-    { address, port, engine: choice.engine.name, bufferSize: flags.bufferSize },
-    `echo server listening on ${address}:${port} (engine ${choice.engine.name}: ${choice.reason})`,
+    { address, port, model: flags.model, engine: choice.engine.name, bufferSize: flags.bufferSize },
+    `echo server listening on ${address}:${port} (${flags.model} model; engine ${choice.engine.name}: ${choice.reason})`,
   );
   await new Promise<void>((resolve) => {
     let signals = 0;

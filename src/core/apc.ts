@@ -9,9 +9,12 @@
  * `alertable: true`), in the order they were queued; the wait then returns
  * `'io-completion'`. A non-alertable wait runs none of them.
  *
- * JavaScript lets several async loops wait at once on one thread. When items
- * are queued, the alertable wait that has waited longest runs them all; the
- * others go on waiting.
+ * JavaScript lets several async loops wait at once on one thread, where
+ * Win32 would have one wait per thread. When items are queued, the alertable
+ * wait that has waited longest runs them all, and every other alertable wait
+ * of the thread returns `'io-completion'` too: each loop wakes and checks its
+ * own state (a loop told to stop by a user APC sees it, whichever wait ran
+ * the APC).
  */
 import type { Overlapped } from './overlapped.js';
 
@@ -36,7 +39,7 @@ export type StoredRoutine = (error: Error | null, bytesTransferred: number, ov: 
 
 /** @internal An alertable wait, as the queue sees it. */
 export interface AlertableWaiter {
-  /** Called once, outside any engine call, when items are queued: run them and return. */
+  /** Called once, outside any engine call, when items are queued: run what is queued (if anything) and return. */
   wakeForApcs(): void;
 }
 
@@ -53,13 +56,15 @@ function scheduleWake(): void {
   if (wakeScheduled || alertableWaiters.length === 0) return;
   wakeScheduled = true;
   // A promise reaction: after the engine call or user code that queued the item.
-  RESOLVED.then(wakeOldest);
+  RESOLVED.then(wakeAll);
 }
 
-function wakeOldest(): void {
+function wakeAll(): void {
   wakeScheduled = false;
   if (items.length === 0 || running) return;
-  alertableWaiters.shift()?.wakeForApcs();
+  // wakeForApcs unregisters each waiter, so take the list first; the oldest runs the items.
+  const waiters = alertableWaiters.splice(0);
+  for (const waiter of waiters) waiter.wakeForApcs();
 }
 
 /** @internal Queues `ov`'s completion routine (called by delivery). */

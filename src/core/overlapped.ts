@@ -100,7 +100,8 @@ export class Overlapped<T = undefined> implements EngineRequest {
 
   /** @internal Runs `callback` once the operation in flight has been delivered. */
   whenDone(callback: () => void): void {
-    (this.#whenDone ??= []).push(callback);
+    this.#whenDone ??= [];
+    this.#whenDone.push(callback);
   }
 
   /** @internal Called by delivery after everything else: wakes `whenDone` callbacks. */

@@ -8,6 +8,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ECHO_MODELS } from '../../src/servers/echo/echo-models.js';
 import { unusedPort } from '../support/echo-fixture.js';
 
 /** dist/src/cli/main.js, found from this compiled file at dist/test/cli/. */
@@ -172,6 +173,7 @@ describe('overlapped --help', { concurrency: true }, () => {
         '--buffer-size',
         '--max-connections',
         '--engine',
+        '--model',
         '--nagle',
         '--quiet',
       ],
@@ -218,6 +220,13 @@ describe('overlapped user errors', { concurrency: true }, () => {
     assert.match(line, /--bogus/);
   });
 
+  it('echo --model poll: exit 2, one line naming the models', async () => {
+    const result = await runCli(['echo', '--model', 'poll']);
+    assert.equal(result.code, 2, `exit code; stderr: ${result.stderr}`);
+    const line = assertOneLineError(result, 'echo --model poll');
+    assert.match(line, /completion-port/);
+  });
+
   it('echo --bogus: exit 2, one line', async () => {
     const result = await runCli(['echo', '--bogus']);
     assert.equal(result.code, 2);
@@ -253,40 +262,44 @@ describe('overlapped user errors', { concurrency: true }, () => {
 });
 
 describe('overlapped echo + client end to end', () => {
-  it('echoes messages and stdin, logs connects, and stops on SIGTERM with exit 0', async () => {
-    const server = new EchoProcess(['--port', '0']);
-    try {
-      const port = await server.listeningPort();
-      assert.ok(port > 0 && port <= 65535, `port ${port}`);
+  for (const model of ECHO_MODELS) {
+    it(`--model ${model}: echoes messages and stdin, logs connects, and stops on SIGTERM with exit 0`, async () => {
+      const server = new EchoProcess(['--port', '0', '--model', model]);
+      try {
+        const port = await server.listeningPort();
+        const listening = server.logs.find((l) => l.msg.startsWith('echo server listening on '));
+        assert.equal(listening?.model, model);
+        assert.ok(port > 0 && port <= 65535, `port ${port}`);
 
-      const messages = await runCli(['client', '--port', String(port), 'hello', 'world']);
-      assert.equal(messages.code, 0, `client exit code; stderr: ${messages.stderr}`);
-      assert.equal(messages.stdout, 'hello\nworld\n');
-      assert.equal(messages.stderr, '');
+        const messages = await runCli(['client', '--port', String(port), 'hello', 'world']);
+        assert.equal(messages.code, 0, `client exit code; stderr: ${messages.stderr}`);
+        assert.equal(messages.stdout, 'hello\nworld\n');
+        assert.equal(messages.stderr, '');
 
-      const relay = await runCli(['client', '--port', String(port)], 'abc\n');
-      assert.equal(relay.code, 0, `relay exit code; stderr: ${relay.stderr}`);
-      assert.equal(relay.stdout, 'abc\n');
-      assert.equal(relay.stderr, '');
+        const relay = await runCli(['client', '--port', String(port)], 'abc\n');
+        assert.equal(relay.code, 0, `relay exit code; stderr: ${relay.stderr}`);
+        assert.equal(relay.stdout, 'abc\n');
+        assert.equal(relay.stderr, '');
 
-      await server.waitForLog(
-        (l) => l.msg === 'disconnected' && l.connections === 0,
-        "'disconnected' with 0 connections left",
-      );
-      const connects = server.logs.filter((l) => l.msg === 'connected');
-      const disconnects = server.logs.filter((l) => l.msg === 'disconnected');
-      assert.equal(connects.length, 2, server.messages().join(' | '));
-      assert.equal(disconnects.length, 2, server.messages().join(' | '));
-      for (const line of connects) assert.match(String(line.peer), /^127\.0\.0\.1:\d+$/);
+        await server.waitForLog(
+          (l) => l.msg === 'disconnected' && l.connections === 0,
+          "'disconnected' with 0 connections left",
+        );
+        const connects = server.logs.filter((l) => l.msg === 'connected');
+        const disconnects = server.logs.filter((l) => l.msg === 'disconnected');
+        assert.equal(connects.length, 2, server.messages().join(' | '));
+        assert.equal(disconnects.length, 2, server.messages().join(' | '));
+        for (const line of connects) assert.match(String(line.peer), /^127\.0\.0\.1:\d+$/);
 
-      const exit = await server.stop('SIGTERM');
-      assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${server.stderr}`);
-      assert.ok(server.messages().includes('stopped'), server.messages().join(' | '));
-      assert.equal(server.stderr, '');
-    } finally {
-      await server.stop('SIGKILL');
-    }
-  });
+        const exit = await server.stop('SIGTERM');
+        assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${server.stderr}`);
+        assert.ok(server.messages().includes('stopped'), server.messages().join(' | '));
+        assert.equal(server.stderr, '');
+      } finally {
+        await server.stop('SIGKILL');
+      }
+    });
+  }
 
   it('--quiet logs no connects or disconnects, but still the listening line', async () => {
     const server = new EchoProcess(['--port', '0', '--quiet']);
@@ -308,49 +321,51 @@ describe('overlapped echo + client end to end', () => {
 });
 
 describe('overlapped load against overlapped echo', () => {
-  it('--json reports messages echoed intact, no errors, and the server CPU per message', async () => {
-    const server = new EchoProcess(['--port', '0', '--quiet']);
-    try {
-      const port = await server.listeningPort();
-      const pid = server.child.pid;
-      assert.ok(pid !== undefined);
-      const result = await runCli(
-        [
-          'load',
-          '--port',
-          String(port),
-          '--conns',
-          '8',
-          '--size',
-          '300',
-          '--depth',
-          '4',
-          '--duration',
-          '1',
-          '--server-pid',
-          String(pid),
-          '--json',
-        ],
-        '',
-        20_000,
-      );
-      assert.equal(result.code, 0, `load exit code; stderr: ${result.stderr}`);
-      const report = JSON.parse(result.stdout) as {
-        messages: number;
-        errors: number;
-        mismatches: number;
-        latencyUs: { p99: number };
-        serverCpuUsPerMessage?: number;
-      };
-      assert.ok(report.messages > 0, 'messages were echoed');
-      assert.equal(report.errors, 0);
-      assert.equal(report.mismatches, 0);
-      assert.ok(report.latencyUs.p99 > 0);
-      assert.equal(typeof report.serverCpuUsPerMessage, 'number');
-      const exit = await server.stop('SIGTERM');
-      assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${server.stderr}`);
-    } finally {
-      await server.stop('SIGKILL');
-    }
-  });
+  for (const model of ECHO_MODELS) {
+    it(`--model ${model}: --json reports messages echoed intact, no errors, and the server CPU per message`, async () => {
+      const server = new EchoProcess(['--port', '0', '--quiet', '--model', model]);
+      try {
+        const port = await server.listeningPort();
+        const pid = server.child.pid;
+        assert.ok(pid !== undefined);
+        const result = await runCli(
+          [
+            'load',
+            '--port',
+            String(port),
+            '--conns',
+            '8',
+            '--size',
+            '300',
+            '--depth',
+            '4',
+            '--duration',
+            '1',
+            '--server-pid',
+            String(pid),
+            '--json',
+          ],
+          '',
+          20_000,
+        );
+        assert.equal(result.code, 0, `load exit code; stderr: ${result.stderr}`);
+        const report = JSON.parse(result.stdout) as {
+          messages: number;
+          errors: number;
+          mismatches: number;
+          latencyUs: { p99: number };
+          serverCpuUsPerMessage?: number;
+        };
+        assert.ok(report.messages > 0, 'messages were echoed');
+        assert.equal(report.errors, 0);
+        assert.equal(report.mismatches, 0);
+        assert.ok(report.latencyUs.p99 > 0);
+        assert.equal(typeof report.serverCpuUsPerMessage, 'number');
+        const exit = await server.stop('SIGTERM');
+        assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${server.stderr}`);
+      } finally {
+        await server.stop('SIGKILL');
+      }
+    });
+  }
 });

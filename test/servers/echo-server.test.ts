@@ -1,5 +1,6 @@
 /**
- * The completion-port echo server over real loopback sockets, driven by plain
+ * The echo server, in each of its three models (completion port, event
+ * objects, completion routines), over real loopback sockets, driven by plain
  * `node:net` clients: byte-exact echoes, many clients at once, flow control
  * under a slow reader, half-close, resets, the connection cap and graceful stop.
  *
@@ -11,7 +12,9 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { EchoServer } from '../../src/servers/echo/echo-server.js';
+import type { EchoService } from '../../src/servers/echo/echo-base.js';
+import { ECHO_MODELS, type EchoModel } from '../../src/servers/echo/echo-models.js';
+import { EventsEchoServer } from '../../src/servers/echo/events-echo-server.js';
 import {
   assertSameBytes,
   closeClient,
@@ -43,11 +46,12 @@ function kernelSendBufferMax(): number {
 }
 
 /** Runs `body` with a fresh server and the clients it registers; cleans both up whatever happens. */
-async function withServer(
-  body: (server: EchoServer, clients: Set<Socket>) => Promise<void>,
+async function withServerOf(
+  model: EchoModel,
+  body: (server: EchoService, clients: Set<Socket>) => Promise<void>,
   options: Parameters<typeof startEcho>[0] = {},
 ): Promise<void> {
-  const server = await startEcho(options);
+  const server = await startEcho({ model, ...options });
   const clients = new Set<Socket>();
   try {
     await body(server, clients);
@@ -58,7 +62,7 @@ async function withServer(
 }
 
 /** Connects a client and registers it for cleanup. */
-async function client(server: EchoServer, clients: Set<Socket>): Promise<Socket> {
+async function client(server: EchoService, clients: Set<Socket>): Promise<Socket> {
   const socket = await connectClient(server.address.port);
   clients.add(socket);
   return socket;
@@ -83,343 +87,365 @@ function collectUntilClose(socket: Socket): {
   };
 }
 
-describe('EchoServer (node engine) over loopback', () => {
-  it('listens on 127.0.0.1 at the port the OS picked', async () => {
-    await withServer(async (server) => {
-      assert.equal(server.address.address, '127.0.0.1');
-      assert.ok(server.address.port > 0, `port ${server.address.port}`);
-      assert.equal(server.connections, 0);
-      assert.equal(server.refused, 0);
-    });
-  });
+for (const model of ECHO_MODELS) {
+  const withServer = (
+    body: (server: EchoService, clients: Set<Socket>) => Promise<void>,
+    options: Parameters<typeof startEcho>[0] = {},
+  ) => withServerOf(model, body, options);
 
-  it('echoes payloads byte-exact around the 8 KiB buffer and 64 KiB boundaries, up to 1 MiB', async () => {
-    const rng = new SeededRandom(runSeed());
-    await withServer(async (server, clients) => {
-      for (const size of [1, 2, 8191, 8192, 8193, 65535, 65536, MiB]) {
-        const socket = await client(server, clients);
-        const data = rng.bytes(size);
-        const echoed = await echoRoundTrip(socket, data);
-        assertSameBytes(echoed, data, `size ${size}, seed ${rng.seed}`);
-        await closeClient(socket);
-        clients.delete(socket);
-      }
-      await waitForConnections(server, 0);
-    });
-  });
-
-  it('echoes any payload of 1..200000 bytes byte-exact (property, fresh connection each)', async () => {
-    await withServer(async (server, clients) => {
-      await fc.assert(
-        fc.asyncProperty(
-          fc.integer({ min: 1, max: 200_000 }),
-          fc.integer({ min: 0, max: 0xffff_ffff }),
-          async (size, seed) => {
-            const socket = await client(server, clients);
-            try {
-              const data = new SeededRandom(seed).bytes(size);
-              const echoed = await echoRoundTrip(socket, data);
-              assertSameBytes(echoed, data, `size ${size}, payload seed ${seed}`);
-            } finally {
-              await closeClient(socket);
-              clients.delete(socket);
-            }
-          },
-        ),
-        { numRuns: 25 },
-      );
-      await waitForConnections(server, 0);
-    });
-  });
-
-  it('serves 200 concurrent clients, each byte-exact, and frees them all', async () => {
-    const rng = new SeededRandom(runSeed());
-    await withServer(async (server, clients) => {
-      const sockets = await Promise.all(Array.from({ length: 200 }, () => client(server, clients)));
-      const payloads = sockets.map(() => rng.bytes(rng.int(1, 64 * KiB)));
-      const echoes = await Promise.all(
-        sockets.map((s, i) => echoRoundTrip(s, payloads[i] as Buffer)),
-      );
-      echoes.forEach((echoed, i) => {
-        assertSameBytes(echoed, payloads[i] as Buffer, `client ${i}, seed ${rng.seed}`);
+  describe(`echo server, ${model} model (node engine), over loopback`, () => {
+    it('listens on 127.0.0.1 at the port the OS picked', async () => {
+      await withServer(async (server) => {
+        assert.equal(server.address.address, '127.0.0.1');
+        assert.ok(server.address.port > 0, `port ${server.address.port}`);
+        assert.equal(server.connections, 0);
+        assert.equal(server.refused, 0);
       });
-      // Every client has had its echo, so every one of them was accepted and is still open.
-      assert.equal(server.connections, 200);
-      await Promise.all(sockets.map((s) => closeClient(s)));
-      await waitForConnections(server, 0);
     });
-  });
 
-  it('holds back a client that does not read (flow control), then echoes it all byte-exact', async () => {
-    const rng = new SeededRandom(runSeed());
-    // The two kernels' send buffers alone can hold 2 x tcp_wmem max (8 MiB with Linux
-    // defaults) whatever the server does, so the client sends 8 MiB beyond that.
-    const total = 8 * MiB + 2 * kernelSendBufferMax();
-    await withServer(async (server, clients) => {
-      const socket = await client(server, clients);
-      socket.pause();
-      const data = rng.bytes(total);
-      // One 64 KiB write at a time, each after the last one's callback: `accepted`
-      // counts exactly the bytes the client's kernel has taken.
-      let accepted = 0;
-      let writeError: Error | undefined;
-      const writer = (async () => {
-        for (let offset = 0; offset < data.length; offset += 64 * KiB) {
-          const chunk = data.subarray(offset, offset + 64 * KiB);
-          await new Promise<void>((resolve, reject) =>
-            socket.write(chunk, (err) => (err ? reject(err) : resolve())),
-          );
-          accepted += chunk.length;
+    it('echoes payloads byte-exact around the 8 KiB buffer and 64 KiB boundaries, up to 1 MiB', async () => {
+      const rng = new SeededRandom(runSeed());
+      await withServer(async (server, clients) => {
+        for (const size of [1, 2, 8191, 8192, 8193, 65535, 65536, MiB]) {
+          const socket = await client(server, clients);
+          const data = rng.bytes(size);
+          const echoed = await echoRoundTrip(socket, data);
+          assertSameBytes(echoed, data, `size ${size}, seed ${rng.seed}`);
+          await closeClient(socket);
+          clients.delete(socket);
         }
-      })().catch((err: Error) => {
-        writeError = err;
-      });
-      // The server echoes only as fast as its sends complete, and they cannot while the
-      // client does not read: it must stop receiving, so the client's writes back up.
-      const samples: string[] = [];
-      const unsent: number[] = [];
-      for (let i = 0; i < 6; i++) {
-        await delay(100);
-        unsent.push(data.length - accepted);
-        samples.push(`${data.length - accepted}/${socket.writableLength}`);
-      }
-      const report = `unsent/writableLength every 100 ms: ${samples.join(', ')}`;
-      assert.equal(writeError, undefined, `the client's write failed: ${String(writeError)}`);
-      assert.ok(
-        Math.min(...unsent) >= 4 * MiB,
-        `the server went on reading although its echo could not be sent (${report})`,
-      );
-      const drift = (unsent[1] as number) - (unsent[unsent.length - 1] as number);
-      assert.ok(drift <= 512 * KiB, `the client kept sending while it read nothing (${report})`);
-      assert.ok(socket.writableLength > 0, `nothing waits in the client's writes (${report})`);
-      assert.equal(server.connections, 1);
-
-      // Read slowly: ~256 KiB at a time, pausing a few ms between steps.
-      const chunks: Buffer[] = [];
-      let got = 0;
-      let sinceStep = 0;
-      let steps = 0;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const done = new Promise<void>((resolve, reject) => {
-        socket.on('data', (chunk: Buffer) => {
-          chunks.push(chunk);
-          got += chunk.length;
-          sinceStep += chunk.length;
-          if (got >= data.length) resolve();
-          else if (sinceStep >= 256 * KiB) {
-            sinceStep = 0;
-            steps++;
-            socket.pause();
-            setTimeout(() => socket.resume(), 3);
-          }
-        });
-        socket.once('close', () => reject(new Error(`closed after ${got} bytes`)));
-        timer = setTimeout(
-          () => reject(new Error(`only ${got} of ${data.length} bytes in 15 s`)),
-          15_000,
-        );
-      });
-      socket.resume();
-      try {
-        await done;
-      } finally {
-        clearTimeout(timer);
-      }
-      await writer;
-      assert.equal(writeError, undefined, `the client's write failed: ${String(writeError)}`);
-      assert.equal(accepted, data.length);
-      assert.ok(steps >= 16, `the reader paused only ${steps} times`);
-      assertSameBytes(Buffer.concat(chunks), data, `${total}-byte slow read, seed ${rng.seed}`);
-      await closeClient(socket);
-      await waitForConnections(server, 0);
-    });
-  });
-
-  it('after a client half-closes, echoes everything it sent, then ends the stream and frees it', async () => {
-    const rng = new SeededRandom(runSeed());
-    await withServer(async (server, clients) => {
-      const socket = await client(server, clients);
-      const received = collectUntilClose(socket);
-      const data = rng.bytes(300 * KiB);
-      socket.end(data);
-      const echoed = await received.done;
-      assertSameBytes(echoed, data, `half-close echo, seed ${rng.seed}`);
-      assert.ok(received.ended(), 'the client saw no end of stream (FIN) from the server');
-      assert.equal(lastError(socket), undefined, `client error: ${lastError(socket)?.message}`);
-      await waitForConnections(server, 0);
-    });
-  });
-
-  it('keeps serving other clients when one resets mid-transfer, and frees the reset one', async () => {
-    const rng = new SeededRandom(runSeed());
-    await withServer(async (server, clients) => {
-      const other = await client(server, clients);
-      const first = rng.bytes(64 * KiB);
-      assertSameBytes(await echoRoundTrip(other, first), first, `before reset, seed ${rng.seed}`);
-
-      const resetter = await client(server, clients);
-      await waitForConnections(server, 2);
-      resetter.write(rng.bytes(MiB));
-      resetter.resetAndDestroy();
-
-      const during = rng.bytes(512 * KiB);
-      assertSameBytes(await echoRoundTrip(other, during), during, `during reset, seed ${rng.seed}`);
-      await waitForConnections(server, 1);
-      const after = rng.bytes(100 * KiB);
-      assertSameBytes(await echoRoundTrip(other, after), after, `after reset, seed ${rng.seed}`);
-
-      const late = await client(server, clients);
-      const lateData = rng.bytes(10 * KiB);
-      assertSameBytes(
-        await echoRoundTrip(late, lateData),
-        lateData,
-        `new client, seed ${rng.seed}`,
-      );
-      await Promise.all([closeClient(other), closeClient(late)]);
-      await waitForConnections(server, 0);
-    });
-  });
-
-  it('refuses clients past maxConnections with a reset and keeps serving the others', async () => {
-    const rng = new SeededRandom(runSeed());
-    await withServer(
-      async (server, clients) => {
-        const a = await client(server, clients);
-        const b = await client(server, clients);
-        for (const [name, socket] of [
-          ['a', a],
-          ['b', b],
-        ] as const) {
-          const data = rng.bytes(20 * KiB);
-          assertSameBytes(await echoRoundTrip(socket, data), data, `${name}, seed ${rng.seed}`);
-        }
-        assert.equal(server.connections, 2);
-
-        const third = await client(server, clients);
-        const thirdGot = collectUntilClose(third);
-        third.write('are you there?');
-        const thirdEcho = await thirdGot.done;
-        assert.equal(thirdEcho.length, 0, `the refused client received ${thirdEcho.length} bytes`);
-        assert.equal(server.refused, 1);
-        assert.equal(server.connections, 2);
-
-        for (const [name, socket] of [
-          ['a', a],
-          ['b', b],
-        ] as const) {
-          const data = rng.bytes(100 * KiB);
-          assertSameBytes(
-            await echoRoundTrip(socket, data),
-            data,
-            `${name} after refusal, seed ${rng.seed}`,
-          );
-        }
-
-        // A freed place is served again.
-        await closeClient(a);
-        await waitForConnections(server, 1);
-        const d = await client(server, clients);
-        const data = rng.bytes(5 * KiB);
-        assertSameBytes(await echoRoundTrip(d, data), data, `after a left, seed ${rng.seed}`);
-        assert.equal(server.refused, 1);
-        await Promise.all([closeClient(b), closeClient(d)]);
         await waitForConnections(server, 0);
-      },
-      { maxConnections: 2 },
-    );
-  });
-
-  it('stops gracefully: idle client closed, in-flight echo ends on a byte-exact prefix, stop() idempotent', async () => {
-    const rng = new SeededRandom(runSeed());
-    const server = await startEcho();
-    const clients = new Set<Socket>();
-    try {
-      const idle = await client(server, clients);
-      const ping = rng.bytes(100);
-      assertSameBytes(await echoRoundTrip(idle, ping), ping, `idle ping, seed ${rng.seed}`);
-      const idleGot = collectUntilClose(idle);
-
-      const busy = await client(server, clients);
-      const busyGot = collectUntilClose(busy);
-      const data = rng.bytes(4 * MiB);
-      for (let offset = 0; offset < data.length; offset += 64 * KiB) {
-        busy.write(data.subarray(offset, offset + 64 * KiB));
-      }
-      const bytes = () => busyGot.chunks.reduce((n, c) => n + c.length, 0);
-      await waitFor(() => bytes() >= 128 * KiB, 'the first 128 KiB of the echo');
-
-      const started = Date.now();
-      const stopping = server.stop();
-      assert.equal(server.stop(), stopping, 'a second stop() returns the same promise');
-      await stopping;
-      const tookMs = Date.now() - started;
-      assert.ok(tookMs < 4000, `stop() took ${tookMs} ms with an echo in flight`);
-      assert.equal(server.connections, 0);
-
-      const [idleEcho, busyEcho] = await Promise.all([idleGot.done, busyGot.done]);
-      assert.equal(idleEcho.length, 0, 'the idle client received bytes during stop');
-      assert.ok(
-        idleGot.ended(),
-        'the idle client saw no end of stream: it should be closed, not reset',
-      );
-      assert.ok(busyEcho.length >= 128 * KiB && busyEcho.length <= data.length);
-      assertSameBytes(
-        busyEcho,
-        data.subarray(0, busyEcho.length),
-        `the in-flight client's echo (a prefix of what it sent), seed ${rng.seed}`,
-      );
-
-      await server.stop();
-      // Nothing listens any more.
-      const refused = await new Promise<string>((resolve) => {
-        const probe = connect({ host: '127.0.0.1', port: server.address.port });
-        probe.once('connect', () => {
-          probe.destroy();
-          resolve('connected');
-        });
-        probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
       });
-      assert.equal(refused, 'ECONNREFUSED');
-    } finally {
-      await destroyAll(clients);
-      await server.stop();
-    }
-  });
+    });
 
-  it('stops at once when no client is connected', async () => {
-    const server = await startEcho();
-    const started = Date.now();
-    await server.stop();
-    const tookMs = Date.now() - started;
-    assert.ok(tookMs < 500, `stop() of an idle server took ${tookMs} ms`);
-    assert.equal(server.connections, 0);
-    await server.stop();
-  });
-
-  it('frees the records of 50 short-lived clients (polite, reset, and silent ones)', async () => {
-    const rng = new SeededRandom(runSeed());
-    await withServer(async (server, clients) => {
-      for (let round = 0; round < 5; round++) {
-        const batch = await Promise.all(Array.from({ length: 10 }, () => client(server, clients)));
-        await Promise.all(
-          batch.map(async (socket, i) => {
-            if (i % 3 === 0) {
-              const data = rng.bytes(rng.int(1, 16 * KiB));
-              assertSameBytes(await echoRoundTrip(socket, data), data, `seed ${rng.seed}`);
-              await closeClient(socket);
-            } else if (i % 3 === 1) {
-              socket.write(rng.bytes(rng.int(1, 4 * KiB)));
-              socket.resetAndDestroy();
-              await closed(socket);
-            } else {
-              await closeClient(socket);
-            }
-            clients.delete(socket);
-          }),
+    it('echoes any payload of 1..200000 bytes byte-exact (property, fresh connection each)', async () => {
+      await withServer(async (server, clients) => {
+        await fc.assert(
+          fc.asyncProperty(
+            fc.integer({ min: 1, max: 200_000 }),
+            fc.integer({ min: 0, max: 0xffff_ffff }),
+            async (size, seed) => {
+              const socket = await client(server, clients);
+              try {
+                const data = new SeededRandom(seed).bytes(size);
+                const echoed = await echoRoundTrip(socket, data);
+                assertSameBytes(echoed, data, `size ${size}, payload seed ${seed}`);
+              } finally {
+                await closeClient(socket);
+                clients.delete(socket);
+              }
+            },
+          ),
+          { numRuns: 25 },
         );
+        await waitForConnections(server, 0);
+      });
+    });
+
+    it('serves 200 concurrent clients, each byte-exact, and frees them all', async () => {
+      const rng = new SeededRandom(runSeed());
+      await withServer(async (server, clients) => {
+        const sockets = await Promise.all(
+          Array.from({ length: 200 }, () => client(server, clients)),
+        );
+        const payloads = sockets.map(() => rng.bytes(rng.int(1, 64 * KiB)));
+        const echoes = await Promise.all(
+          sockets.map((s, i) => echoRoundTrip(s, payloads[i] as Buffer)),
+        );
+        echoes.forEach((echoed, i) => {
+          assertSameBytes(echoed, payloads[i] as Buffer, `client ${i}, seed ${rng.seed}`);
+        });
+        // Every client has had its echo, so every one of them was accepted and is still open.
+        assert.equal(server.connections, 200);
+        if (server instanceof EventsEchoServer) {
+          assert.equal(server.waitLoops, 4, 'one wait loop per 63 clients: 200 need 4');
+        }
+        await Promise.all(sockets.map((s) => closeClient(s)));
+        await waitForConnections(server, 0);
+      });
+    });
+
+    it('holds back a client that does not read (flow control), then echoes it all byte-exact', async () => {
+      const rng = new SeededRandom(runSeed());
+      // The two kernels' send buffers alone can hold 2 x tcp_wmem max (8 MiB with Linux
+      // defaults) whatever the server does, so the client sends 8 MiB beyond that.
+      const total = 8 * MiB + 2 * kernelSendBufferMax();
+      await withServer(async (server, clients) => {
+        const socket = await client(server, clients);
+        socket.pause();
+        const data = rng.bytes(total);
+        // One 64 KiB write at a time, each after the last one's callback: `accepted`
+        // counts exactly the bytes the client's kernel has taken.
+        let accepted = 0;
+        let writeError: Error | undefined;
+        const writer = (async () => {
+          for (let offset = 0; offset < data.length; offset += 64 * KiB) {
+            const chunk = data.subarray(offset, offset + 64 * KiB);
+            await new Promise<void>((resolve, reject) =>
+              socket.write(chunk, (err) => (err ? reject(err) : resolve())),
+            );
+            accepted += chunk.length;
+          }
+        })().catch((err: Error) => {
+          writeError = err;
+        });
+        // The server echoes only as fast as its sends complete, and they cannot while the
+        // client does not read: it must stop receiving, so the client's writes back up.
+        const samples: string[] = [];
+        const unsent: number[] = [];
+        for (let i = 0; i < 6; i++) {
+          await delay(100);
+          unsent.push(data.length - accepted);
+          samples.push(`${data.length - accepted}/${socket.writableLength}`);
+        }
+        const report = `unsent/writableLength every 100 ms: ${samples.join(', ')}`;
+        assert.equal(writeError, undefined, `the client's write failed: ${String(writeError)}`);
+        assert.ok(
+          Math.min(...unsent) >= 4 * MiB,
+          `the server went on reading although its echo could not be sent (${report})`,
+        );
+        const drift = (unsent[1] as number) - (unsent[unsent.length - 1] as number);
+        assert.ok(drift <= 512 * KiB, `the client kept sending while it read nothing (${report})`);
+        assert.ok(socket.writableLength > 0, `nothing waits in the client's writes (${report})`);
+        assert.equal(server.connections, 1);
+
+        // Read slowly: ~256 KiB at a time, pausing a few ms between steps.
+        const chunks: Buffer[] = [];
+        let got = 0;
+        let sinceStep = 0;
+        let steps = 0;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const done = new Promise<void>((resolve, reject) => {
+          socket.on('data', (chunk: Buffer) => {
+            chunks.push(chunk);
+            got += chunk.length;
+            sinceStep += chunk.length;
+            if (got >= data.length) resolve();
+            else if (sinceStep >= 256 * KiB) {
+              sinceStep = 0;
+              steps++;
+              socket.pause();
+              setTimeout(() => socket.resume(), 3);
+            }
+          });
+          socket.once('close', () => reject(new Error(`closed after ${got} bytes`)));
+          timer = setTimeout(
+            () => reject(new Error(`only ${got} of ${data.length} bytes in 15 s`)),
+            15_000,
+          );
+        });
+        socket.resume();
+        try {
+          await done;
+        } finally {
+          clearTimeout(timer);
+        }
+        await writer;
+        assert.equal(writeError, undefined, `the client's write failed: ${String(writeError)}`);
+        assert.equal(accepted, data.length);
+        assert.ok(steps >= 16, `the reader paused only ${steps} times`);
+        assertSameBytes(Buffer.concat(chunks), data, `${total}-byte slow read, seed ${rng.seed}`);
+        await closeClient(socket);
+        await waitForConnections(server, 0);
+      });
+    });
+
+    it('after a client half-closes, echoes everything it sent, then ends the stream and frees it', async () => {
+      const rng = new SeededRandom(runSeed());
+      await withServer(async (server, clients) => {
+        const socket = await client(server, clients);
+        const received = collectUntilClose(socket);
+        const data = rng.bytes(300 * KiB);
+        socket.end(data);
+        const echoed = await received.done;
+        assertSameBytes(echoed, data, `half-close echo, seed ${rng.seed}`);
+        assert.ok(received.ended(), 'the client saw no end of stream (FIN) from the server');
+        assert.equal(lastError(socket), undefined, `client error: ${lastError(socket)?.message}`);
+        await waitForConnections(server, 0);
+      });
+    });
+
+    it('keeps serving other clients when one resets mid-transfer, and frees the reset one', async () => {
+      const rng = new SeededRandom(runSeed());
+      await withServer(async (server, clients) => {
+        const other = await client(server, clients);
+        const first = rng.bytes(64 * KiB);
+        assertSameBytes(await echoRoundTrip(other, first), first, `before reset, seed ${rng.seed}`);
+
+        const resetter = await client(server, clients);
+        await waitForConnections(server, 2);
+        resetter.write(rng.bytes(MiB));
+        resetter.resetAndDestroy();
+
+        const during = rng.bytes(512 * KiB);
+        assertSameBytes(
+          await echoRoundTrip(other, during),
+          during,
+          `during reset, seed ${rng.seed}`,
+        );
+        await waitForConnections(server, 1);
+        const after = rng.bytes(100 * KiB);
+        assertSameBytes(await echoRoundTrip(other, after), after, `after reset, seed ${rng.seed}`);
+
+        const late = await client(server, clients);
+        const lateData = rng.bytes(10 * KiB);
+        assertSameBytes(
+          await echoRoundTrip(late, lateData),
+          lateData,
+          `new client, seed ${rng.seed}`,
+        );
+        await Promise.all([closeClient(other), closeClient(late)]);
+        await waitForConnections(server, 0);
+      });
+    });
+
+    it('refuses clients past maxConnections with a reset and keeps serving the others', async () => {
+      const rng = new SeededRandom(runSeed());
+      await withServer(
+        async (server, clients) => {
+          const a = await client(server, clients);
+          const b = await client(server, clients);
+          for (const [name, socket] of [
+            ['a', a],
+            ['b', b],
+          ] as const) {
+            const data = rng.bytes(20 * KiB);
+            assertSameBytes(await echoRoundTrip(socket, data), data, `${name}, seed ${rng.seed}`);
+          }
+          assert.equal(server.connections, 2);
+
+          const third = await client(server, clients);
+          const thirdGot = collectUntilClose(third);
+          third.write('are you there?');
+          const thirdEcho = await thirdGot.done;
+          assert.equal(
+            thirdEcho.length,
+            0,
+            `the refused client received ${thirdEcho.length} bytes`,
+          );
+          assert.equal(server.refused, 1);
+          assert.equal(server.connections, 2);
+
+          for (const [name, socket] of [
+            ['a', a],
+            ['b', b],
+          ] as const) {
+            const data = rng.bytes(100 * KiB);
+            assertSameBytes(
+              await echoRoundTrip(socket, data),
+              data,
+              `${name} after refusal, seed ${rng.seed}`,
+            );
+          }
+
+          // A freed place is served again.
+          await closeClient(a);
+          await waitForConnections(server, 1);
+          const d = await client(server, clients);
+          const data = rng.bytes(5 * KiB);
+          assertSameBytes(await echoRoundTrip(d, data), data, `after a left, seed ${rng.seed}`);
+          assert.equal(server.refused, 1);
+          await Promise.all([closeClient(b), closeClient(d)]);
+          await waitForConnections(server, 0);
+        },
+        { maxConnections: 2 },
+      );
+    });
+
+    it('stops gracefully: idle client closed, in-flight echo ends on a byte-exact prefix, stop() idempotent', async () => {
+      const rng = new SeededRandom(runSeed());
+      const server = await startEcho({ model });
+      const clients = new Set<Socket>();
+      try {
+        const idle = await client(server, clients);
+        const ping = rng.bytes(100);
+        assertSameBytes(await echoRoundTrip(idle, ping), ping, `idle ping, seed ${rng.seed}`);
+        const idleGot = collectUntilClose(idle);
+
+        const busy = await client(server, clients);
+        const busyGot = collectUntilClose(busy);
+        const data = rng.bytes(4 * MiB);
+        for (let offset = 0; offset < data.length; offset += 64 * KiB) {
+          busy.write(data.subarray(offset, offset + 64 * KiB));
+        }
+        const bytes = () => busyGot.chunks.reduce((n, c) => n + c.length, 0);
+        await waitFor(() => bytes() >= 128 * KiB, 'the first 128 KiB of the echo');
+
+        const started = Date.now();
+        const stopping = server.stop();
+        assert.equal(server.stop(), stopping, 'a second stop() returns the same promise');
+        await stopping;
+        const tookMs = Date.now() - started;
+        assert.ok(tookMs < 4000, `stop() took ${tookMs} ms with an echo in flight`);
+        assert.equal(server.connections, 0);
+
+        const [idleEcho, busyEcho] = await Promise.all([idleGot.done, busyGot.done]);
+        assert.equal(idleEcho.length, 0, 'the idle client received bytes during stop');
+        assert.ok(
+          idleGot.ended(),
+          'the idle client saw no end of stream: it should be closed, not reset',
+        );
+        assert.ok(busyEcho.length >= 128 * KiB && busyEcho.length <= data.length);
+        assertSameBytes(
+          busyEcho,
+          data.subarray(0, busyEcho.length),
+          `the in-flight client's echo (a prefix of what it sent), seed ${rng.seed}`,
+        );
+
+        await server.stop();
+        // Nothing listens any more.
+        const refused = await new Promise<string>((resolve) => {
+          const probe = connect({ host: '127.0.0.1', port: server.address.port });
+          probe.once('connect', () => {
+            probe.destroy();
+            resolve('connected');
+          });
+          probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+        });
+        assert.equal(refused, 'ECONNREFUSED');
+      } finally {
+        await destroyAll(clients);
+        await server.stop();
       }
-      await waitForConnections(server, 0);
-      assert.equal(server.refused, 0);
+    });
+
+    it('stops at once when no client is connected', async () => {
+      const server = await startEcho({ model });
+      const started = Date.now();
+      await server.stop();
+      const tookMs = Date.now() - started;
+      assert.ok(tookMs < 500, `stop() of an idle server took ${tookMs} ms`);
+      assert.equal(server.connections, 0);
+      await server.stop();
+    });
+
+    it('frees the records of 50 short-lived clients (polite, reset, and silent ones)', async () => {
+      const rng = new SeededRandom(runSeed());
+      await withServer(async (server, clients) => {
+        for (let round = 0; round < 5; round++) {
+          const batch = await Promise.all(
+            Array.from({ length: 10 }, () => client(server, clients)),
+          );
+          await Promise.all(
+            batch.map(async (socket, i) => {
+              if (i % 3 === 0) {
+                const data = rng.bytes(rng.int(1, 16 * KiB));
+                assertSameBytes(await echoRoundTrip(socket, data), data, `seed ${rng.seed}`);
+                await closeClient(socket);
+              } else if (i % 3 === 1) {
+                socket.write(rng.bytes(rng.int(1, 4 * KiB)));
+                socket.resetAndDestroy();
+                await closed(socket);
+              } else {
+                await closeClient(socket);
+              }
+              clients.delete(socket);
+            }),
+          );
+        }
+        await waitForConnections(server, 0);
+        assert.equal(server.refused, 0);
+      });
     });
   });
-});
+}

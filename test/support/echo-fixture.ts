@@ -8,13 +8,16 @@
 import assert from 'node:assert/strict';
 import { connect, createServer, type Socket } from 'node:net';
 import { chooseEngine } from '../../src/engines/select.js';
-import { EchoServer, type EchoServerOptions } from '../../src/servers/echo/echo-server.js';
+import type { EchoServerOptions, EchoService } from '../../src/servers/echo/echo-base.js';
+import { type EchoModel, startEchoServer } from '../../src/servers/echo/echo-models.js';
 
-export type EchoFixtureOptions = Omit<EchoServerOptions, 'engine' | 'host' | 'port' | 'logger'>;
+export type EchoFixtureOptions = Omit<EchoServerOptions, 'engine' | 'host' | 'port' | 'logger'> & {
+  model?: EchoModel;
+};
 
-/** An echo server on the node engine at 127.0.0.1, on a port the OS picks. */
-export function startEcho(options: EchoFixtureOptions = {}): Promise<EchoServer> {
-  return EchoServer.start({
+/** An echo server (completion-port model unless told) on the node engine at 127.0.0.1, on a port the OS picks. */
+export function startEcho(options: EchoFixtureOptions = {}): Promise<EchoService> {
+  return startEchoServer({
     ...options,
     engine: chooseEngine('node').engine,
     host: '127.0.0.1',
@@ -150,7 +153,7 @@ export function delay(ms: number): Promise<void> {
 
 /** Waits until the server counts `expected` open connections. */
 export function waitForConnections(
-  server: EchoServer,
+  server: EchoService,
   expected: number,
   timeoutMs = 5_000,
 ): Promise<void> {

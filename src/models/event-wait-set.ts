@@ -1,0 +1,103 @@
+/**
+ * The event-notification model's building block: the event array one wait
+ * loop blocks on.
+ *
+ * `WSAWaitForMultipleEvents` covers at most 64 events, so a server that
+ * learns of completions through events runs one loop per 63 sockets, and
+ * each loop's array keeps slot 0 for its own "changed" event: whoever adds a
+ * socket (the acceptor) signals it, so the blocked loop wakes and takes the
+ * new socket into its array. This is the I/O thread of the classic
+ * event-model server, and {@link EventWaitSet} is one such array.
+ */
+import { AutoResetEvent, type WaitableEvent } from '../core/events.js';
+import { MAXIMUM_WAIT_EVENTS, waitForMultipleEvents } from '../core/waits.js';
+
+/**
+ * Up to {@link EventWaitSet.CAPACITY} items, each with the event its
+ * overlapped operations signal, and the set's own wake-up event in slot 0.
+ * One loop calls {@link EventWaitSet.next} at a time.
+ */
+export class EventWaitSet<T> {
+  /** Items one set holds: every event of a wait but slot 0. */
+  static readonly CAPACITY = MAXIMUM_WAIT_EVENTS - 1;
+
+  readonly #events: WaitableEvent[] = [new AutoResetEvent()];
+  readonly #items: (T | null)[] = [null];
+  /** Added since the loop last woke: taken into the arrays at slot 0's signal. */
+  readonly #incoming: { event: WaitableEvent; item: T }[] = [];
+  #closed = false;
+
+  /** Items held, including those added and not yet taken in. */
+  get size(): number {
+    return this.#items.length - 1 + this.#incoming.length;
+  }
+
+  /** True when the set cannot take another item: open another set. */
+  get full(): boolean {
+    return this.size >= EventWaitSet.CAPACITY;
+  }
+
+  /**
+   * Adds `item`, whose operations signal `event` (a manual-reset event the
+   * loop resets). Callable from anywhere; the loop takes it in when it next
+   * wakes. Post the item's first operation before or after: an event already
+   * signalled is seen at once.
+   */
+  add(event: WaitableEvent, item: T): void {
+    if (this.full) throw new RangeError(`an EventWaitSet holds at most ${EventWaitSet.CAPACITY}`);
+    this.#incoming.push({ event, item });
+    (this.#events[0] as WaitableEvent).set();
+  }
+
+  /**
+   * Removes `item` and its event, compacting the arrays (the last entry takes
+   * its slot). Returns false if it was not here.
+   */
+  remove(item: T): boolean {
+    const i = this.#items.indexOf(item, 1);
+    if (i < 0) {
+      const j = this.#incoming.findIndex((entry) => entry.item === item);
+      if (j < 0) return false;
+      this.#incoming.splice(j, 1);
+      return true;
+    }
+    const last = this.#items.length - 1;
+    this.#items[i] = this.#items[last] as T;
+    this.#events[i] = this.#events[last] as WaitableEvent;
+    this.#items.length = last;
+    this.#events.length = last;
+    return true;
+  }
+
+  /**
+   * Waits (`waitForMultipleEvents`, not alertable) for an item's event,
+   * resets that event and returns the item: the lowest slot first when
+   * several are signalled. Resolves null once the set is closed.
+   */
+  async next(): Promise<T | null> {
+    for (;;) {
+      if (this.#closed) return null;
+      const index = (await waitForMultipleEvents(this.#events)) as number;
+      if (index === 0) {
+        this.#takeIncoming();
+        continue;
+      }
+      (this.#events[index] as WaitableEvent).reset();
+      return this.#items[index] as T;
+    }
+  }
+
+  /** Makes the loop's `next()` resolve null. Items still held are the caller's to close. */
+  close(): void {
+    this.#closed = true;
+    (this.#events[0] as WaitableEvent).set();
+  }
+
+  #takeIncoming(): void {
+    for (const { event, item } of this.#incoming) {
+      this.#events.push(event);
+      this.#items.push(item);
+    }
+    this.#incoming.length = 0;
+  }
+}

@@ -1,0 +1,304 @@
+/**
+ * What the three echo servers (completion port, event objects, completion
+ * routines) share: options and their defaults, the listener, the per-handle
+ * and per-I/O records, the connection limit and log lines, the echo step
+ * (recv → send all of it, finishing partial sends → recv), and graceful stop.
+ *
+ * A model supplies how completions reach it and how it posts the next
+ * operation; the base keeps the bookkeeping identical, so the three differ
+ * only in the part that is the model.
+ */
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { check, OverlappedError } from '../../core/errors.js';
+import { Overlapped } from '../../core/overlapped.js';
+import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
+import type { TcpSocket } from '../../core/tcp-socket.js';
+import type { Endpoint, Engine } from '../../engines/contract.js';
+
+export const ECHO_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 5150,
+  bufferSize: 8192,
+  maxConnections: 10_000,
+  /** Accepts kept posted at once, so bursts of connections do not wait on one another. */
+  pendingAccepts: 16,
+  stopDeadlineMs: 5000,
+} as const;
+
+export interface EchoServerOptions {
+  engine: Engine;
+  host?: string;
+  port?: number;
+  /** Completion-port model: worker loops draining the port. Default: 2 x CPUs, as in the seeds. */
+  workers?: number;
+  /** Completion-port model: port concurrency. Default: CPUs. */
+  concurrency?: number;
+  /** Bytes per connection's receive buffer. Default 8192. */
+  bufferSize?: number;
+  /** Connections served at once; further clients are reset at once. Default 10000. */
+  maxConnections?: number;
+  backlog?: number;
+  /**
+   * TCP_NODELAY on accepted connections. Default true: the server echoes a
+   * large message in buffer-sized pieces, and Nagle's algorithm would hold
+   * each piece after the first until the client's delayed ACK (about 40 ms).
+   */
+  noDelay?: boolean;
+  /** Receives one info line per connect and disconnect; warnings for refused clients. */
+  logger?: Logger;
+}
+
+/** Per-I/O data: the buffer and how far the current echo got. */
+export interface EchoIo {
+  readonly buffer: Buffer;
+  bytesRecv: number;
+  bytesSent: number;
+  /**
+   * The connection this record belongs to, as `CONTAINING_RECORD` finds it in
+   * C: a completion routine is handed only the Overlapped.
+   */
+  connection: EchoConnection | null;
+}
+
+/** Per-handle data of one connection. Models extend it with what they need. */
+export interface EchoConnection {
+  readonly socket: TcpSocket;
+  readonly peer: string;
+  /** The connection's one Overlapped: it alternates between recv and send. */
+  readonly io: Overlapped<EchoIo>;
+}
+
+/**
+ * What the echo step asks the model to post next: `'send'` the unsent bytes
+ * ({@link unsent}), `'recv'` into the buffer, or nothing (`'closed'`: the
+ * connection was closed and freed).
+ */
+export type EchoStep = 'send' | 'recv' | 'closed';
+
+/** The interface every echo model's server has. */
+export interface EchoService {
+  readonly address: Endpoint;
+  readonly connections: number;
+  readonly refused: number;
+  stop(options?: { deadlineMs?: number }): Promise<void>;
+}
+
+function describe(endpoint: Endpoint | null): string {
+  if (endpoint === null) return 'unknown';
+  return endpoint.family === 'IPv6'
+    ? `[${endpoint.address}]:${endpoint.port}`
+    : `${endpoint.address}:${endpoint.port}`;
+}
+
+export function isAborted(error: Error | null): boolean {
+  return error instanceof OverlappedError && error.code === 'OVL_ERR_ABORTED';
+}
+
+/** Validated options with defaults filled in. */
+export interface EchoSettings {
+  readonly bufferSize: number;
+  readonly maxConnections: number;
+  readonly workers: number;
+  readonly concurrency: number;
+  readonly logger: Logger | undefined;
+}
+
+/** Checks the options and listens (127.0.0.1:5150 unless told otherwise). */
+export async function listenForEcho(
+  options: EchoServerOptions,
+): Promise<{ listener: TcpListener; settings: EchoSettings }> {
+  const cpus = availableParallelism();
+  const settings: EchoSettings = {
+    bufferSize: options.bufferSize ?? ECHO_DEFAULTS.bufferSize,
+    maxConnections: options.maxConnections ?? ECHO_DEFAULTS.maxConnections,
+    workers: options.workers ?? 2 * cpus,
+    concurrency: options.concurrency ?? cpus,
+    logger: options.logger,
+  };
+  for (const name of ['workers', 'concurrency', 'bufferSize', 'maxConnections'] as const) {
+    const value = settings[name];
+    check(
+      Number.isSafeInteger(value) && value >= 1,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `${name} must be a whole number >= 1, got ${String(value)}`,
+    );
+  }
+  const listenOptions: ListenOptions = {
+    engine: options.engine,
+    host: options.host ?? ECHO_DEFAULTS.host,
+    port: options.port ?? ECHO_DEFAULTS.port,
+    // Never more sends in flight than one buffer: a slow reader stalls only itself.
+    maxPendingSendBytes: settings.bufferSize,
+    noDelay: options.noDelay ?? true,
+  };
+  if (options.backlog !== undefined) listenOptions.backlog = options.backlog;
+  return { listener: await TcpListener.listen(listenOptions), settings };
+}
+
+/**
+ * The shared part of an echo server. `stop()` is graceful: stop accepting,
+ * close connections waiting for data, let echoes in flight finish, and close
+ * whatever is left when the deadline passes.
+ */
+export abstract class EchoServerBase<C extends EchoConnection> implements EchoService {
+  protected readonly listener: TcpListener;
+  protected readonly settings: EchoSettings;
+  protected readonly logger: Logger | undefined;
+  readonly #connections = new Set<C>();
+  #stopping: Promise<void> | null = null;
+  #drained: (() => void) | null = null;
+  /** Connections refused because of maxConnections, since start. */
+  refused = 0;
+
+  protected constructor(listener: TcpListener, settings: EchoSettings) {
+    this.listener = listener;
+    this.settings = settings;
+    this.logger = settings.logger;
+  }
+
+  /** The bound address (the real port when 0 was asked for). */
+  get address(): Endpoint {
+    return this.listener.address;
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** True once `stop()` was called. */
+  protected get stopping(): boolean {
+    return this.#stopping !== null;
+  }
+
+  /**
+   * Stops gracefully: no new connections; connections waiting for data are
+   * closed; echoes in flight finish, until `deadlineMs`, after which the rest
+   * are closed. Resolves when every connection is closed and the model's
+   * loops have returned. Idempotent: later calls return the same promise.
+   */
+  stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopping ??= this.#stop(options.deadlineMs ?? ECHO_DEFAULTS.stopDeadlineMs);
+    return this.#stopping;
+  }
+
+  async #stop(deadlineMs: number): Promise<void> {
+    this.listener.close();
+    const drained = new Promise<void>((resolve) => {
+      this.#drained = resolve;
+    });
+    if (this.#connections.size === 0) this.#drained?.();
+    for (const conn of this.#connections) {
+      // An idle connection has its recv posted: cancelling it ends that connection.
+      if (conn.io.pending && conn.io.operation === 'recv') conn.socket.cancel(conn.io);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs, 'deadline');
+    });
+    if ((await Promise.race([drained, deadline])) === 'deadline') {
+      this.logger?.warn(
+        { connections: this.#connections.size, deadlineMs },
+        'stop deadline passed: closing the remaining connections',
+      );
+      // Their pending operations complete (aborted) through the model, which frees them.
+      for (const conn of this.#connections) conn.socket.close();
+      await drained;
+    }
+    clearTimeout(timer);
+    // The listener's aborted accepts complete on a later turn; let them land first.
+    while (this.listener.pendingOperations > 0) await new Promise((r) => setImmediate(r));
+    await this.finish();
+  }
+
+  /** Ends the model's loops; called once every connection is closed and no accept is pending. */
+  protected abstract finish(): Promise<void>;
+
+  /** Creates the model's per-handle record for an admitted socket. */
+  protected abstract createConnection(socket: TcpSocket, peer: string, io: Overlapped<EchoIo>): C;
+
+  /**
+   * Handles a completed accept: the new socket becomes a connection, or is
+   * reset when the server is stopping or full. Returns the connection (its
+   * first recv is the caller's to post), or null.
+   */
+  protected admit(socket: TcpSocket | null, error: Error | null): C | null {
+    if (socket === null) {
+      if (error !== null && !isAborted(error)) this.logger?.warn({ err: error }, 'accept failed');
+      return null;
+    }
+    if (this.stopping) {
+      socket.destroy();
+      return null;
+    }
+    const peer = describe(socket.remoteAddress);
+    if (this.#connections.size >= this.settings.maxConnections) {
+      this.refused++;
+      this.logger?.warn(
+        { peer, maxConnections: this.settings.maxConnections },
+        'connection refused: at maxConnections',
+      );
+      socket.destroy();
+      return null;
+    }
+    const io = new Overlapped<EchoIo>({
+      buffer: Buffer.allocUnsafe(this.settings.bufferSize),
+      bytesRecv: 0,
+      bytesSent: 0,
+      connection: null,
+    });
+    const conn = this.createConnection(socket, peer, io);
+    io.data.connection = conn;
+    this.#connections.add(conn);
+    this.logger?.info({ peer, connections: this.#connections.size }, 'connected');
+    return conn;
+  }
+
+  /**
+   * The echo step, run on each completion of `conn.io`: records what moved
+   * and says what to post next. A zero-byte recv (end of stream) or an error
+   * closes and frees the connection.
+   */
+  protected step(conn: C, error: Error | null, bytes: number): EchoStep {
+    const io = conn.io;
+    const state = io.data;
+    if (error !== null) {
+      if (!isAborted(error)) {
+        this.logger?.info({ peer: conn.peer, err: error.message }, 'connection error');
+      }
+      this.close(conn);
+      return 'closed';
+    }
+    if (io.operation === 'recv') {
+      if (bytes === 0) {
+        this.close(conn);
+        return 'closed';
+      }
+      state.bytesRecv = bytes;
+      state.bytesSent = 0;
+    } else {
+      state.bytesSent += bytes;
+    }
+    if (state.bytesSent < state.bytesRecv) return 'send';
+    if (this.stopping) {
+      this.close(conn);
+      return 'closed';
+    }
+    return 'recv';
+  }
+
+  /** Closes and frees `conn` (idempotent); the model may extend it to drop its own records. */
+  protected close(conn: C): void {
+    if (!this.#connections.delete(conn)) return;
+    conn.socket.close();
+    this.logger?.info({ peer: conn.peer, connections: this.#connections.size }, 'disconnected');
+    if (this.#connections.size === 0) this.#drained?.();
+  }
+}
+
+/** The bytes of `io` still to send back. */
+export function unsent(io: Overlapped<EchoIo>): Buffer {
+  const state = io.data;
+  return state.buffer.subarray(state.bytesSent, state.bytesRecv);
+}
