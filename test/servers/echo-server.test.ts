@@ -449,3 +449,29 @@ for (const model of ECHO_MODELS) {
     });
   });
 }
+
+describe('echo servers of every model side by side on one thread', () => {
+  it('each echoes its own clients, and each stops while the others keep serving', async () => {
+    // Two routines servers share this thread's APC queue: each must still see its own stop.
+    const models = [...ECHO_MODELS, 'routines' as const];
+    const servers = await Promise.all(models.map((model) => startEcho({ model })));
+    const rng = new SeededRandom(runSeed());
+    const clients = new Set<Socket>();
+    try {
+      for (let i = 0; i < servers.length; i++) {
+        for (const server of servers.slice(i)) {
+          const socket = await connectClient(server.address.port);
+          clients.add(socket);
+          const data = rng.bytes(rng.int(1, 20 * KiB));
+          assertSameBytes(await echoRoundTrip(socket, data), data, `seed ${rng.seed}`);
+          await closeClient(socket);
+          clients.delete(socket);
+        }
+        await (servers[i] as EchoService).stop({ deadlineMs: 1000 });
+      }
+    } finally {
+      await destroyAll(clients);
+      await Promise.all(servers.map((s) => s.stop({ deadlineMs: 1000 })));
+    }
+  });
+});
