@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { pendingApcs } from '../../src/core/apc.js';
 import type { EchoService } from '../../src/servers/echo/echo-base.js';
 import { ECHO_MODELS, type EchoModel } from '../../src/servers/echo/echo-models.js';
 import { EventsEchoServer } from '../../src/servers/echo/events-echo-server.js';
@@ -378,6 +379,7 @@ for (const model of ECHO_MODELS) {
         const tookMs = Date.now() - started;
         assert.ok(tookMs < 4000, `stop() took ${tookMs} ms with an echo in flight`);
         assert.equal(server.connections, 0);
+        assert.equal(pendingApcs(), 0, 'no completion routine left queued');
 
         const [idleEcho, busyEcho] = await Promise.all([idleGot.done, busyGot.done]);
         assert.equal(idleEcho.length, 0, 'the idle client received bytes during stop');

@@ -45,9 +45,11 @@ export class RoutinesEchoServer extends EchoServerBase<EchoConnection> {
   }
 
   protected override async finish(): Promise<void> {
-    this.#finished = true;
-    // A user APC wakes the loop from its infinite sleep so it sees the flag.
-    queueUserApc(() => {});
+    // A user APC wakes the loop from its infinite sleep. Queued after the routines of the
+    // aborted accepts and recvs, it runs after them, so the loop leaves none behind.
+    queueUserApc(() => {
+      this.#finished = true;
+    });
     await this.#loop;
   }
 
