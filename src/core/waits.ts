@@ -136,6 +136,15 @@ function checkTimeout(timeoutMs: number): void {
   );
 }
 
+/**
+ * @internal `waitForMultipleEvents(events)` (any, no timeout, not alertable)
+ * without the argument checks, for models that build the array themselves
+ * and wait on it once per completion.
+ */
+export function waitAnyUnchecked(events: readonly WaitableEvent[]): Promise<WaitResult> {
+  return wait(events, false, INFINITE, false);
+}
+
 function wait(
   events: readonly WaitableEvent[],
   waitAll: boolean,

@@ -10,7 +10,7 @@
  * event-model server, and {@link EventWaitSet} is one such array.
  */
 import { AutoResetEvent, type WaitableEvent } from '../core/events.js';
-import { MAXIMUM_WAIT_EVENTS, waitForMultipleEvents } from '../core/waits.js';
+import { MAXIMUM_WAIT_EVENTS, waitAnyUnchecked } from '../core/waits.js';
 
 /**
  * Up to {@link EventWaitSet.CAPACITY} items, each with the event its
@@ -26,6 +26,8 @@ export class EventWaitSet<T> {
   /** Added since the loop last woke: taken into the arrays at slot 0's signal. */
   readonly #incoming: { event: WaitableEvent; item: T }[] = [];
   #closed = false;
+  /** Where `take()` starts its next scan (0-based over slots 1..n). */
+  #cursor = 0;
 
   /** Items held, including those added and not yet taken in. */
   get size(): number {
@@ -70,6 +72,35 @@ export class EventWaitSet<T> {
   }
 
   /**
+   * Takes a signalled item without waiting (a wait with timeout 0): resets
+   * its event and returns it; undefined when none is signalled. Scans round
+   * robin from the slot after the last one taken, so that under load every
+   * slot is served in turn (a plain wait returns the lowest signalled slot,
+   * which favours low slots). A loop drains the set with this before it
+   * blocks in `next()`.
+   */
+  take(): T | undefined {
+    const events = this.#events;
+    if ((events[0] as WaitableEvent).signaled) {
+      (events[0] as WaitableEvent).reset();
+      this.#takeIncoming();
+    }
+    // Round robin from the slot after the last one taken: always starting at slot 1 would
+    // serve low slots first on every pass and starve the high ones under load.
+    const n = events.length - 1;
+    for (let k = 0; k < n; k++) {
+      const i = ((this.#cursor + k) % n) + 1;
+      const event = events[i] as WaitableEvent;
+      if (event.signaled) {
+        event.reset();
+        this.#cursor = i % n;
+        return this.#items[i] as T;
+      }
+    }
+    return undefined;
+  }
+
+  /**
    * Waits (`waitForMultipleEvents`, not alertable) for an item's event,
    * resets that event and returns the item: the lowest slot first when
    * several are signalled. Resolves null once the set is closed.
@@ -77,7 +108,7 @@ export class EventWaitSet<T> {
   async next(): Promise<T | null> {
     for (;;) {
       if (this.#closed) return null;
-      const index = (await waitForMultipleEvents(this.#events)) as number;
+      const index = (await waitAnyUnchecked(this.#events)) as number;
       if (index === 0) {
         this.#takeIncoming();
         continue;

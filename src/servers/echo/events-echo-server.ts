@@ -113,7 +113,8 @@ export class EventsEchoServer extends EchoServerBase<EventConnection> {
 
   async #serve(set: EventWaitSet<EventConnection>): Promise<void> {
     for (;;) {
-      const conn = await set.next();
+      // Drain what is signalled already; block only when nothing is.
+      const conn = set.take() ?? (await set.next());
       if (conn === null) return;
       const { bytes, error } = resultOf(conn.io);
       const step = this.step(conn, error, bytes);
