@@ -521,9 +521,14 @@ function scenarioTable(cells: CellSummary[], skipped: Map<string, string>): stri
       String(cell.mismatches) + (flagged ? '  << INVALID' : ''),
     ];
   });
+  // The c-epoll column only when c-epoll ran (a FAILED row has no such column).
+  const cColumn = header.indexOf(`vs ${C_BASELINE}`);
+  const withC = cells.some((c) => c.cpuPerMessageVsCEpoll !== undefined);
+  const keep = (row: string[]) =>
+    withC || row.length <= cColumn ? row : row.toSpliced(cColumn, 1);
   // Below the table, not in it: a long reason would stretch the first column.
   const skips = [...skipped].map(([id, reason]) => `\n  skipped ${id}: ${reason}`);
-  return formatTable(header, rows) + skips.join('');
+  return formatTable(keep(header), rows.map(keep)) + skips.join('');
 }
 
 /** The events/routines variants against their engine's completion-port variant, if any ran. */
