@@ -190,7 +190,10 @@ function selectServers(
 
 /** Starts `launch` pinned to `cpu`; taskset execs the server, so the child's pid is its own. */
 function spawnPinned(cpu: number | undefined, launch: Launch): ChildProcess {
-  const options = { stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[] };
+  const options = {
+    stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[],
+    env: { ...process.env, ...launch.env },
+  };
   return cpu === undefined
     ? spawn(launch.file, launch.args, options)
     : spawn('taskset', ['-c', String(cpu), launch.file, ...launch.args], options);
@@ -552,6 +555,16 @@ function modelTable(cells: CellSummary[]): string | undefined {
   );
 }
 
+/** The soft limit on open files this process (and so every child) has, if the shell tells. */
+function openFileLimit(): number | undefined {
+  const out = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout?.trim();
+  const n = Number(out);
+  return out === 'unlimited' ? Number.POSITIVE_INFINITY : Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** Descriptors a server or the generator needs beyond one per connection. */
+const SPARE_FDS = 100;
+
 /** Rough seconds one cell takes: server start, connecting, warm-up, window, drain and close. */
 function cellSeconds(scenario: Scenario, config: BenchConfig): number {
   return config.warmupSec + config.durationSec + 1 + scenario.conns / 2000;
@@ -587,22 +600,36 @@ async function main(): Promise<void> {
   }
   const servers = config.servers.filter((s) => !skipped.has(s.id));
 
+  // A scenario with more connections than open files allowed would only count errors.
+  const limit = openFileLimit();
+  const skippedScenarios = new Map<string, string>();
+  for (const scenario of config.scenarios) {
+    if (limit !== undefined && scenario.conns + SPARE_FDS > limit) {
+      const reason =
+        `needs more than ${scenario.conns + SPARE_FDS} open files, ulimit -n is ${limit} ` +
+        '(raise it, e.g. ulimit -n 20000)';
+      skippedScenarios.set(scenario.id, reason);
+      console.log(`echo-bench: skipping scenario ${scenario.id}: ${reason}`);
+    }
+  }
+  const scenarios = config.scenarios.filter((s) => !skippedScenarios.has(s.id));
+
   const cellCount = servers.length * config.repeat;
-  const estimate = config.scenarios.reduce((sum, s) => sum + cellSeconds(s, config) * cellCount, 0);
+  const estimate = scenarios.reduce((sum, s) => sum + cellSeconds(s, config) * cellCount, 0);
   console.log(
     `echo-bench: ${config.durationSec} s measured after ${config.warmupSec} s warm-up, ` +
       `${config.repeat} run(s) per cell${config.repeat > 1 ? ' (medians shown)' : ''}; ` +
       `${pinned ? 'server on CPU 0, load generator on CPU 1' : 'unpinned'}; ` +
       `node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}\n` +
       `echo-bench: servers ${servers.map((s) => s.id).join(', ') || '(none)'}; ` +
-      `${config.scenarios.length * cellCount} runs, about ${clock(estimate)} (m:ss)`,
+      `${scenarios.length * cellCount} runs, about ${clock(estimate)} (m:ss)`,
   );
 
   let invalid = false;
   let done = 0;
-  const total = config.scenarios.length * cellCount;
+  const total = scenarios.length * cellCount;
   const results: { scenario: Scenario; cells: CellSummary[] }[] = [];
-  for (const scenario of config.scenarios) {
+  for (const scenario of scenarios) {
     const runs = new Map(servers.map((s) => [s.id, [] as LoadReport[]]));
     const failures = new Map(servers.map((s) => [s.id, [] as string[]]));
     for (let r = 0; r < config.repeat; r++) {
@@ -658,6 +685,7 @@ async function main(): Promise<void> {
         skipped: skipped.get(s.id),
       })),
       scenarios: results.map(({ scenario, cells }) => ({ ...scenario, results: cells })),
+      skippedScenarios: Object.fromEntries(skippedScenarios),
     };
     writeFileSync(config.jsonFile, `${JSON.stringify(document, null, 2)}\n`);
     console.log(`\nwrote ${config.jsonFile}`);
@@ -683,8 +711,9 @@ async function main(): Promise<void> {
         'so msgs/s there may be capped by the generator; CPU µs/msg stays comparable.',
     );
   }
-  if (skipped.size > 0) {
-    console.log(`Skipped (could not run here): ${[...skipped.keys()].join(', ')}.`);
+  if (skipped.size > 0 || skippedScenarios.size > 0) {
+    const what = [...skipped.keys(), ...[...skippedScenarios.keys()].map((id) => `scenario ${id}`)];
+    console.log(`Skipped (could not run here): ${what.join(', ')}.`);
   }
   console.log(`Total time ${clock(elapsed())} (m:ss).`);
   if (invalid) {

@@ -33,6 +33,8 @@ export const C_BASELINE = 'c-epoll';
 export interface Launch {
   file: string;
   args: string[];
+  /** Added to the benchmark's own environment. */
+  env?: Record<string, string>;
 }
 
 export interface ServerSpec {
@@ -89,6 +91,8 @@ function overlappedVariant(
         ...(model === DEFAULT_MODEL ? [] : ['--model', model]),
         ...extra,
       ],
+      // Also through the environment, for any code in the server that picks its engine itself.
+      env: { OVERLAPPED_ENGINE: engine },
     }),
     verify: (stdout) => verifyOverlapped(stdout, engine, model),
   };
