@@ -51,7 +51,9 @@ const SCENARIOS: Scenario[] = [
   { id: '50x16k-d2', conns: 50, size: 16 * 1024, depth: 2 },
 ];
 
+const SCENARIO_IDS = SCENARIOS.map((s) => s.id);
 const CATALOGUE = serverCatalogue();
+const SERVER_IDS = CATALOGUE.map((s) => s.id);
 
 const USAGE = `usage: npm run bench:echo -- [flags]
   --duration <s>      measured seconds per run (default 5)
@@ -59,7 +61,8 @@ const USAGE = `usage: npm run bench:echo -- [flags]
   --scenarios <ids>   comma-separated, from: ${SCENARIOS.map((s) => s.id).join(', ')}
   --engines <names>   overlapped engines: ${ENGINES.join(', ')} or all (default all)
   --models <names>    overlapped I/O models: ${MODELS.join(', ')} or all
-                      (default ${DEFAULT_MODEL}; all when --servers is given)
+                      (default ${DEFAULT_MODEL}; all when --servers is given); the
+                      model ratios need ${DEFAULT_MODEL} in the list too
   --servers <ids>     comma-separated ids (default: every one not marked "only when named"):
 ${CATALOGUE.map((s) => `                        ${s.id.padEnd(22)}${s.description}`).join('\n')}
                       --engines and --models, when given, narrow this list further
@@ -140,10 +143,7 @@ function parseConfig(): BenchConfig {
   };
   const repeat = number('repeat', 1, 100);
   if (!Number.isInteger(repeat)) fail('--repeat must be a whole number');
-  const scenarioIds = names(
-    'scenarios',
-    SCENARIOS.map((s) => s.id),
-  );
+  const scenarioIds = names('scenarios', SCENARIO_IDS);
   return {
     durationSec: number('duration', 0.1, 3600),
     warmupSec: number('warmup', 0, 600),
@@ -151,10 +151,7 @@ function parseConfig(): BenchConfig {
     scenarios:
       scenarioIds === undefined ? SCENARIOS : SCENARIOS.filter((s) => scenarioIds.includes(s.id)),
     servers: selectServers(
-      names(
-        'servers',
-        CATALOGUE.map((s) => s.id),
-      ),
+      names('servers', SERVER_IDS),
       names('engines', ENGINES),
       names('models', MODELS),
     ),

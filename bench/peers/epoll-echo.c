@@ -116,7 +116,10 @@ static void accept_all(int listener) {
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-            /* EMFILE and friends: say so and leave the rest queued for later. */
+            /*
+             * EMFILE and friends: say so and leave the rest in the backlog. The
+             * listener stays readable, so this repeats until a connection closes.
+             */
             fprintf(stderr, "epoll-echo: accept: %s\n", strerror(errno));
             return;
         }
