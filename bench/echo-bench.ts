@@ -1,8 +1,10 @@
 /**
- * Echo benchmark: runs each server under test and the plain `node:net` peer one
- * after the other under the same closed-loop load, and reports messages/s, p99
- * latency and server CPU time per message, with CPU/message as a ratio to the peer.
- * Absolute numbers drift between machines and runs; the ratios are what to compare.
+ * Echo benchmark: runs each server under test and its peers one after the other
+ * under the same closed-loop load, and reports messages/s, p99 latency, server CPU
+ * time per message (with ratios to the plain node:net peer, to the C epoll peer, and
+ * of each I/O model to the same engine's completion-port variant) and server memory
+ * per open connection. Absolute numbers drift between machines and runs; the ratios
+ * are what to compare.
  *
  * The server is pinned to CPU 0 and the load generator (a separate process) to CPU 1
  * with taskset, so the two never compete for a core. Run `--help` for the flags.
@@ -12,54 +14,27 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { LoadOptions, LoadReport } from '../src/load/load-generator.js';
+import {
+  C_BASELINE,
+  DEFAULT_MODEL,
+  ENGINES,
+  type EngineName,
+  HOST,
+  type Launch,
+  MODELS,
+  type ModelName,
+  NODE_BASELINE,
+  ROOT,
+  type ServerSpec,
+  serverCatalogue,
+} from './echo-servers.js';
 
-/** Repository root: this file runs as dist/bench/echo-bench.js. */
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const HOST = '127.0.0.1';
-const BASELINE = 'node-net';
 /** Above this share of its core the generator, not the server, may be what limits msgs/s. */
 const GENERATOR_SATURATED_PERCENT = 90;
-
-interface ServerSpec {
-  id: string;
-  /** Arguments to `node` that start the server listening on HOST:port. */
-  args(port: number): string[];
-}
-
-/** `overlapped echo`, with extra flags (e.g. `--model <name>`) for variants. */
-function overlappedEcho(...extra: string[]): ServerSpec['args'] {
-  return (port) => [
-    join(ROOT, 'dist/src/cli/main.js'),
-    'echo',
-    '--host',
-    HOST,
-    '--port',
-    String(port),
-    '--quiet',
-    '--max-connections',
-    '20000',
-    ...extra,
-  ];
-}
-
-/** Servers in report order; a variant is one more line, e.g. overlappedEcho('--model', 'iocp'). */
-const SERVERS: ServerSpec[] = [
-  { id: 'overlapped', args: overlappedEcho() },
-  { id: 'overlapped-nagle', args: overlappedEcho('--nagle') },
-  {
-    id: BASELINE,
-    args: (port) => [
-      join(ROOT, 'dist/bench/peers/node-echo.js'),
-      '--host',
-      HOST,
-      '--port',
-      `${port}`,
-    ],
-  },
-];
+/** Issue bar: an I/O model may cost at most this much CPU/message over completion-port. */
+const MODEL_CPU_BAR = 1.3;
 
 interface Scenario {
   id: string;
@@ -72,17 +47,35 @@ const SCENARIOS: Scenario[] = [
   { id: '50x64-d1', conns: 50, size: 64, depth: 1 },
   { id: '50x64-d16', conns: 50, size: 64, depth: 16 },
   { id: '1000x64-d1', conns: 1000, size: 64, depth: 1 },
+  { id: '8000x64-d1', conns: 8000, size: 64, depth: 1 },
   { id: '50x16k-d2', conns: 50, size: 16 * 1024, depth: 2 },
 ];
+
+const SCENARIO_IDS = SCENARIOS.map((s) => s.id);
+const CATALOGUE = serverCatalogue();
+const SERVER_IDS = CATALOGUE.map((s) => s.id);
 
 const USAGE = `usage: npm run bench:echo -- [flags]
   --duration <s>      measured seconds per run (default 5)
   --warmup <s>        uncounted seconds before each measured window (default 1)
   --scenarios <ids>   comma-separated, from: ${SCENARIOS.map((s) => s.id).join(', ')}
-  --servers <ids>     comma-separated, from: ${SERVERS.map((s) => s.id).join(', ')}
-  --repeat <n>        runs per cell; the table shows the median of each column (default 1)
-  --json <file>       also write every run and the medians to <file>
-Exit code 1 if a server failed or any run counted errors or mismatches.`;
+  --engines <names>   overlapped engines: ${ENGINES.join(', ')} or all (default all)
+  --models <names>    overlapped I/O models: ${MODELS.join(', ')} or all
+                      (default ${DEFAULT_MODEL}; all when --servers is given); the
+                      model ratios need ${DEFAULT_MODEL} in the list too
+  --servers <ids>     comma-separated ids (default: every one not marked "only when named"):
+${CATALOGUE.map((s) => `                        ${s.id.padEnd(22)}${s.description}`).join('\n')}
+                      --engines and --models, when given, narrow this list further
+  --repeat <n>        runs per cell; the tables show the median of each column (default 1)
+  --json <file>       also write every run, the medians and the ratios to <file>
+
+Before any run each server is prepared (c-epoll compiled into bench/.cache, bun
+installed there with npm if it is not on PATH) and started once as a probe; a server
+that cannot be prepared, exits before listening (an engine or --model this build does
+not have), or runs another engine than asked, is skipped with the reason printed.
+overlapped variants get --engine <name>, and --model <name> unless the model is
+${DEFAULT_MODEL} (the default of \`overlapped echo\`).
+Exit code 1 if a server failed under load or any run counted errors or mismatches.`;
 
 interface BenchConfig {
   durationSec: number;
@@ -98,6 +91,14 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+/** Splits a comma-separated flag value into its non-empty items. */
+function items(list: string): string[] {
+  return list
+    .split(',')
+    .map((id) => id.trim())
+    .filter((id) => id !== '');
+}
+
 function parseConfig(): BenchConfig {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -106,6 +107,8 @@ function parseConfig(): BenchConfig {
         duration: { type: 'string', default: '5' },
         warmup: { type: 'string', default: '1' },
         scenarios: { type: 'string' },
+        engines: { type: 'string' },
+        models: { type: 'string' },
         servers: { type: 'string' },
         repeat: { type: 'string', default: '1' },
         json: { type: 'string' },
@@ -126,39 +129,71 @@ function parseConfig(): BenchConfig {
     }
     return n;
   };
-  const pick = <T extends { id: string }>(flag: string, all: T[]): T[] => {
+  /** The ids a flag names, each one of `known`; `all` names every one. */
+  const names = <T extends string>(flag: string, known: readonly T[]): T[] | undefined => {
     const list = values[flag];
-    if (typeof list !== 'string') return all;
-    const ids = list
-      .split(',')
-      .map((id) => id.trim())
-      .filter((id) => id !== '');
-    const unknown = ids.filter((id) => !all.some((item) => item.id === id));
+    if (typeof list !== 'string') return undefined;
+    const ids = items(list);
+    if (ids.length === 1 && ids[0] === 'all') return [...known];
+    const unknown = ids.filter((id) => !(known as readonly string[]).includes(id));
     if (unknown.length > 0 || ids.length === 0) {
-      fail(
-        `--${flag}: unknown '${unknown.join(',')}'; choose from ${all.map((i) => i.id).join(', ')}`,
-      );
+      fail(`--${flag}: unknown '${unknown.join(',')}'; choose from ${known.join(', ')} or all`);
     }
-    return all.filter((item) => ids.includes(item.id));
+    return ids as T[];
   };
   const repeat = number('repeat', 1, 100);
   if (!Number.isInteger(repeat)) fail('--repeat must be a whole number');
+  const scenarioIds = names('scenarios', SCENARIO_IDS);
   return {
     durationSec: number('duration', 0.1, 3600),
     warmupSec: number('warmup', 0, 600),
     repeat,
-    scenarios: pick('scenarios', SCENARIOS),
-    servers: pick('servers', SERVERS),
+    scenarios:
+      scenarioIds === undefined ? SCENARIOS : SCENARIOS.filter((s) => scenarioIds.includes(s.id)),
+    servers: selectServers(
+      names('servers', SERVER_IDS),
+      names('engines', ENGINES),
+      names('models', MODELS),
+    ),
     jsonFile: typeof values.json === 'string' ? values.json : undefined,
   };
 }
 
-/** Spawns `node args` pinned to `cpu`; taskset execs node, so the child's pid is node's. */
-function spawnNode(cpu: number | undefined, args: string[]): ChildProcess {
-  const options = { stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[] };
+/**
+ * The servers to run, in catalogue order. Engine and model filters apply to the
+ * overlapped variants only; without --servers the models default to completion-port
+ * and opt-in variants are left out, with --servers every named one is a candidate.
+ */
+function selectServers(
+  ids: string[] | undefined,
+  engines: EngineName[] | undefined,
+  models: ModelName[] | undefined,
+): ServerSpec[] {
+  const engineSet = engines ?? [...ENGINES];
+  const modelSet = models ?? (ids === undefined ? [DEFAULT_MODEL] : [...MODELS]);
+  const selected = CATALOGUE.filter(
+    (s) =>
+      (ids === undefined ? s.optIn !== true : ids.includes(s.id)) &&
+      (s.engine === undefined || engineSet.includes(s.engine)) &&
+      (s.model === undefined || modelSet.includes(s.model)),
+  );
+  const excluded = (ids ?? []).filter((id) => !selected.some((s) => s.id === id));
+  if (excluded.length > 0) {
+    fail(`--servers names ${excluded.join(', ')}, which --engines or --models leave out`);
+  }
+  if (selected.length === 0) fail('no server selected');
+  return selected;
+}
+
+/** Starts `launch` pinned to `cpu`; taskset execs the server, so the child's pid is its own. */
+function spawnPinned(cpu: number | undefined, launch: Launch): ChildProcess {
+  const options = {
+    stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[],
+    env: { ...process.env, ...launch.env },
+  };
   return cpu === undefined
-    ? spawn(process.execPath, args, options)
-    : spawn('taskset', ['-c', String(cpu), process.execPath, ...args], options);
+    ? spawn(launch.file, launch.args, options)
+    : spawn('taskset', ['-c', String(cpu), launch.file, ...launch.args], options);
 }
 
 /** Keeps the last `limit` characters a stream produced, for error messages. */
@@ -175,6 +210,8 @@ function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A port that was free a moment ago (bound to 0, read, released). */
 function freePort(): Promise<number> {
@@ -206,6 +243,7 @@ async function waitForListening(
   stderr: () => string,
 ): Promise<void> {
   const deadline = Date.now() + 15_000;
+  child.once('error', () => {}); // e.g. ENOENT from spawn; exitCode tells the rest
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(
@@ -213,7 +251,7 @@ async function waitForListening(
       );
     }
     if (await canConnect(port)) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
   throw new Error(`not listening on ${HOST}:${port} after 15 s: ${stderr() || '(no stderr)'}`);
 }
@@ -226,8 +264,44 @@ async function stopServer(child: ChildProcess): Promise<void> {
   clearTimeout(killer);
 }
 
+/**
+ * Gets `server` ready and starts it once on its own: resolves with a reason to skip
+ * it, or undefined when it listens and (if it can tell) runs what was asked for.
+ */
+async function probe(server: ServerSpec): Promise<string | undefined> {
+  const unprepared = await server.prepare?.();
+  if (unprepared !== undefined) return unprepared;
+  const port = await freePort();
+  let child: ChildProcess;
+  try {
+    child = spawnPinned(undefined, server.launch(port));
+  } catch (err) {
+    return `cannot start: ${(err as Error).message}`;
+  }
+  const stdout = tail(child.stdout);
+  const stderr = tail(child.stderr);
+  try {
+    await waitForListening(port, child, stderr);
+    // The start-up line may follow the listen by a moment.
+    for (let i = 0; i < 40 && !stdout().includes('listening'); i++) await sleep(25);
+    return server.verify?.(stdout());
+  } catch (err) {
+    return oneLine((err as Error).message);
+  } finally {
+    await stopServer(child);
+  }
+}
+
+/** The first line of a multi-line message, for the report. */
+function oneLine(text: string): string {
+  return text.split('\n').find((line) => line.trim() !== '') ?? text;
+}
+
 async function runLoadProcess(cpu: number | undefined, options: LoadOptions): Promise<LoadReport> {
-  const child = spawnNode(cpu, [join(ROOT, 'dist/bench/run-load.js'), JSON.stringify(options)]);
+  const child = spawnPinned(cpu, {
+    file: process.execPath,
+    args: [join(ROOT, 'dist/bench/run-load.js'), JSON.stringify(options)],
+  });
   const stdout = tail(child.stdout, 1_000_000);
   const stderr = tail(child.stderr);
   const limitMs = ((options.warmupSec ?? 0) + options.durationSec) * 1000 + 60_000;
@@ -253,12 +327,13 @@ async function runCell(
   pinning: Pinning,
 ): Promise<LoadReport> {
   const port = await freePort();
-  const child = spawnNode(pinning.server, server.args(port));
+  const child = spawnPinned(pinning.server, server.launch(port));
   tail(child.stdout);
   const stderr = tail(child.stderr);
   try {
     await waitForListening(port, child, stderr);
     if (child.pid === undefined) throw new Error('has no pid');
+    // The load generator samples the server's RSS idle, connected and at the end.
     return await runLoadProcess(pinning.load, {
       host: HOST,
       port,
@@ -274,19 +349,38 @@ async function runCell(
   }
 }
 
+interface CellMedians {
+  messagesPerSec: number;
+  p99Us: number;
+  serverCpuUsPerMessage: number | undefined;
+  generatorCpuPercent: number | undefined;
+  /** Server RSS before any connection. */
+  rssIdleBytes: number | undefined;
+  /** Server RSS growth per connection with every connection open, before any message. */
+  rssPerConnOpenBytes: number | undefined;
+  /** Server RSS growth per connection at the end of the measured window. */
+  rssPerConnEndBytes: number | undefined;
+}
+
 interface CellSummary {
   server: string;
+  engine?: EngineName;
+  model?: ModelName;
   runs: LoadReport[];
   failures: string[];
-  median?: {
-    messagesPerSec: number;
-    p99Us: number;
-    serverCpuUsPerMessage: number | undefined;
-    generatorCpuPercent: number | undefined;
-  };
+  median?: CellMedians;
+  /** False if in some run the server was not seen to accept every connection before RSS was read. */
+  rssAllAccepted: boolean;
   errors: number;
   mismatches: number;
+  /** Server CPU/message as a ratio to node-net's. */
   cpuPerMessageVsBaseline?: number;
+  /** Server CPU/message as a ratio to c-epoll's. */
+  cpuPerMessageVsCEpoll?: number;
+  /** For events/routines variants: CPU/message as a ratio to the same engine's completion-port. */
+  cpuPerMessageVsCompletionPort?: number;
+  /** For events/routines variants: msgs/s as a ratio to the same engine's completion-port. */
+  messagesPerSecVsCompletionPort?: number;
 }
 
 function median(values: number[]): number | undefined {
@@ -298,16 +392,23 @@ function median(values: number[]): number | undefined {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-function summarize(server: string, runs: LoadReport[], failures: string[]): CellSummary {
+function summarize(server: ServerSpec, runs: LoadReport[], failures: string[]): CellSummary {
   const defined = (xs: (number | undefined)[]) => xs.filter((x): x is number => x !== undefined);
   const summary: CellSummary = {
-    server,
+    server: server.id,
+    ...(server.engine === undefined ? {} : { engine: server.engine }),
+    ...(server.model === undefined ? {} : { model: server.model }),
     runs,
     failures,
+    rssAllAccepted: runs.every((r) => r.serverRss?.allAccepted !== false),
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     mismatches: runs.reduce((sum, r) => sum + r.mismatches, 0),
   };
   if (runs.length > 0) {
+    const perConn = (r: LoadReport, at: number | undefined) =>
+      r.serverRss === undefined || at === undefined
+        ? undefined
+        : (at - r.serverRss.idleBytes) / r.conns;
     summary.median = {
       messagesPerSec: median(runs.map((r) => r.messagesPerSec)) as number,
       p99Us: median(runs.map((r) => r.latencyUs.p99)) as number,
@@ -321,9 +422,41 @@ function summarize(server: string, runs: LoadReport[], failures: string[]): Cell
           ),
         ),
       ),
+      rssIdleBytes: median(defined(runs.map((r) => r.serverRss?.idleBytes))),
+      rssPerConnOpenBytes: median(
+        defined(runs.map((r) => perConn(r, r.serverRss?.connectedBytes))),
+      ),
+      rssPerConnEndBytes: median(defined(runs.map((r) => perConn(r, r.serverRss?.endBytes)))),
     };
   }
   return summary;
+}
+
+/** Fills in every ratio of the cells of one scenario. */
+function addRatios(cells: CellSummary[]): void {
+  const cpu = (id: string) => cells.find((c) => c.server === id)?.median?.serverCpuUsPerMessage;
+  const ratio = (own: number | undefined, base: number | undefined) =>
+    own !== undefined && base !== undefined && base > 0 ? own / base : undefined;
+  const nodeBase = cpu(NODE_BASELINE);
+  const cBase = cpu(C_BASELINE);
+  for (const cell of cells) {
+    const own = cell.median?.serverCpuUsPerMessage;
+    const vsNode = ratio(own, nodeBase);
+    if (vsNode !== undefined) cell.cpuPerMessageVsBaseline = vsNode;
+    const vsC = ratio(own, cBase);
+    if (vsC !== undefined) cell.cpuPerMessageVsCEpoll = vsC;
+    if (cell.model !== undefined && cell.model !== DEFAULT_MODEL) {
+      // The completion-port variant of the same engine, and not its Nagle variant.
+      const base = cells.find(
+        (c) =>
+          c.engine === cell.engine && c.model === DEFAULT_MODEL && c.server === `ovl-${c.engine}`,
+      )?.median;
+      const vsCp = ratio(own, base?.serverCpuUsPerMessage);
+      if (vsCp !== undefined) cell.cpuPerMessageVsCompletionPort = vsCp;
+      const rate = ratio(cell.median?.messagesPerSec, base?.messagesPerSec);
+      if (rate !== undefined) cell.messagesPerSecVsCompletionPort = rate;
+    }
+  }
 }
 
 /** Plain fixed-width table: first column left-aligned, the others right-aligned. */
@@ -340,46 +473,108 @@ function formatTable(header: string[], rows: string[][]): string {
 }
 
 const integer = (n: number) => Math.round(n).toLocaleString('en-US');
+const times = (r: number | undefined) => (r === undefined ? '-' : `${r.toFixed(2)}x`);
+const kib = (bytes: number | undefined) =>
+  bytes === undefined ? '-' : `${(bytes / 1024).toFixed(1)} KiB`;
+const mib = (bytes: number | undefined) =>
+  bytes === undefined ? '-' : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 function describeScenario(s: Scenario): string {
   const size = s.size >= 1024 && s.size % 1024 === 0 ? `${s.size / 1024} KiB` : `${s.size} B`;
   return `${s.conns} conns × ${size}, depth ${s.depth}`;
 }
 
-function scenarioTable(cells: CellSummary[]): string {
+function scenarioTable(cells: CellSummary[], skipped: Map<string, string>): string {
   const header = [
     'server',
     'msgs/s',
     'p99 µs',
     'CPU µs/msg',
-    `vs ${BASELINE}`,
+    `vs ${NODE_BASELINE}`,
+    `vs ${C_BASELINE}`,
+    'RSS idle',
+    'RSS/conn open',
+    'RSS/conn end',
     'load gen CPU',
     'errors',
     'mismatches',
   ];
   const rows = cells.map((cell) => {
     if (cell.median === undefined) {
-      return [cell.server, `FAILED: ${cell.failures[0] ?? 'no run completed'}`];
+      return [cell.server, `FAILED: ${oneLine(cell.failures[0] ?? 'no run completed')}`];
     }
     const m = cell.median;
     const flagged = cell.errors > 0 || cell.mismatches > 0 || cell.failures.length > 0;
+    const unaccepted = cell.rssAllAccepted ? '' : '*';
     return [
       cell.server,
       integer(m.messagesPerSec),
       integer(m.p99Us),
       m.serverCpuUsPerMessage === undefined ? '-' : m.serverCpuUsPerMessage.toFixed(2),
-      cell.cpuPerMessageVsBaseline === undefined
-        ? '-'
-        : `${cell.cpuPerMessageVsBaseline.toFixed(2)}x`,
+      times(cell.cpuPerMessageVsBaseline),
+      times(cell.cpuPerMessageVsCEpoll),
+      mib(m.rssIdleBytes),
+      kib(m.rssPerConnOpenBytes) + unaccepted,
+      kib(m.rssPerConnEndBytes),
       m.generatorCpuPercent === undefined ? '-' : `${m.generatorCpuPercent.toFixed(0)}%`,
       String(cell.errors),
       String(cell.mismatches) + (flagged ? '  << INVALID' : ''),
     ];
   });
-  return formatTable(header, rows);
+  // The c-epoll column only when c-epoll ran (a FAILED row has no such column).
+  const cColumn = header.indexOf(`vs ${C_BASELINE}`);
+  const withC = cells.some((c) => c.cpuPerMessageVsCEpoll !== undefined);
+  const keep = (row: string[]) =>
+    withC || row.length <= cColumn ? row : row.toSpliced(cColumn, 1);
+  // Below the table, not in it: a long reason would stretch the first column.
+  const skips = [...skipped].map(([id, reason]) => `\n  skipped ${id}: ${reason}`);
+  return formatTable(keep(header), rows.map(keep)) + skips.join('');
+}
+
+/** The events/routines variants against their engine's completion-port variant, if any ran. */
+function modelTable(cells: CellSummary[]): string | undefined {
+  const rows = cells
+    .filter((c) => c.cpuPerMessageVsCompletionPort !== undefined)
+    .map((c) => {
+      const r = c.cpuPerMessageVsCompletionPort as number;
+      return [
+        c.server,
+        `ovl-${c.engine}`,
+        times(r),
+        times(c.messagesPerSecVsCompletionPort),
+        r <= MODEL_CPU_BAR ? 'ok' : `OVER ${MODEL_CPU_BAR}x`,
+      ];
+    });
+  if (rows.length === 0) return undefined;
+  return formatTable(
+    ['model variant', 'vs', 'CPU µs/msg ratio', 'msgs/s ratio', `bar ≤ ${MODEL_CPU_BAR}x`],
+    rows,
+  );
+}
+
+/** The soft limit on open files this process (and so every child) has, if the shell tells. */
+function openFileLimit(): number | undefined {
+  const out = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout?.trim();
+  const n = Number(out);
+  return out === 'unlimited' ? Number.POSITIVE_INFINITY : Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** Descriptors a server or the generator needs beyond one per connection. */
+const SPARE_FDS = 100;
+
+/** Rough seconds one cell takes: server start, connecting, warm-up, window, drain and close. */
+function cellSeconds(scenario: Scenario, config: BenchConfig): number {
+  return config.warmupSec + config.durationSec + 1 + scenario.conns / 2000;
+}
+
+function clock(seconds: number): string {
+  const s = Math.round(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
 async function main(): Promise<void> {
+  const started = performance.now();
+  const elapsed = () => (performance.now() - started) / 1000;
   const config = parseConfig();
   const hasTaskset = spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0;
   const pinned = hasTaskset && availableParallelism() >= 2;
@@ -390,23 +585,58 @@ async function main(): Promise<void> {
         'server and load generator share cores, so results are noisier',
     );
   }
+
+  // Prepare and probe every server once, before any load: what cannot run is skipped.
+  const skipped = new Map<string, string>();
+  for (const server of config.servers) {
+    const reason = await probe(server);
+    if (reason !== undefined) {
+      skipped.set(server.id, reason);
+      console.log(`echo-bench: skipping ${server.id}: ${reason}`);
+    }
+  }
+  const servers = config.servers.filter((s) => !skipped.has(s.id));
+
+  // A scenario with more connections than open files allowed would only count errors.
+  const limit = openFileLimit();
+  const skippedScenarios = new Map<string, string>();
+  for (const scenario of config.scenarios) {
+    if (limit !== undefined && scenario.conns + SPARE_FDS > limit) {
+      const reason =
+        `needs more than ${scenario.conns + SPARE_FDS} open files, ulimit -n is ${limit} ` +
+        '(raise it, e.g. ulimit -n 20000)';
+      skippedScenarios.set(scenario.id, reason);
+      console.log(`echo-bench: skipping scenario ${scenario.id}: ${reason}`);
+    }
+  }
+  const scenarios = config.scenarios.filter((s) => !skippedScenarios.has(s.id));
+
+  const cellCount = servers.length * config.repeat;
+  const estimate = scenarios.reduce((sum, s) => sum + cellSeconds(s, config) * cellCount, 0);
   console.log(
     `echo-bench: ${config.durationSec} s measured after ${config.warmupSec} s warm-up, ` +
       `${config.repeat} run(s) per cell${config.repeat > 1 ? ' (medians shown)' : ''}; ` +
       `${pinned ? 'server on CPU 0, load generator on CPU 1' : 'unpinned'}; ` +
-      `node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}`,
+      `node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}\n` +
+      `echo-bench: servers ${servers.map((s) => s.id).join(', ') || '(none)'}; ` +
+      `${scenarios.length * cellCount} runs, about ${clock(estimate)} (m:ss)`,
   );
 
   let invalid = false;
+  let done = 0;
+  const total = scenarios.length * cellCount;
   const results: { scenario: Scenario; cells: CellSummary[] }[] = [];
-  for (const scenario of config.scenarios) {
-    const runs = new Map(config.servers.map((s) => [s.id, [] as LoadReport[]]));
-    const failures = new Map(config.servers.map((s) => [s.id, [] as string[]]));
+  for (const scenario of scenarios) {
+    const runs = new Map(servers.map((s) => [s.id, [] as LoadReport[]]));
+    const failures = new Map(servers.map((s) => [s.id, [] as string[]]));
     for (let r = 0; r < config.repeat; r++) {
       // Alternate the order between repeats so that drift does not favour one server.
-      const order = r % 2 === 0 ? config.servers : [...config.servers].reverse();
+      const order = r % 2 === 0 ? servers : [...servers].reverse();
       for (const server of order) {
-        process.stderr.write(`  ${scenario.id}: ${server.id} run ${r + 1}/${config.repeat}...\n`);
+        done++;
+        process.stderr.write(
+          `  [${done}/${total} ${clock(elapsed())}] ${scenario.id}: ${server.id} run ${r + 1}/${config.repeat}...\n`,
+        );
         try {
           runs.get(server.id)?.push(await runCell(server, scenario, config, pinning));
         } catch (err) {
@@ -417,19 +647,17 @@ async function main(): Promise<void> {
         }
       }
     }
-    const cells = config.servers.map((s) =>
-      summarize(s.id, runs.get(s.id) ?? [], failures.get(s.id) ?? []),
-    );
-    const baseline = cells.find((c) => c.server === BASELINE)?.median?.serverCpuUsPerMessage;
+    const cells = servers.map((s) => summarize(s, runs.get(s.id) ?? [], failures.get(s.id) ?? []));
+    addRatios(cells);
     for (const cell of cells) {
-      const own = cell.median?.serverCpuUsPerMessage;
-      if (own !== undefined && baseline !== undefined && baseline > 0) {
-        cell.cpuPerMessageVsBaseline = own / baseline;
-      }
       if (cell.errors > 0 || cell.mismatches > 0 || cell.failures.length > 0) invalid = true;
     }
     results.push({ scenario, cells });
-    console.log(`\n${scenario.id}: ${describeScenario(scenario)}\n${scenarioTable(cells)}`);
+    console.log(
+      `\n${scenario.id}: ${describeScenario(scenario)}\n${scenarioTable(cells, skipped)}`,
+    );
+    const models = modelTable(cells);
+    if (models !== undefined) console.log(`\n  I/O models vs completion-port:\n${models}`);
   }
 
   if (config.jsonFile !== undefined) {
@@ -443,16 +671,34 @@ async function main(): Promise<void> {
       durationSec: config.durationSec,
       warmupSec: config.warmupSec,
       repeat: config.repeat,
-      baseline: BASELINE,
+      baseline: NODE_BASELINE,
+      cBaseline: C_BASELINE,
+      modelCpuBar: MODEL_CPU_BAR,
+      elapsedSec: elapsed(),
+      servers: config.servers.map((s) => ({
+        id: s.id,
+        engine: s.engine,
+        model: s.model,
+        skipped: skipped.get(s.id),
+      })),
       scenarios: results.map(({ scenario, cells }) => ({ ...scenario, results: cells })),
+      skippedScenarios: Object.fromEntries(skippedScenarios),
     };
     writeFileSync(config.jsonFile, `${JSON.stringify(document, null, 2)}\n`);
     console.log(`\nwrote ${config.jsonFile}`);
   }
   console.log(
     '\nCPU µs/msg: server user+system CPU (from /proc, 10 ms ticks) over the measured window ' +
-      `per message; vs ${BASELINE}: that figure as a ratio to the plain node:net peer.`,
+      `per message; vs ${NODE_BASELINE} / vs ${C_BASELINE}: that figure as a ratio to those peers'.\n` +
+      'RSS: server VmRSS before connecting; RSS/conn: its growth per connection with all ' +
+      'connections open (before any message) and at the end of the window.',
   );
+  if (results.some(({ cells }) => cells.some((c) => !c.rssAllAccepted))) {
+    console.log(
+      '* the server was not seen holding a descriptor per connection before RSS was read ' +
+        '(not all accepted yet, or sockets /proc does not list): RSS/conn open may be low.',
+    );
+  }
   const saturated = results.some(({ cells }) =>
     cells.some((c) => (c.median?.generatorCpuPercent ?? 0) > GENERATOR_SATURATED_PERCENT),
   );
@@ -462,6 +708,11 @@ async function main(): Promise<void> {
         'so msgs/s there may be capped by the generator; CPU µs/msg stays comparable.',
     );
   }
+  if (skipped.size > 0 || skippedScenarios.size > 0) {
+    const what = [...skipped.keys(), ...[...skippedScenarios.keys()].map((id) => `scenario ${id}`)];
+    console.log(`Skipped (could not run here): ${what.join(', ')}.`);
+  }
+  console.log(`Total time ${clock(elapsed())} (m:ss).`);
   if (invalid) {
     console.log(
       'RESULTS MARKED INVALID: a server failed to run, or a run counted errors or mismatches.',

@@ -16,6 +16,7 @@ import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { LatencyRecorder, type LatencySummary } from './latency-recorder.js';
 import { readProcessCpuUs } from './server-cpu.js';
+import { countProcessFds, readProcessRssBytes } from './server-memory.js';
 
 export interface LoadOptions {
   /** Server address; default '127.0.0.1'. */
@@ -33,8 +34,33 @@ export interface LoadOptions {
   warmupSec?: number;
   /** Per-connection connect timeout; default 5000 ms. */
   connectTimeoutMs?: number;
-  /** Process whose CPU time (from /proc) is reported across the measured window. */
+  /**
+   * Process whose CPU time (from /proc) is reported across the measured window, and
+   * whose resident memory is sampled idle, with every connection open, and at the
+   * end of the window (see {@link ServerRssSamples}).
+   */
   serverPid?: number;
+}
+
+/**
+ * Resident memory (VmRSS) of `serverPid` at three points of a run, so that a benchmark
+ * can tell what each open connection costs the server: (connectedBytes - idleBytes) / conns.
+ */
+export interface ServerRssSamples {
+  /** Before the first connection was opened: the server idle. */
+  idleBytes: number;
+  /** With every connection open (see `allAccepted`), before any message was sent. */
+  connectedBytes: number;
+  /** At the end of the measured window; absent if the run ended before the window. */
+  endBytes?: number;
+  /**
+   * True if, before `connectedBytes` was read, the server was seen holding `conns` more
+   * file descriptors than when idle, i.e. it had accepted every connection and not
+   * merely let the kernel complete them into its listen backlog. False if that was not
+   * seen within a short wait: then `connectedBytes` may miss some connections (a server
+   * using io_uring direct descriptors, for one, has sockets that /proc does not list).
+   */
+  allAccepted: boolean;
 }
 
 export type LoadPhase = 'connecting' | 'warmup' | 'measuring' | 'draining';
@@ -80,6 +106,8 @@ export interface LoadReport {
   serverCpuUsPerMessage?: number;
   /** User+system CPU of the generator itself across the measured window. */
   generatorCpuUs?: number;
+  /** Resident memory of `serverPid`, when it was given and readable. */
+  serverRss?: ServerRssSamples;
 }
 
 /** A connection could not be opened; the run was aborted before any load was sent. */
@@ -107,6 +135,9 @@ const DRAIN_MS = 2000;
 /** How long a graceful close may take before the socket is destroyed. */
 const CLOSE_MS = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+/** How long to wait, once connected, for the server to have accepted every connection. */
+const ACCEPT_WAIT_MS = 2000;
+const ACCEPT_POLL_MS = 10;
 
 interface Settings {
   host: string;
@@ -208,6 +239,8 @@ class LoadRun {
   alive = 0;
   /** While draining: live connections that still have bytes in flight. */
   draining = 0;
+  /** Filled in as the run goes; dropped if the server's memory cannot be read. */
+  private rss: Partial<ServerRssSamples> | undefined;
   private wake: (() => void) | undefined;
 
   constructor(
@@ -236,8 +269,10 @@ class LoadRun {
       lastCompleted = this.completedTotal;
     }, 1000);
     try {
+      const idleFds = this.sampleIdleServer();
       await this.connectAll();
       if (signal?.aborted) return this.report(0, 0, undefined, undefined);
+      await this.sampleConnectedServer(idleFds);
 
       startedAt = performance.now();
       lastProgressAt = startedAt;
@@ -263,6 +298,7 @@ class LoadRun {
         windowEnd = performance.now();
         const serverCpuEnd = this.serverCpuUs();
         const ownCpu = process.cpuUsage(ownCpuStart);
+        if (this.rss !== undefined) this.rss.endBytes = this.serverRssBytes();
         if (serverCpuStart !== undefined && serverCpuEnd !== undefined) {
           serverCpuUs = serverCpuEnd - serverCpuStart;
         }
@@ -375,6 +411,65 @@ class LoadRun {
     await Promise.all(closing);
   }
 
+  /**
+   * Reads the idle server's RSS and returns how many descriptors it has open, or
+   * undefined if they cannot be counted. Leaves `rss` unset if there is no serverPid
+   * or its memory cannot be read.
+   */
+  private sampleIdleServer(): number | undefined {
+    const pid = this.settings.serverPid;
+    if (pid === undefined) return undefined;
+    const idleBytes = this.serverRssBytes();
+    if (idleBytes === undefined) return undefined;
+    this.rss = { idleBytes };
+    try {
+      return countProcessFds(pid);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Waits (up to ACCEPT_WAIT_MS) until the server holds a descriptor for every
+   * connection, then reads its RSS. A connect completes once the kernel has put the
+   * connection in the listen backlog, which may be before the server accepted it.
+   */
+  private async sampleConnectedServer(idleFds: number | undefined): Promise<void> {
+    const pid = this.settings.serverPid;
+    if (this.rss === undefined || pid === undefined) return;
+    let allAccepted = false;
+    if (idleFds !== undefined) {
+      const deadline = performance.now() + ACCEPT_WAIT_MS;
+      for (;;) {
+        try {
+          allAccepted = countProcessFds(pid) >= idleFds + this.settings.conns;
+        } catch {
+          break;
+        }
+        if (allAccepted || performance.now() >= deadline) break;
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_POLL_MS));
+      }
+    }
+    const connectedBytes = this.serverRssBytes();
+    if (connectedBytes === undefined) {
+      this.rss = undefined;
+      return;
+    }
+    this.rss.connectedBytes = connectedBytes;
+    this.rss.allAccepted = allAccepted;
+  }
+
+  private serverRssBytes(): number | undefined {
+    const pid = this.settings.serverPid;
+    if (pid === undefined) return undefined;
+    try {
+      return readProcessRssBytes(pid);
+    } catch {
+      // The server exited, or this is not Linux: report no memory figures.
+      return undefined;
+    }
+  }
+
   private serverCpuUs(): number | undefined {
     const pid = this.settings.serverPid;
     if (pid === undefined) return undefined;
@@ -414,6 +509,15 @@ class LoadRun {
       if (this.messages > 0) report.serverCpuUsPerMessage = serverCpuUs / this.messages;
     }
     if (generatorCpuUs !== undefined) report.generatorCpuUs = generatorCpuUs;
+    const rss = this.rss;
+    if (rss?.idleBytes !== undefined && rss.connectedBytes !== undefined) {
+      report.serverRss = {
+        idleBytes: rss.idleBytes,
+        connectedBytes: rss.connectedBytes,
+        allAccepted: rss.allAccepted === true,
+      };
+      if (rss.endBytes !== undefined) report.serverRss.endBytes = rss.endBytes;
+    }
     return report;
   }
 }

@@ -198,6 +198,45 @@ describe('runLoad', () => {
     }
   });
 
+  it("samples serverPid's RSS idle, with every connection accepted, and at the end", async () => {
+    const server = await startServer(echo);
+    try {
+      const report = await runLoad({
+        port: server.port,
+        conns: 20,
+        size: 64,
+        depth: 1,
+        durationSec: 0.3,
+        serverPid: process.pid,
+      });
+      const rss = report.serverRss;
+      assert.ok(rss !== undefined, 'no serverRss in the report');
+      for (const bytes of [rss.idleBytes, rss.connectedBytes, rss.endBytes]) {
+        assert.ok(typeof bytes === 'number' && bytes > 0 && bytes % 1024 === 0, `${bytes}`);
+      }
+      // Server and generator share this process, so its fds grow by 2 per connection.
+      assert.equal(rss.allAccepted, true);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('reports no serverRss without a serverPid', async () => {
+    const server = await startServer(echo);
+    try {
+      const report = await runLoad({
+        port: server.port,
+        conns: 1,
+        size: 8,
+        depth: 1,
+        durationSec: 0.1,
+      });
+      assert.equal(report.serverRss, undefined);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('stops early on abort and still reports', async () => {
     const server = await startServer(echo);
     try {

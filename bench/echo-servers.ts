@@ -1,0 +1,239 @@
+/**
+ * The servers the echo benchmark can run: `overlapped echo` as engine × model
+ * variants, and the peers it is compared with (plain node:net, C epoll, Bun).
+ *
+ * A server is described by how to start it on a port, plus an optional `prepare`
+ * step that gets it ready on this machine (compile the C peer, install Bun) or
+ * says why it cannot run here. The benchmark then probes each one by starting it
+ * once; whatever cannot run is skipped with its reason printed, never silently.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root: this file runs as dist/bench/echo-servers.js. */
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** Gitignored: the compiled C peer and the Bun installed on demand live here. */
+export const CACHE_DIR = join(ROOT, 'bench/.cache');
+export const HOST = '127.0.0.1';
+
+export const ENGINES = ['node', 'uring'] as const;
+export type EngineName = (typeof ENGINES)[number];
+export const MODELS = ['completion-port', 'events', 'routines'] as const;
+export type ModelName = (typeof MODELS)[number];
+/** The model `overlapped echo` runs without a `--model` flag. */
+export const DEFAULT_MODEL: ModelName = 'completion-port';
+
+/** Ratio baselines: CPU/message of every server is also shown relative to these. */
+export const NODE_BASELINE = 'node-net';
+export const C_BASELINE = 'c-epoll';
+
+/** A command line that starts a server listening on HOST and a given port. */
+export interface Launch {
+  file: string;
+  args: string[];
+  /** Added to the benchmark's own environment. */
+  env?: Record<string, string>;
+}
+
+export interface ServerSpec {
+  id: string;
+  /** One line for `--help`. */
+  description: string;
+  /** Set for `overlapped echo` variants: what the benchmark asked it to run. */
+  engine?: EngineName;
+  model?: ModelName;
+  /** Runs only when named in `--servers`. */
+  optIn?: boolean;
+  /**
+   * Gets the server ready to run here, once per benchmark. Resolves with a reason
+   * to skip it, or undefined when it can run. Absent: nothing to prepare.
+   */
+  prepare?(): Promise<string | undefined>;
+  /** The command that starts it on `port`; valid once `prepare` succeeded. */
+  launch(port: number): Launch;
+  /**
+   * Checks the server's stdout once it listens, e.g. that the engine it reports is
+   * the one asked for. Returns a reason to skip it, or undefined.
+   */
+  verify?(stdout: string): string | undefined;
+}
+
+/** `overlapped echo` on `engine`, running `model`, with `extra` flags. */
+function overlappedVariant(
+  engine: EngineName,
+  model: ModelName,
+  suffix: string,
+  description: string,
+  extra: string[] = [],
+): ServerSpec {
+  return {
+    id: `ovl-${engine}${suffix}`,
+    description,
+    engine,
+    model,
+    launch: (port) => ({
+      file: process.execPath,
+      args: [
+        join(ROOT, 'dist/src/cli/main.js'),
+        'echo',
+        '--host',
+        HOST,
+        '--port',
+        String(port),
+        '--quiet',
+        '--max-connections',
+        '20000',
+        '--engine',
+        engine,
+        // The default model gets no flag, so the variant runs on builds without --model.
+        ...(model === DEFAULT_MODEL ? [] : ['--model', model]),
+        ...extra,
+      ],
+      // Also through the environment, for any code in the server that picks its engine itself.
+      env: { OVERLAPPED_ENGINE: engine },
+    }),
+    verify: (stdout) => verifyOverlapped(stdout, engine, model),
+  };
+}
+
+/**
+ * The start-up log line of `overlapped echo` (pino JSON) names the engine that runs
+ * (and the model, once it logs one); a server that quietly fell back to another is
+ * not the variant asked for.
+ */
+function verifyOverlapped(
+  stdout: string,
+  engine: EngineName,
+  model: ModelName,
+): string | undefined {
+  for (const line of stdout.split('\n')) {
+    let record: { engine?: unknown; model?: unknown };
+    try {
+      record = JSON.parse(line) as typeof record;
+    } catch {
+      continue;
+    }
+    if (typeof record.engine === 'string' && record.engine !== engine) {
+      return `asked for engine '${engine}' but it runs '${record.engine}'`;
+    }
+    if (typeof record.model === 'string' && record.model !== model) {
+      return `asked for model '${model}' but it runs '${record.model}'`;
+    }
+  }
+  return undefined;
+}
+
+/** Every server the benchmark knows, in report order. */
+export function serverCatalogue(): ServerSpec[] {
+  const overlapped: ServerSpec[] = [];
+  for (const engine of ENGINES) {
+    for (const model of MODELS) {
+      const suffix = model === DEFAULT_MODEL ? '' : `-${model}`;
+      overlapped.push(
+        overlappedVariant(engine, model, suffix, `overlapped echo --engine ${engine}, ${model}`),
+      );
+    }
+  }
+  const nagle = ENGINES.map((engine) => ({
+    ...overlappedVariant(
+      engine,
+      DEFAULT_MODEL,
+      '-nagle',
+      `overlapped echo --engine ${engine} --nagle (only when named)`,
+      ['--nagle'],
+    ),
+    optIn: true,
+  }));
+  return [...overlapped, ...nagle, nodePeer(), epollPeer(), bunPeer()];
+}
+
+function nodePeer(): ServerSpec {
+  return {
+    id: NODE_BASELINE,
+    description: 'plain node:net echo (bench/peers/node-echo.ts): the ratio baseline',
+    launch: (port) => ({
+      file: process.execPath,
+      args: [join(ROOT, 'dist/bench/peers/node-echo.js'), '--host', HOST, '--port', String(port)],
+    }),
+  };
+}
+
+function epollPeer(): ServerSpec {
+  const source = join(ROOT, 'bench/peers/epoll-echo.c');
+  const binary = join(CACHE_DIR, 'epoll-echo');
+  return {
+    id: C_BASELINE,
+    description: 'C epoll echo (bench/peers/epoll-echo.c, built with cc -O2)',
+    prepare: async () => buildIfStale(source, binary),
+    launch: (port) => ({ file: binary, args: ['--host', HOST, '--port', String(port)] }),
+  };
+}
+
+/** Compiles the C peer when its binary is missing or older than the source. */
+function buildIfStale(source: string, binary: string): string | undefined {
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) {
+    return undefined;
+  }
+  mkdirSync(CACHE_DIR, { recursive: true });
+  const args = ['-O2', '-Wall', '-Wextra', '-o', binary, source];
+  process.stderr.write(`  building ${C_BASELINE}: cc ${args.join(' ')}\n`);
+  const result = spawnSync('cc', args, { encoding: 'utf8', timeout: 60_000 });
+  if (result.error !== undefined) {
+    const code = (result.error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? 'no C compiler (cc not found)' : `cc: ${result.error.message}`;
+  }
+  if (result.status !== 0) {
+    return `cc failed (${result.status ?? result.signal}): ${lastLine(result.stderr)}`;
+  }
+  return undefined;
+}
+
+function bunPeer(): ServerSpec {
+  let bun = 'bun';
+  return {
+    id: 'bun',
+    description: 'Bun.listen echo (bench/peers/bun-echo.js); bun is installed on demand',
+    prepare: async () => {
+      const found = findOrInstallBun();
+      if ('skip' in found) return found.skip;
+      bun = found.path;
+      return undefined;
+    },
+    launch: (port) => ({
+      file: bun,
+      args: [join(ROOT, 'bench/peers/bun-echo.js'), '--host', HOST, '--port', String(port)],
+    }),
+  };
+}
+
+/**
+ * A working bun: the one on PATH, else the one installed in the cache, else one
+ * installed there now with npm (the `bun` package brings the platform binary
+ * through its optional dependencies). Never touches package.json.
+ */
+function findOrInstallBun(): { path: string } | { skip: string } {
+  const runs = (path: string) =>
+    spawnSync(path, ['--version'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
+  if (runs('bun')) return { path: 'bun' };
+  const prefix = join(CACHE_DIR, 'bun');
+  const cached = join(prefix, 'node_modules/.bin/bun');
+  if (runs(cached)) return { path: cached };
+  const args = ['install', '--prefix', prefix, '--no-save', '--no-audit', '--no-fund', 'bun@1'];
+  process.stderr.write(`  installing bun: npm ${args.join(' ')}\n`);
+  mkdirSync(prefix, { recursive: true });
+  const result = spawnSync('npm', args, { encoding: 'utf8', timeout: 300_000 });
+  if (result.error !== undefined) return { skip: `npm install bun@1: ${result.error.message}` };
+  if (result.status !== 0) {
+    return { skip: `npm install bun@1 failed (${result.status}): ${lastLine(result.stderr)}` };
+  }
+  return runs(cached)
+    ? { path: cached }
+    : { skip: `bun was installed into ${prefix} but ${cached} --version does not run` };
+}
+
+function lastLine(text: string | null | undefined): string {
+  const lines = (text ?? '').trim().split('\n');
+  return lines[lines.length - 1]?.trim() || '(no output)';
+}
