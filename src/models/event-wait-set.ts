@@ -9,7 +9,7 @@
  * new socket into its array. This is the I/O thread of the classic
  * event-model server, and {@link EventWaitSet} is one such array.
  */
-import { AutoResetEvent, type WaitableEvent } from '../core/events.js';
+import { ManualResetEvent, type WaitableEvent } from '../core/events.js';
 import { MAXIMUM_WAIT_EVENTS, waitAnyUnchecked } from '../core/waits.js';
 
 /**
@@ -21,7 +21,8 @@ export class EventWaitSet<T> {
   /** Items one set holds: every event of a wait but slot 0. */
   static readonly CAPACITY = MAXIMUM_WAIT_EVENTS - 1;
 
-  readonly #events: WaitableEvent[] = [new AutoResetEvent()];
+  /** Slot 0 is manual-reset: `take()` resets it when it takes the incoming items. */
+  readonly #events: WaitableEvent[] = [new ManualResetEvent()];
   readonly #items: (T | null)[] = [null];
   /** Added since the loop last woke: taken into the arrays at slot 0's signal. */
   readonly #incoming: { event: WaitableEvent; item: T }[] = [];
@@ -101,21 +102,32 @@ export class EventWaitSet<T> {
   }
 
   /**
-   * Waits (`waitForMultipleEvents`, not alertable) for an item's event,
-   * resets that event and returns the item: the lowest slot first when
-   * several are signalled. Resolves null once the set is closed.
+   * Resolves once any event of the set is signalled (an item's, or slot 0:
+   * an item was added or the set closed), taking nothing: call `take()`
+   * next. The loop `for (;;) { const item = set.take(); if (item === undefined)
+   * { if (set.closed) break; await set.wait(); continue; } … }` wakes in one
+   * step, so the work it posts joins the same turn's writes.
+   */
+  wait(): Promise<unknown> {
+    return waitAnyUnchecked(this.#events);
+  }
+
+  /**
+   * The next signalled item, waiting if none is (`take()`, else `wait()`,
+   * in a loop). Resolves null once the set is closed.
    */
   async next(): Promise<T | null> {
     for (;;) {
+      const item = this.take();
+      if (item !== undefined) return item;
       if (this.#closed) return null;
-      const index = (await waitAnyUnchecked(this.#events)) as number;
-      if (index === 0) {
-        this.#takeIncoming();
-        continue;
-      }
-      (this.#events[index] as WaitableEvent).reset();
-      return this.#items[index] as T;
+      await this.wait();
     }
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Makes the loop's `next()` resolve null. Items still held are the caller's to close. */

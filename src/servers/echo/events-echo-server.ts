@@ -114,8 +114,12 @@ export class EventsEchoServer extends EchoServerBase<EventConnection> {
   async #serve(set: EventWaitSet<EventConnection>): Promise<void> {
     for (;;) {
       // Drain what is signalled already; block only when nothing is.
-      const conn = set.take() ?? (await set.next());
-      if (conn === null) return;
+      const conn = set.take();
+      if (conn === undefined) {
+        if (set.closed) return;
+        await set.wait();
+        continue;
+      }
       const { bytes, error } = resultOf(conn.io);
       const step = this.step(conn, error, bytes);
       if (step === 'send') conn.socket.send(unsent(conn.io), conn.io);
