@@ -54,12 +54,17 @@ export {
 } from './core/waits.js';
 export type { Endpoint, Engine } from './engines/contract.js';
 export { chooseEngine, defaultEngine, ENGINE_NAMES, type EngineName } from './engines/select.js';
+export { EventWaitSet } from './models/event-wait-set.js';
+export type { EchoService } from './servers/echo/echo-base.js';
+export { ECHO_MODELS, type EchoModel, startEchoServer } from './servers/echo/echo-models.js';
 export {
   ECHO_DEFAULTS,
   type EchoIo,
   EchoServer,
   type EchoServerOptions,
 } from './servers/echo/echo-server.js';
+export { EventsEchoServer } from './servers/echo/events-echo-server.js';
+export { RoutinesEchoServer } from './servers/echo/routines-echo-server.js';
 
 type WithEngine<T> = Omit<T, 'engine'> & { engine?: Engine };
 
