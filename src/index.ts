@@ -37,7 +37,12 @@ export {
   type SocketOptions,
   TcpSocket,
 } from './core/tcp-socket.js';
-export type { Endpoint, Engine } from './engines/contract.js';
+export {
+  type BufferLease,
+  type Endpoint,
+  type Engine,
+  POOL_BUFFER_SIZE,
+} from './engines/contract.js';
 export { chooseEngine, defaultEngine, ENGINE_NAMES, type EngineName } from './engines/select.js';
 export {
   ECHO_DEFAULTS,

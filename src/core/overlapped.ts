@@ -1,4 +1,4 @@
-import type { EngineRequest, EngineStream } from '../engines/contract.js';
+import type { BufferLease, EngineRequest, EngineStream } from '../engines/contract.js';
 import { check } from './errors.js';
 import type { Handle } from './handle.js';
 import type { TcpSocket } from './tcp-socket.js';
@@ -36,6 +36,12 @@ export class Overlapped<T = undefined> implements EngineRequest {
   error: Error | null = null;
   /** accept: the accepted socket, not yet associated with any port; connect: the connected socket. */
   socket: TcpSocket | null = null;
+  /**
+   * Pooled recv (`socket.recvPooled(ov)`): the pool buffer holding the bytes,
+   * or null (0 bytes, an error, or another operation). Call `lease.release()`
+   * once done with `lease.view`.
+   */
+  lease: BufferLease | null = null;
   /** @internal Engine output for accept/connect (see EngineRequest). */
   result: EngineStream | null = null;
   /** @internal Set while an operation is in flight. */
@@ -61,6 +67,7 @@ export class Overlapped<T = undefined> implements EngineRequest {
     this.error = null;
     this.socket = null;
     this.result = null;
+    this.lease = null;
   }
 
   /** @internal Marks the record as finished; false if it was not pending (a contract breach). */
