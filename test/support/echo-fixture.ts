@@ -12,11 +12,11 @@ import { EchoServer, type EchoServerOptions } from '../../src/servers/echo/echo-
 
 export type EchoFixtureOptions = Omit<EchoServerOptions, 'engine' | 'host' | 'port' | 'logger'>;
 
-/** An echo server on the node engine at 127.0.0.1, on a port the OS picks. */
+/** An echo server on this thread's engine (OVERLAPPED_ENGINE, else the default) at 127.0.0.1, on a port the OS picks. */
 export function startEcho(options: EchoFixtureOptions = {}): Promise<EchoServer> {
   return EchoServer.start({
     ...options,
-    engine: chooseEngine('node').engine,
+    engine: chooseEngine().engine,
     host: '127.0.0.1',
     port: 0,
   });
