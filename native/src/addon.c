@@ -4,7 +4,7 @@
  * to JavaScript in one call.
  *
  * Calling convention: the first argument of every ring function is the
- * ring (an external). Operation functions return 0 (or a descriptor) on
+ * ring (its index among this environment's rings). Operation functions return 0 (or a descriptor) on
  * success and -errno when the SQE could not be prepared; they never throw
  * for OS conditions. Argument errors throw (they are bugs in the caller).
  */
@@ -45,13 +45,44 @@ static napi_value int_value(napi_env env, int64_t v) {
   return out;
 }
 
+/*
+ * Rings of this environment (main thread or worker), by index: the handle JS
+ * holds is that index. Instance data, so there is no process-wide state.
+ */
+typedef struct ovl_env_rings {
+  ovl_ring **rings;
+  uint32_t count;
+} ovl_env_rings;
+
+static void free_env_rings(napi_env env, void *data, void *hint) {
+  ovl_env_rings *t = data;
+  free(t->rings);
+  free(t);
+}
+
+static ovl_env_rings *env_rings(napi_env env) {
+  void *data = NULL;
+  if (napi_get_instance_data(env, &data) != napi_ok) return NULL;
+  if (data == NULL) {
+    ovl_env_rings *t = calloc(1, sizeof *t);
+    if (t == NULL || napi_set_instance_data(env, t, free_env_rings, NULL) != napi_ok) {
+      free(t);
+      return NULL;
+    }
+    data = t;
+  }
+  return data;
+}
+
 static ovl_ring *get_ring(napi_env env, napi_value v) {
-  void *p = NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok || p == NULL) {
+  uint32_t index;
+  ovl_env_rings *t = env_rings(env);
+  if (t == NULL || napi_get_value_uint32(env, v, &index) != napi_ok || index >= t->count ||
+      t->rings[index] == NULL) {
     napi_throw_type_error(env, NULL, "overlapped_uring: not a ring");
     return NULL;
   }
-  ovl_ring *r = p;
+  ovl_ring *r = t->rings[index];
   if (r->torn_down) {
     napi_throw_error(env, "OVL_ERR_INTERNAL", "overlapped_uring: the ring was torn down");
     return NULL;
@@ -187,6 +218,11 @@ static void on_poll_closed(uv_handle_t *handle) {
 static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
   ovl_ring *r = arg;
   ovl_ring_teardown(r);
+  void *data = NULL;
+  if (napi_get_instance_data(r->env, &data) == napi_ok && data != NULL) {
+    ovl_env_rings *t = data;
+    if (r->index < t->count) t->rings[r->index] = NULL;
+  }
   napi_delete_reference(r->env, r->callback_ref);
   napi_delete_reference(r->env, r->records_ref);
   if (r->pool_ref != NULL) napi_delete_reference(r->env, r->pool_ref);
@@ -231,10 +267,17 @@ static napi_value create(napi_env env, napi_callback_info info) {
   napi_value name;
   NAPI_OK(napi_create_string_utf8(env, "overlapped:uring", NAPI_AUTO_LENGTH, &name));
   NAPI_OK(napi_async_init(env, NULL, name, &r->async_ctx));
+  ovl_env_rings *t = env_rings(env);
+  ovl_ring **rings = t == NULL ? NULL : realloc(t->rings, (t->count + 1) * sizeof *rings);
+  if (rings == NULL) {
+    napi_throw_error(env, "ENOMEM", "overlapped_uring: out of memory");
+    return NULL;
+  }
+  t->rings = rings;
+  r->index = t->count;
+  rings[t->count++] = r;
   NAPI_OK(napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup));
-  napi_value out;
-  NAPI_OK(napi_create_external(env, r, NULL, NULL, &out));
-  return out;
+  return int_value(env, r->index);
 }
 
 /* submit(ring): hands every prepared SQE to the kernel (once per JS turn). */

@@ -46,6 +46,7 @@ typedef struct ovl_extra {
 
 typedef struct ovl_ring {
   napi_env env;
+  uint32_t index; /* among the environment's rings: the handle JS holds */
   struct io_uring ring;
   int efd;
   uv_poll_t poll;

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-/** An opaque ring handle (a Node-API external). */
+/** A ring handle: its index among the rings of this thread. */
 export type Ring = { readonly __ring: unique symbol };
 
 /**
