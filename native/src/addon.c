@@ -232,13 +232,18 @@ static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
   uv_close((uv_handle_t *)&r->poll, on_poll_closed);
 }
 
-/* create(records: ArrayBuffer, callback: (count) => void, entries): ring. Throws {errno} when io_uring cannot run. */
+/*
+ * create(records: ArrayBuffer, callback: (count) => void, entries, mode): ring.
+ * Throws {errno} when io_uring cannot run. mode: see ovl_ring_init.
+ */
 static napi_value create(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   void *records;
   size_t records_len;
   NAPI_OK(napi_get_arraybuffer_info(env, argv[0], &records, &records_len));
   I32_ARG(entries, 2);
+  I32_ARG(mode, 3);
+  if (mode < 0 || mode > 2) mode = 0;
   if (records_len < (OVL_RECORDS_AT + OVL_RECORD_INTS) * sizeof(int32_t) || entries < 8) {
     napi_throw_range_error(env, NULL, "overlapped_uring: record array or ring too small");
     return NULL;
@@ -248,7 +253,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENOMEM", "overlapped_uring: out of memory");
     return NULL;
   }
-  int rc = ovl_ring_init(r, env, (unsigned)entries);
+  int rc = ovl_ring_init(r, env, (unsigned)entries, mode);
   if (rc < 0) {
     free(r);
     napi_value err, code, msg;
@@ -278,6 +283,13 @@ static napi_value create(napi_env env, napi_callback_info info) {
   rings[t->count++] = r;
   NAPI_OK(napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup));
   return int_value(env, r->index);
+}
+
+/* setupMode(ring): which task-run mode the kernel took (0 defer, 1 coop, 2 plain). */
+static napi_value setup_mode(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  RING_ARG(0);
+  return int_value(env, r->setup_mode);
 }
 
 /* submit(ring): hands every prepared SQE to the kernel (once per JS turn). */
@@ -624,6 +636,7 @@ static napi_value sock_name(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor fns[] = {
       {"create", NULL, create, NULL, NULL, NULL, napi_default, NULL},
+      {"setupMode", NULL, setup_mode, NULL, NULL, NULL, napi_default, NULL},
       {"submit", NULL, submit, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, op_recv, NULL, NULL, NULL, napi_default, NULL},
       {"recvPooled", NULL, op_recv_pooled, NULL, NULL, NULL, napi_default, NULL},

@@ -17,6 +17,8 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   /* Level-triggered: drain the counter, then reap every CQE that is there. */
   while (read(r->efd, &value, sizeof value) < 0 && errno == EINTR) {
   }
+  /* DEFER_TASKRUN: completions wait as task work until this thread asks the kernel to run it. */
+  if (r->defer_taskrun) io_uring_get_events(&r->ring);
   ovl_reap(r);
 }
 
@@ -24,21 +26,36 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
  * Sets up the ring and probes it: a NOP must complete. io_uring can be
  * disabled (kernel.io_uring_disabled, seccomp): the negative errno says why.
  */
-int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries) {
+int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
   r->env = env;
   r->efd = -1;
   struct io_uring_params p;
-  memset(&p, 0, sizeof p);
-  /* A large CQ: every connection may have a recv outstanding. SINGLE_ISSUER: one JS thread submits. */
-  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER;
-  p.cq_entries = entries * 4;
-  int rc = io_uring_queue_init_params(entries, &r->ring, &p);
-  if (rc == -EINVAL) {
-    /* Older kernels lack SINGLE_ISSUER (6.0): it is only a hint. */
+  /*
+   * Task work (the kernel's second half of a socket operation that waited)
+   * runs, by default, by interrupting this thread wherever it is (an IPI).
+   * DEFER_TASKRUN (6.1+) instead runs it only when this thread enters the
+   * ring: the eventfd still says there is work, and the wake-up runs all of
+   * it at once (io_uring_get_events) before reaping. COOP_TASKRUN (5.19+)
+   * runs it at the next system call without an interrupt. Each falls back
+   * to the next when the kernel refuses it.
+   */
+  static const unsigned tries[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+      IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+      0,
+  };
+  int rc = -EINVAL;
+  for (int i = mode; i < 3; i++) {
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE;
+    /* A large CQ: every connection may have a recv outstanding. */
+    p.flags = IORING_SETUP_CQSIZE | tries[i];
     p.cq_entries = entries * 4;
     rc = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (rc != -EINVAL) {
+      r->defer_taskrun = rc == 0 && i == 0;
+      r->setup_mode = i;
+      break;
+    }
   }
   if (rc < 0) return rc;
   if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_FAST_POLL) ||

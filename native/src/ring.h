@@ -52,6 +52,8 @@ typedef struct ovl_ring {
   uv_poll_t poll;
   int referenced;  /* the poll handle keeps the loop alive */
   int torn_down;
+  int defer_taskrun; /* IORING_SETUP_DEFER_TASKRUN: run task work before reaping */
+  int setup_mode;    /* the mode the kernel took (see ovl_ring_init) */
   uint32_t inflight; /* reported operations whose final CQE is not reaped yet */
 
   /* Per-id state, grown on demand (ids are small and reused by JS). */
@@ -80,7 +82,8 @@ typedef struct ovl_ring {
 } ovl_ring;
 
 /* ring.c */
-int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries);
+/* mode: 0 = DEFER_TASKRUN, 1 = COOP_TASKRUN, 2 = plain (each falls back to the next). */
+int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode);
 struct io_uring_sqe *ovl_ring_sqe(ovl_ring *r);
 int ovl_ring_track(ovl_ring *r, uint32_t id, enum ovl_kind kind, ovl_extra *extra);
 void ovl_ring_update_ref(ovl_ring *r);

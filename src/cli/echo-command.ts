@@ -14,6 +14,7 @@ interface EchoFlags {
   engine?: string;
   nagle?: boolean;
   quiet?: boolean;
+  pooled?: boolean;
 }
 
 /** `overlapped echo`: the completion-port echo server of the seeds. */
@@ -62,6 +63,10 @@ export function createEchoCommand(): Command {
       "leave Nagle's algorithm on (no TCP_NODELAY): fewer segments, but pieces of large echoes wait for the client's delayed ACK",
     )
     .option(
+      '--pooled',
+      'pooled receive mode: no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives',
+    )
+    .option(
       '--quiet',
       'no log line per connect and disconnect; start, stop and warnings still show',
     )
@@ -86,6 +91,7 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       bufferSize: flags.bufferSize,
       maxConnections: flags.maxConnections,
       noDelay: flags.nagle !== true,
+      pooled: flags.pooled === true,
       logger: connectionLogger,
     });
   } catch (err) {

@@ -108,6 +108,27 @@ describe("EchoServer over loopback (this thread's engine)", () => {
     });
   });
 
+  it('pooled receive mode: 20 clients echo byte-exact with no buffer of their own', async () => {
+    const rng = new SeededRandom(runSeed());
+    await withServer(
+      async (server, clients) => {
+        const sockets = await Promise.all(
+          Array.from({ length: 20 }, () => client(server, clients)),
+        );
+        await Promise.all(
+          sockets.map(async (socket, i) => {
+            for (const size of [1, 8192, 8193, 100_000]) {
+              const data = rng.bytes(size);
+              assertSameBytes(await echoRoundTrip(socket, data), data, `client ${i}, size ${size}`);
+            }
+          }),
+        );
+        assert.equal(server.connections, 20);
+      },
+      { pooled: true },
+    );
+  });
+
   it('echoes any payload of 1..200000 bytes byte-exact (property, fresh connection each)', async () => {
     await withServer(async (server, clients) => {
       await fc.assert(

@@ -15,7 +15,13 @@ export type Ring = { readonly __ring: unique symbol };
  * ids are the JS side's operation ids, reported back in completion records.
  */
 export interface UringAddon {
-  create(records: ArrayBuffer, onRecords: (count: number) => void, entries: number): Ring;
+  create(
+    records: ArrayBuffer,
+    onRecords: (count: number) => void,
+    entries: number,
+    mode: number,
+  ): Ring;
+  setupMode(ring: Ring): number;
   submit(ring: Ring): number;
   recv(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;
   recvPooled(ring: Ring, id: number, fd: number): number;

@@ -111,6 +111,16 @@ const KIND_ACCEPT = 5;
 const RESOLVED = Promise.resolve();
 const EMPTY = new Uint8Array(0);
 
+const TASK_RUN_MODES = ['defer', 'coop', 'plain'] as const;
+
+/** `OVERLAPPED_URING_TASKRUN=defer|coop|plain` (for measurements); defer unless told. */
+function taskRunMode(): number {
+  const i = TASK_RUN_MODES.indexOf(
+    (process.env.OVERLAPPED_URING_TASKRUN ?? 'defer') as (typeof TASK_RUN_MODES)[number],
+  );
+  return i < 0 ? 0 : i;
+}
+
 let errorMap: Map<number, [string, string]> | undefined;
 
 /** A Node-style OS error for a negative errno from a CQE or a system call. */
@@ -166,7 +176,7 @@ export class UringEngine implements Engine {
     const records = new ArrayBuffer((RECORDS_AT + RECORDS_PER_CALL * RECORD_INTS) * 4);
     this.#records = new Int32Array(records);
     try {
-      this.ring = this.addon.create(records, this.#onRecords, RING_ENTRIES);
+      this.ring = this.addon.create(records, this.#onRecords, RING_ENTRIES, taskRunMode());
     } catch (err) {
       const errno = (err as { errno?: unknown }).errno;
       const code = typeof errno === 'number' ? getSystemErrorName(errno) : 'unknown';
@@ -179,6 +189,11 @@ export class UringEngine implements Engine {
 
   setSink(sink: CompletionSink): void {
     this.#sink = sink;
+  }
+
+  /** How the kernel runs this ring's task work: 'defer', 'coop' or 'plain' (see notes). */
+  get taskRun(): string {
+    return TASK_RUN_MODES[this.addon.setupMode(this.ring)] ?? 'plain';
   }
 
   /** @internal An id for a new operation of `owner`. */

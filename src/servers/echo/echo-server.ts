@@ -9,6 +9,10 @@
  * the rest (partial send) or, once every received byte is sent, posts the
  * next recv. A zero-byte recv (end of stream) or an error closes the
  * connection and frees its records.
+ *
+ * With `pooled`, a connection owns no receive buffer: each recv is a pooled
+ * recv, the echo is sent from the lent pool buffer, and the buffer goes back
+ * to the pool once the echo is sent, before the next recv is posted.
  */
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
@@ -17,7 +21,7 @@ import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { TcpListener } from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
-import type { Endpoint, Engine } from '../../engines/contract.js';
+import type { BufferLease, Endpoint, Engine } from '../../engines/contract.js';
 
 export const ECHO_DEFAULTS = {
   host: '127.0.0.1',
@@ -50,11 +54,20 @@ export interface EchoServerOptions {
   noDelay?: boolean;
   /** Receives one info line per connect and disconnect; warnings for refused clients. */
   logger?: Logger;
+  /**
+   * Pooled receive mode: no buffer per connection; each recv borrows an 8 KiB
+   * pool buffer only when data arrives (`bufferSize` is then unused). Idle
+   * connections hold no receive buffer. Default false.
+   */
+  pooled?: boolean;
 }
 
 /** Per-I/O data: the buffer and how far the current echo got. */
 export interface EchoIo {
-  readonly buffer: Buffer;
+  /** The connection's buffer; in pooled mode, the lent pool buffer holding the echo (or empty). */
+  buffer: Buffer;
+  /** Pooled mode: the lease of `buffer` until the echo is sent. */
+  lease: BufferLease | null;
   bytesRecv: number;
   bytesSent: number;
 }
@@ -68,6 +81,7 @@ interface Connection {
 
 type Key = Connection | typeof LISTENER;
 const LISTENER = Symbol('listener');
+const EMPTY = Buffer.alloc(0);
 
 function describe(endpoint: Endpoint | null): string {
   if (endpoint === null) return 'unknown';
@@ -92,6 +106,7 @@ export class EchoServer {
   readonly #bufferSize: number;
   readonly #maxConnections: number;
   readonly #logger: Logger | undefined;
+  readonly #pooled: boolean;
   readonly #workers: Promise<void>[] = [];
   #stopping: Promise<void> | null = null;
   #drained: (() => void) | null = null;
@@ -108,6 +123,7 @@ export class EchoServer {
     this.#bufferSize = options.bufferSize ?? ECHO_DEFAULTS.bufferSize;
     this.#maxConnections = options.maxConnections ?? ECHO_DEFAULTS.maxConnections;
     this.#logger = options.logger;
+    this.#pooled = options.pooled === true;
   }
 
   /** Listens and starts the worker loops. Rejects with an OsError (EADDRINUSE, …). */
@@ -238,7 +254,8 @@ export class EchoServer {
       return;
     }
     const io = new Overlapped<EchoIo>({
-      buffer: Buffer.allocUnsafe(this.#bufferSize),
+      buffer: this.#pooled ? EMPTY : Buffer.allocUnsafe(this.#bufferSize),
+      lease: null,
       bytesRecv: 0,
       bytesSent: 0,
     });
@@ -246,7 +263,21 @@ export class EchoServer {
     this.#connections.add(conn);
     this.#port.associate(socket, conn);
     this.#logger?.info({ peer, connections: this.#connections.size }, 'connected');
-    socket.recv(io.data.buffer, io);
+    this.#postRecv(conn);
+  }
+
+  #postRecv(conn: Connection): void {
+    const io = conn.io;
+    if (this.#pooled) conn.socket.recvPooled(io);
+    else conn.socket.recv(io.data.buffer, io);
+  }
+
+  /** Pooled mode: the echo is sent (or abandoned); its pool buffer goes back. */
+  #release(state: EchoIo): void {
+    if (state.lease === null) return;
+    state.lease.release();
+    state.lease = null;
+    state.buffer = EMPTY;
   }
 
   #onIo(conn: Connection, c: Completion<Key, unknown>): void {
@@ -264,6 +295,10 @@ export class EchoServer {
         this.#close(conn);
         return;
       }
+      if (this.#pooled) {
+        state.lease = io.lease;
+        state.buffer = io.lease?.view ?? EMPTY;
+      }
       state.bytesRecv = c.bytes;
       state.bytesSent = 0;
     } else {
@@ -274,13 +309,16 @@ export class EchoServer {
     } else if (this.#stopping !== null) {
       this.#close(conn);
     } else {
-      conn.socket.recv(state.buffer, io);
+      this.#release(state);
+      this.#postRecv(conn);
     }
   }
 
   #close(conn: Connection): void {
     if (!this.#connections.delete(conn)) return;
     conn.socket.close();
+    // Called only from a delivered completion: no send of the leased buffer is pending.
+    this.#release(conn.io.data);
     this.#logger?.info({ peer: conn.peer, connections: this.#connections.size }, 'disconnected');
     if (this.#connections.size === 0) this.#drained?.();
   }
