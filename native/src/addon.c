@@ -515,19 +515,29 @@ static napi_value op_cancel_fd(napi_env env, napi_callback_info info) {
   return int_value(env, 0);
 }
 
-/* registerPool(ring, pool: ArrayBuffer, size, count): 0 or -errno. */
+/* registerPool(ring, pool: ArrayBuffer, size, count, initial): 0 or -errno. */
 static napi_value register_pool(napi_env env, napi_callback_info info) {
-  ARGS(4);
+  ARGS(5);
   RING_ARG(0);
   I32_ARG(size, 2);
   I32_ARG(count, 3);
+  I32_ARG(initial, 4);
   void *pool;
   size_t len;
   NAPI_OK(napi_get_arraybuffer_info(env, argv[1], &pool, &len));
   if (size <= 0 || count <= 0 || (size_t)size * (size_t)count > len) return int_value(env, -EINVAL);
-  int rc = ovl_ring_register_pool(r, pool, (uint32_t)size, (uint32_t)count);
+  if (initial < 0) return int_value(env, -EINVAL);
+  int rc = ovl_ring_register_pool(r, pool, (uint32_t)size, (uint32_t)count, (uint32_t)initial);
   if (rc == 0) NAPI_OK(napi_create_reference(env, argv[1], 1, &r->pool_ref));
   return int_value(env, rc);
+}
+
+/* poolGrow(ring, n): publishes up to n more buffers; returns how many (0: the pool is all out). */
+static napi_value pool_grow(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  RING_ARG(0);
+  I32_ARG(n, 1);
+  return int_value(env, n > 0 ? ovl_ring_pool_grow(r, (uint32_t)n) : 0);
 }
 
 /* poolRelease(ring, bid) */
@@ -649,6 +659,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"cancel", NULL, op_cancel, NULL, NULL, NULL, napi_default, NULL},
       {"cancelFd", NULL, op_cancel_fd, NULL, NULL, NULL, napi_default, NULL},
       {"registerPool", NULL, register_pool, NULL, NULL, NULL, napi_default, NULL},
+      {"poolGrow", NULL, pool_grow, NULL, NULL, NULL, napi_default, NULL},
       {"poolRelease", NULL, pool_release, NULL, NULL, NULL, napi_default, NULL},
       {"listenTcp", NULL, listen_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_default, NULL},

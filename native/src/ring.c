@@ -189,15 +189,21 @@ void ovl_disown(ovl_ring *r, int fd) {
 
 /*
  * Pool of `count` buffers of `size` bytes at `pool` (memory JS allocated and
- * this ring holds a reference to), published to the kernel as buffer group 0.
+ * this ring holds a reference to), as buffer group 0. Only `initial` buffers
+ * are published to the kernel at first; ovl_ring_pool_grow publishes more
+ * when the kernel runs out. The buffer ring is FIFO, so every published
+ * buffer gets used in turn: publishing only what the load needs keeps the
+ * pages the pool touches (its share of RSS) to the peak in use.
  */
-int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t count) {
+int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t count,
+                           uint32_t initial) {
   if (r->buf_ring != NULL) return -EEXIST;
   if (count == 0 || count > 32768 || (count & (count - 1)) != 0) return -EINVAL;
   /* liburing 2.3 has no io_uring_setup_buf_ring: allocate page-aligned ring memory ourselves. */
   void *mem;
   size_t bytes = count * sizeof(struct io_uring_buf);
   if (posix_memalign(&mem, 4096, bytes < 4096 ? 4096 : bytes) != 0) return -ENOMEM;
+  memset(mem, 0, bytes < 4096 ? 4096 : bytes);
   struct io_uring_buf_ring *br = mem;
   struct io_uring_buf_reg reg;
   memset(&reg, 0, sizeof reg);
@@ -210,16 +216,28 @@ int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t c
     return rc;
   }
   io_uring_buf_ring_init(br);
-  int mask = io_uring_buf_ring_mask(count);
-  for (uint32_t i = 0; i < count; i++) {
-    io_uring_buf_ring_add(br, pool + (size_t)i * size, size, (unsigned short)i, mask, (int)i);
-  }
-  io_uring_buf_ring_advance(br, (int)count);
   r->buf_ring = br;
   r->pool = pool;
   r->pool_size = size;
   r->pool_count = count;
-  return 0;
+  r->pool_published = 0;
+  return ovl_ring_pool_grow(r, initial);
+}
+
+/* Publishes up to `n` buffers the kernel has never had; returns how many. */
+int ovl_ring_pool_grow(ovl_ring *r, uint32_t n) {
+  if (r->buf_ring == NULL || r->torn_down) return 0;
+  uint32_t left = r->pool_count - r->pool_published;
+  if (n > left) n = left;
+  int mask = io_uring_buf_ring_mask(r->pool_count);
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t bid = r->pool_published + i;
+    io_uring_buf_ring_add(r->buf_ring, r->pool + (size_t)bid * r->pool_size, r->pool_size,
+                          (unsigned short)bid, mask, (int)i);
+  }
+  io_uring_buf_ring_advance(r->buf_ring, (int)n);
+  r->pool_published += n;
+  return (int)n;
 }
 
 /* Buffer `bid` is free again: the kernel may pick it for the next pooled recv. */

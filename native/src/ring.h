@@ -76,6 +76,7 @@ typedef struct ovl_ring {
   uint8_t *pool;
   uint32_t pool_count;
   uint32_t pool_size;
+  uint32_t pool_published; /* buffers 0..pool_published-1 have been given to the kernel */
   napi_ref pool_ref;
 
   napi_async_cleanup_hook_handle cleanup;
@@ -89,7 +90,9 @@ int ovl_ring_track(ovl_ring *r, uint32_t id, enum ovl_kind kind, ovl_extra *extr
 void ovl_ring_update_ref(ovl_ring *r);
 int ovl_ring_submit(ovl_ring *r);
 void ovl_ring_teardown(ovl_ring *r);
-int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t count);
+int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t count,
+                           uint32_t initial);
+int ovl_ring_pool_grow(ovl_ring *r, uint32_t n);
 void ovl_ring_pool_release(ovl_ring *r, uint32_t bid);
 void ovl_own(ovl_ring *r, int fd);
 void ovl_disown(ovl_ring *r, int fd);

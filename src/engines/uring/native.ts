@@ -33,7 +33,8 @@ export interface UringAddon {
   shutdown(ring: Ring, id: number, fd: number): number;
   cancel(ring: Ring, id: number): number;
   cancelFd(ring: Ring, fd: number): number;
-  registerPool(ring: Ring, pool: ArrayBuffer, size: number, count: number): number;
+  registerPool(ring: Ring, pool: ArrayBuffer, size: number, count: number, initial: number): number;
+  poolGrow(ring: Ring, n: number): number;
   poolRelease(ring: Ring, bid: number): void;
   listenTcp(ring: Ring, ip: string, port: number, backlog: number): number;
   listenUnix(ring: Ring, path: string, backlog: number): number;

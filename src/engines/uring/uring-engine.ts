@@ -38,11 +38,14 @@
  *   10 s, and completes it aborted with the bytes it moved, as the node
  *   engine does); the descriptor is closed once nothing of it is in the
  *   kernel, so no buffer is still in use. Abortive close sets SO_LINGER 0.
- * - Pooled receive: a provided-buffer ring of 1024 × 8 KiB buffers,
- *   registered on the first pooled recv. The kernel picks a buffer only
- *   when data arrives; the lease gives it back. When the pool is empty the
- *   kernel answers -ENOBUFS; the recv then waits here until a lease is
- *   released and is posted again.
+ * - Pooled receive: a provided-buffer ring of up to 1024 × 8 KiB buffers
+ *   (8 MiB of address space), registered on the first pooled recv. The
+ *   kernel picks a buffer only when data arrives; the lease gives it back.
+ *   The ring is FIFO, so every buffer the kernel has is used in turn: it
+ *   gets 32 at first and more (doubling) only when it answers -ENOBUFS, so
+ *   the pages the pool touches follow the peak of buffers in use. With all
+ *   1024 out, the recv waits here until a lease is released, then is
+ *   posted again (not an error).
  * - Memory safety: the native ring holds a strong reference to this
  *   engine's record callback, so every buffer in `#slots` stays reachable
  *   until its CQE is reaped, whatever the caller drops. Memory the kernel
@@ -89,6 +92,8 @@ const RECORDS_AT = 4;
 const RECORD_INTS = 3;
 /** Pool buffers: a power of two (buffer ring entries). */
 const POOL_BUFFER_COUNT = 1024;
+/** Pool buffers the kernel gets at first; more (doubling) each time it runs out. */
+const POOL_INITIAL = 32;
 /** How long a gracefully closed stream lets a send in flight finish. */
 const LINGER_MS = 10_000;
 /** Parts one sendmsg gathers at most (IOV_MAX). */
@@ -118,7 +123,7 @@ function taskRunMode(): number {
   const i = TASK_RUN_MODES.indexOf(
     (process.env.OVERLAPPED_URING_TASKRUN ?? 'defer') as (typeof TASK_RUN_MODES)[number],
   );
-  return i < 0 ? 0 : i;
+  return Math.max(i, 0);
 }
 
 let errorMap: Map<number, [string, string]> | undefined;
@@ -283,13 +288,33 @@ export class UringEngine implements Engine {
   poolReady(): Error | null {
     if (this.#pool !== null || this.#poolError !== null) return this.#poolError;
     const pool = new ArrayBuffer(POOL_BUFFER_SIZE * POOL_BUFFER_COUNT);
-    const rc = this.addon.registerPool(this.ring, pool, POOL_BUFFER_SIZE, POOL_BUFFER_COUNT);
+    const rc = this.addon.registerPool(
+      this.ring,
+      pool,
+      POOL_BUFFER_SIZE,
+      POOL_BUFFER_COUNT,
+      POOL_INITIAL,
+    );
     if (rc < 0) {
       this.#poolError = uringError(rc, 'io_uring_register_buf_ring');
       return this.#poolError;
     }
     this.#pool = pool;
+    this.#poolPublished = POOL_INITIAL;
     return null;
+  }
+
+  #poolPublished = 0;
+
+  /**
+   * @internal The kernel found no pool buffer: publish more if the pool has
+   * some it never had (true), else the recv must wait for a release (false).
+   */
+  growPool(): boolean {
+    if (this.#poolPublished >= POOL_BUFFER_COUNT) return false;
+    const added = this.addon.poolGrow(this.ring, this.#poolPublished);
+    this.#poolPublished += added;
+    return added > 0;
   }
 
   /** @internal The lease of pool buffer `bid` holding `bytes` bytes. */
@@ -591,8 +616,9 @@ class UringStream implements EngineStream, Owner {
     this.#recvBuffer = null;
     const bid = (flags & IORING_CQE_F_BUFFER) !== 0 ? flags >>> IORING_CQE_BUFFER_SHIFT : -1;
     if (res === ENOBUFS && this.#recvPooled && !this.#closed && !this.#recvCancelled) {
-      // The pool is empty: wait for a lease to come back, then post again.
-      engine.waitForBuffer(this);
+      // No buffer published: publish more, or wait for a lease to come back; then post again.
+      if (engine.growPool()) this.#postRecvSqe(null);
+      else engine.waitForBuffer(this);
       return;
     }
     this.#recvReq = null;
