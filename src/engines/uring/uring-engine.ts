@@ -422,6 +422,12 @@ function pipeEndpoint(path: string): Endpoint {
 const connectionClosedError = () =>
   new OsError('EPIPE', EPIPE, 'write', 'the connection closed before the send completed');
 
+/** A recv waiting for the one in the kernel (buffer null: pooled). */
+interface RecvWaiting {
+  req: EngineRequest;
+  buffer: Uint8Array | null;
+}
+
 /** A send posted and not completed: in the kernel (`#inFlight`) or waiting for its turn. */
 interface QueuedSend {
   req: EngineRequest;
@@ -440,14 +446,18 @@ class UringStream implements EngineStream, Owner {
   #recvPooled = false;
   #recvId = -1; // -1 while the pooled recv waits for a pool buffer
   #recvCancelled = false;
-  #recvQueue: { req: EngineRequest; buffer: Uint8Array | null }[] = [];
+  #recvQueue: RecvWaiting[] | null = null;
 
   // Sends: one sendmsg in the kernel at a time; later ones wait and leave together.
+  // Queues and batches are made on first need: an idle connection holds no array.
   #sendId = -1;
-  #inFlight: QueuedSend[] = [];
+  #sendReq: EngineRequest | null = null; // the one send in flight, or null for a batch
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, not read: keeps the buffer alive
+  #sendData: Uint8Array | null = null;
+  #inFlight: QueuedSend[] | null = null; // a gathered batch in flight
   #inFlightBytes = 0;
   #sendCancelled = false;
-  #sendQueue: QueuedSend[] = [];
+  #sendQueue: QueuedSend[] | null = null;
   #shutdownReq: EngineRequest | null = null;
   #shutdownId = -1;
 
@@ -560,8 +570,9 @@ class UringStream implements EngineStream, Owner {
     } else if (
       this.#recvReq !== null ||
       this.#connecting ||
-      (!fromQueue && this.#recvQueue.length > 0)
+      (!fromQueue && this.#recvQueue !== null && this.#recvQueue.length > 0)
     ) {
+      this.#recvQueue ??= [];
       this.#recvQueue.push({ req, buffer });
     } else {
       this.#startRecv(req, buffer);
@@ -642,10 +653,12 @@ class UringStream implements EngineStream, Owner {
 
   #nextRecv(): void {
     const queue = this.#recvQueue;
+    if (queue === null) return;
     while (this.#recvReq === null && queue.length > 0 && !this.#connecting) {
-      const next = queue.shift() as { req: EngineRequest; buffer: Uint8Array | null };
+      const next = queue.shift() as RecvWaiting;
       this.#postRecv(next.req, next.buffer, true);
     }
+    if (queue.length === 0 && this.#recvQueue === queue) this.#recvQueue = null;
   }
 
   // ---- send ----
@@ -655,43 +668,67 @@ class UringStream implements EngineStream, Owner {
       this.#engine.complete(req, 0, this.#error ?? connectionClosedError());
       return;
     }
+    const idle = this.#sendId === -1 && !this.#connecting;
+    if (idle && this.#sendQueue === null && ArrayBuffer.isView(data)) {
+      // The common case (one send at a time, one buffer): no queue, no array.
+      this.#sendOne(req, data as Uint8Array, size);
+      return;
+    }
+    this.#sendQueue ??= [];
     this.#sendQueue.push({ req, data, size });
-    if (this.#sendId === -1 && !this.#connecting) this.#startSends();
+    if (idle) this.#startSends();
+  }
+
+  #sendOne(req: EngineRequest, data: Uint8Array, size: number): void {
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_SEND);
+    const rc = engine.addon.send(engine.ring, id, this.#fd, data);
+    if (rc < 0) {
+      engine.dropId(id);
+      engine.complete(req, 0, uringError(rc, 'write'));
+      return;
+    }
+    this.#sendId = id;
+    this.#sendReq = req;
+    this.#sendData = data;
+    this.#inFlightBytes = size;
+    this.#sendCancelled = false;
+    engine.submitSoon();
   }
 
   /** Sends everything waiting in one operation (one sendmsg with an iovec for several parts). */
   #startSends(): void {
     const queue = this.#sendQueue;
-    if (queue.length === 0) {
+    if (queue === null || queue.length === 0) {
+      this.#sendQueue = null;
       this.#maybeShutdown();
+      return;
+    }
+    const first = queue[0] as QueuedSend;
+    if (queue.length === 1 && ArrayBuffer.isView(first.data)) {
+      this.#sendQueue = null;
+      this.#sendOne(first.req, first.data as Uint8Array, first.size);
+      if (this.#sendId === -1) this.#startSends();
       return;
     }
     const engine = this.#engine;
     const id = engine.id(this, KIND_SEND);
-    let rc: number;
-    let batch: QueuedSend[];
-    const first = queue[0] as QueuedSend;
-    if (queue.length === 1 && ArrayBuffer.isView(first.data)) {
-      batch = queue;
-      this.#sendQueue = [];
-      rc = engine.addon.send(engine.ring, id, this.#fd, first.data as Uint8Array);
-    } else {
-      const parts: Uint8Array[] = [];
-      let taken = 0;
-      for (const entry of queue) {
-        const n = ArrayBuffer.isView(entry.data) ? 1 : (entry.data as readonly Uint8Array[]).length;
-        if (taken > 0 && parts.length + n > MAX_IOV) break;
-        if (ArrayBuffer.isView(entry.data)) parts.push(entry.data as Uint8Array);
-        else for (const part of entry.data as readonly Uint8Array[]) parts.push(part);
-        taken++;
-      }
-      batch = queue.splice(0, taken);
-      if (parts.length === 0) parts.push(EMPTY);
-      rc =
-        parts.length > MAX_IOV
-          ? -22 // EINVAL: one send with more parts than the kernel gathers
-          : engine.addon.sendv(engine.ring, id, this.#fd, parts, parts.length);
+    const parts: Uint8Array[] = [];
+    let taken = 0;
+    for (const entry of queue) {
+      const n = ArrayBuffer.isView(entry.data) ? 1 : (entry.data as readonly Uint8Array[]).length;
+      if (taken > 0 && parts.length + n > MAX_IOV) break;
+      if (ArrayBuffer.isView(entry.data)) parts.push(entry.data as Uint8Array);
+      else for (const part of entry.data as readonly Uint8Array[]) parts.push(part);
+      taken++;
     }
+    const batch = taken === queue.length ? queue : queue.splice(0, taken);
+    if (batch === queue) this.#sendQueue = null;
+    if (parts.length === 0) parts.push(EMPTY);
+    const rc =
+      parts.length > MAX_IOV
+        ? -22 // EINVAL: one send with more parts than the kernel gathers
+        : engine.addon.sendv(engine.ring, id, this.#fd, parts, parts.length);
     let bytes = 0;
     for (const entry of batch) bytes += entry.size;
     if (rc < 0) {
@@ -708,19 +745,33 @@ class UringStream implements EngineStream, Owner {
     engine.submitSoon();
   }
 
+  /** True when `req` is a send the kernel has (alone, or in a gathered batch). */
+  #sendInFlight(req: EngineRequest): boolean {
+    return (
+      this.#sendId !== -1 &&
+      (req === this.#sendReq || (this.#inFlight?.some((entry) => entry.req === req) ?? false))
+    );
+  }
+
   #onSend(res: number): void {
     const engine = this.#engine;
-    const batch = this.#inFlight;
+    const one = this.#sendReq;
     const total = this.#inFlightBytes;
+    const batch = one === null ? (this.#inFlight as QueuedSend[]) : null;
     const cancelled = this.#sendCancelled;
     this.#sendId = -1;
-    this.#inFlight = [];
+    this.#sendReq = null;
+    this.#sendData = null;
+    this.#inFlight = null;
     this.#inFlightBytes = 0;
-    let moved = Math.max(res, 0);
-    if (res >= 0 && moved === total) {
+    if (res >= 0 && res === total) {
       // Every byte taken: complete normally, even if a cancel came too late; after a close, aborted.
-      for (const entry of batch) {
-        engine.complete(entry.req, entry.size, this.#closed ? abortedError() : null);
+      if (one !== null) {
+        engine.complete(one, total, this.#closed ? abortedError() : null);
+      } else {
+        for (const entry of batch as QueuedSend[]) {
+          engine.complete(entry.req, entry.size, this.#closed ? abortedError() : null);
+        }
       }
     } else {
       // Cancelled, failed, or short: the bytes that moved belong to the oldest sends.
@@ -730,16 +781,18 @@ class UringStream implements EngineStream, Owner {
           : res < 0
             ? uringError(res, 'write')
             : null;
+      const entries = batch ?? [{ req: one as EngineRequest, data: EMPTY, size: total }];
+      let moved = Math.max(res, 0);
       const untouched: QueuedSend[] = [];
-      for (const entry of batch) {
+      for (const entry of entries) {
         const n = Math.min(entry.size, moved);
         moved -= n;
         if (n === entry.size && entry.size > 0) engine.complete(entry.req, n, null);
-        else if (error === null && n === 0) untouched.push(entry);
+        else if (error === null && n === 0 && batch !== null) untouched.push(entry);
         else engine.complete(entry.req, n, error);
       }
       // A short send without an error: what did not start is sent again, first.
-      if (untouched.length > 0) this.#sendQueue.unshift(...untouched);
+      if (untouched.length > 0) this.#sendQueue = [...untouched, ...(this.#sendQueue ?? [])];
       if (error !== null && !(error instanceof AbortedError)) this.#error ??= error;
       if ((cancelled || res === ECANCELED) && !this.#closed) this.#resetToCancel();
     }
@@ -767,7 +820,7 @@ class UringStream implements EngineStream, Owner {
   #maybeShutdown(): void {
     const req = this.#shutdownReq;
     if (req === null || this.#shutdownId !== -1 || this.#connecting) return;
-    if (this.#sendId !== -1 || this.#sendQueue.length > 0) return;
+    if (this.#sendId !== -1 || (this.#sendQueue?.length ?? 0) > 0) return;
     const engine = this.#engine;
     const id = engine.id(this, KIND_SHUTDOWN);
     const rc = engine.addon.shutdown(engine.ring, id, this.#fd);
@@ -844,9 +897,9 @@ class UringStream implements EngineStream, Owner {
     if (req === null) {
       const any =
         this.#recvReq !== null ||
-        this.#recvQueue.length > 0 ||
+        (this.#recvQueue?.length ?? 0) > 0 ||
         this.#sendId !== -1 ||
-        this.#sendQueue.length > 0 ||
+        (this.#sendQueue?.length ?? 0) > 0 ||
         this.#shutdownReq !== null ||
         this.#connectReq !== null;
       if (this.#connectReq !== null || this.#sendId !== -1 || this.#shutdownId !== -1) {
@@ -858,21 +911,21 @@ class UringStream implements EngineStream, Owner {
       if (this.#recvReq !== null) this.#cancelRecv();
       return any;
     }
-    const queued = this.#recvQueue.findIndex((entry) => entry.req === req);
+    const queued = this.#recvQueue?.findIndex((entry) => entry.req === req) ?? -1;
     if (queued >= 0) {
-      this.#recvQueue.splice(queued, 1);
+      this.#recvQueue?.splice(queued, 1);
       engine.complete(req, 0, abortedError());
       return true;
     }
     if (req === this.#recvReq) return this.#cancelRecv();
-    const waiting = this.#sendQueue.findIndex((entry) => entry.req === req);
+    const waiting = this.#sendQueue?.findIndex((entry) => entry.req === req) ?? -1;
     if (waiting >= 0) {
-      this.#sendQueue.splice(waiting, 1);
+      this.#sendQueue?.splice(waiting, 1);
       engine.complete(req, 0, abortedError());
       this.#maybeShutdown();
       return true;
     }
-    if (this.#inFlight.some((entry) => entry.req === req)) {
+    if (this.#sendInFlight(req)) {
       if (this.#sendCancelled) return false;
       this.#sendCancelled = true;
       engine.addon.cancel(engine.ring, this.#sendId);
@@ -950,8 +1003,12 @@ class UringStream implements EngineStream, Owner {
   /** Completes every request still waiting here (not in the kernel) as aborted. */
   #abortQueued(): void {
     const engine = this.#engine;
-    for (const entry of this.#recvQueue.splice(0)) engine.complete(entry.req, 0, abortedError());
-    for (const entry of this.#sendQueue.splice(0)) engine.complete(entry.req, 0, abortedError());
+    const recvs = this.#recvQueue;
+    const sends = this.#sendQueue;
+    this.#recvQueue = null;
+    this.#sendQueue = null;
+    for (const entry of recvs ?? []) engine.complete(entry.req, 0, abortedError());
+    for (const entry of sends ?? []) engine.complete(entry.req, 0, abortedError());
     const shutdown = this.#shutdownReq;
     if (shutdown !== null && this.#shutdownId === -1) {
       this.#shutdownReq = null;
@@ -962,8 +1019,12 @@ class UringStream implements EngineStream, Owner {
   /** The connection failed: requests waiting here complete with `error`. */
   #failWaiting(error: Error): void {
     const engine = this.#engine;
-    for (const entry of this.#recvQueue.splice(0)) engine.complete(entry.req, 0, error);
-    for (const entry of this.#sendQueue.splice(0)) engine.complete(entry.req, 0, error);
+    const recvs = this.#recvQueue;
+    const sends = this.#sendQueue;
+    this.#recvQueue = null;
+    this.#sendQueue = null;
+    for (const entry of recvs ?? []) engine.complete(entry.req, 0, error);
+    for (const entry of sends ?? []) engine.complete(entry.req, 0, error);
     const shutdown = this.#shutdownReq;
     if (shutdown !== null && this.#shutdownId === -1) {
       this.#shutdownReq = null;
