@@ -642,7 +642,7 @@ class UringStream implements EngineStream, Owner {
       return;
     }
     this.#recvReq = null;
-    if (this.#closed || res === ECANCELED) {
+    if (this.#closed || res === ECANCELED || (this.#recvCancelled && res < 0)) {
       if (bid >= 0) engine.releaseBuffer(bid);
       engine.complete(req, 0, abortedError());
     } else if (res < 0) {
