@@ -28,7 +28,9 @@
  *   armed while the listener is open; connections no accept is posted for
  *   wait in a queue of at most `backlog` (past that they are reset), as in
  *   the node engine. Posted accepts are served oldest first.
- * - Cancel: IORING_OP_ASYNC_CANCEL by user_data; the operation then
+ * - Cancel: IORING_OP_ASYNC_CANCEL by user_data (one operation), or by
+ *   descriptor (IORING_ASYNC_CANCEL_FD | ALL, 5.19+) when everything of a
+ *   stream goes (reset, abortive close); the operation then
  *   completes with -ECANCELED (OVL_ERR_ABORTED), or with its result if it
  *   finished first (too late to cancel). A cancelled send may have moved an
  *   unknown part of its bytes, so, as in the node engine, cancelling a send
@@ -1001,11 +1003,23 @@ class UringStream implements EngineStream, Owner {
       this.#connectReq = null;
       engine.complete(connect, 0, abortedError());
     }
-    if (this.#recvReq !== null && !this.#recvCancelled) this.#cancelRecv();
-    for (const id of [this.#connectId, this.#shutdownId, sends ? this.#sendId : -1]) {
-      if (id !== -1) engine.addon.cancel(engine.ring, id);
+    if (sends && this.#fd >= 0 && !this.#fdClosed) {
+      // Everything of this descriptor: one IORING_OP_ASYNC_CANCEL (FD | ALL).
+      if (this.#recvReq !== null && !this.#recvCancelled) {
+        if (this.#recvId === -1)
+          this.#cancelRecv(); // waiting for a pool buffer: not in the kernel
+        else this.#recvCancelled = true;
+      }
+      if (this.#sendId !== -1) this.#sendCancelled = true;
+      engine.addon.cancelFd(engine.ring, this.#fd);
+    } else {
+      // A graceful close: everything but the send in flight, one by one.
+      if (this.#recvReq !== null && !this.#recvCancelled) this.#cancelRecv();
+      for (const id of [this.#connectId, this.#shutdownId, sends ? this.#sendId : -1]) {
+        if (id !== -1) engine.addon.cancel(engine.ring, id);
+      }
+      if (sends && this.#sendId !== -1) this.#sendCancelled = true;
     }
-    if (sends && this.#sendId !== -1) this.#sendCancelled = true;
     engine.submitSoon();
   }
 
