@@ -56,6 +56,10 @@
  *   the native side cancels and reaps everything before freeing the ring.
  *   No global state: one ring per engine, one engine per thread.
  *
+ * Where the time goes (perf, echo server, 64 B messages, 50-1000
+ * connections): 83-89% of the server's CPU is the kernel's TCP path; the
+ * JavaScript handlers, core and this file together are about 10%.
+ *
  * Quirks and limits:
  * - Task work: by default the kernel finishes a waited-for socket operation
  *   by interrupting this thread (an IPI), which cost about a fifth of the
