@@ -105,8 +105,18 @@ const RING_ENTRIES = 4096;
 const RECORDS_PER_CALL = 1024;
 const RECORDS_AT = 4;
 const RECORD_INTS = 3;
-/** Pool buffers: a power of two (buffer ring entries). */
-const POOL_BUFFER_COUNT = 1024;
+/**
+ * Pool buffers at most: a power of two (buffer ring entries), 1024 (8 MiB)
+ * unless `OVERLAPPED_URING_POOL_BUFFERS` says otherwise (32 to 32768). A
+ * burst of data on many connections at once can touch them all: a smaller
+ * pool bounds that memory, and makes the surplus recvs wait for a release.
+ */
+const POOL_BUFFER_COUNT = poolBufferCount();
+
+function poolBufferCount(): number {
+  const n = Number(process.env.OVERLAPPED_URING_POOL_BUFFERS ?? 1024);
+  return Number.isInteger(n) && n >= 32 && n <= 32768 && (n & (n - 1)) === 0 ? n : 1024;
+}
 /** Pool buffers the kernel gets at first; more (doubling) each time it runs out. */
 const POOL_INITIAL = 32;
 /** How long a gracefully closed stream lets a send in flight finish. */
