@@ -52,7 +52,13 @@ export {
   waitForMultipleEvents,
   waitForSingleObject,
 } from './core/waits.js';
-export type { Endpoint, Engine } from './engines/contract.js';
+export {
+  type BufferLease,
+  type Endpoint,
+  type Engine,
+  POOL_BUFFER_SIZE,
+} from './engines/contract.js';
+
 export { chooseEngine, defaultEngine, ENGINE_NAMES, type EngineName } from './engines/select.js';
 export { EventWaitSet } from './models/event-wait-set.js';
 export type { EchoService } from './servers/echo/echo-base.js';

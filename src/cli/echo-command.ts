@@ -16,6 +16,7 @@ interface EchoFlags {
   model: EchoModel;
   nagle?: boolean;
   quiet?: boolean;
+  pooled?: boolean;
 }
 
 /** `overlapped echo`: the echo server of the seeds, in one of its three models. */
@@ -73,6 +74,10 @@ export function createEchoCommand(): Command {
       "leave Nagle's algorithm on (no TCP_NODELAY): fewer segments, but pieces of large echoes wait for the client's delayed ACK",
     )
     .option(
+      '--pooled',
+      'pooled receive mode: no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives',
+    )
+    .option(
       '--quiet',
       'no log line per connect and disconnect; start, stop and warnings still show',
     )
@@ -98,6 +103,7 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       bufferSize: flags.bufferSize,
       maxConnections: flags.maxConnections,
       noDelay: flags.nagle !== true,
+      pooled: flags.pooled === true,
       logger: connectionLogger,
     });
   } catch (err) {

@@ -1,4 +1,4 @@
-import type { EngineRequest, EngineStream } from '../engines/contract.js';
+import type { BufferLease, EngineRequest, EngineStream } from '../engines/contract.js';
 import type { CompletionRoutine, StoredRoutine } from './apc.js';
 import { check } from './errors.js';
 import type { WaitableEvent } from './events.js';
@@ -49,6 +49,12 @@ export class Overlapped<T = undefined> implements EngineRequest {
    * and read the result with `getOverlappedResult`. Resetting it is yours to do.
    */
   event: WaitableEvent | null = null;
+  /**
+   * Pooled recv (`socket.recvPooled(ov)`): the pool buffer holding the bytes,
+   * or null (0 bytes, an error, or another operation). Call `lease.release()`
+   * once done with `lease.view`.
+   */
+  lease: BufferLease | null = null;
   /** @internal Engine output for accept/connect (see EngineRequest). */
   result: EngineStream | null = null;
   /** @internal The completion routine of the operation in flight, if any. */
@@ -89,6 +95,7 @@ export class Overlapped<T = undefined> implements EngineRequest {
     this.error = null;
     this.socket = null;
     this.result = null;
+    this.lease = null;
   }
 
   /** @internal Marks the record as finished; false if it was not pending (a contract breach). */

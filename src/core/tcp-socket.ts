@@ -135,6 +135,19 @@ export class TcpSocket extends Handle {
   }
 
   /**
+   * Receives without a buffer of yours (pooled receive mode): the engine
+   * lends a pool buffer only when data arrives, so an idle connection holds
+   * none. On completion `ov.lease.view` holds the `bytes` received (at most
+   * 8 KiB); call `ov.lease.release()` when done with it. 0 bytes and no
+   * error is end of stream, with no lease. With `routine`, the completion
+   * goes to it (see {@link TcpSocket.recv}).
+   */
+  recvPooled<T>(ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
+    this.beginOperation(ov, 'recv', 0, routine);
+    this.#stream.recvPooled(ov);
+  }
+
+  /**
    * Sends one buffer, or several gathered into one operation (WSASend with
    * several WSABUFs). Completes when the OS has taken the bytes; `bytes` less
    * than `ov.requested` means a partial send, and the rest is yours to send.

@@ -30,10 +30,34 @@
  *    that it stops reading from the kernel until a recv is posted.
  * 7. Completions of one handle reach the sink in the order the OS completed
  *    them.
+ *
+ * ## Pooled receive mode
+ * `recvPooled` posts a recv without a buffer: the engine lends one from its
+ * pool only when data arrives, so an idle connection holds no receive
+ * buffer. The completion carries a {@link BufferLease} in `req.lease` (null
+ * on 0 bytes or an error; no pool buffer is held then). The lease's buffer
+ * belongs to the caller until `release()`, which returns it to the pool;
+ * a lease never released is a pool buffer lost to the pool. When the pool
+ * is empty the recv stays pending until a lease is released (it is not an
+ * error); cancel and close abort it like any other recv.
  */
 
 /** Upper bound on received bytes an engine holds that no recv has asked for (rule 6). */
 export const MAX_UNREAD_BYTES = 64 * 1024;
+
+/** Size of each pooled receive buffer: a pooled recv completes with at most this many bytes. */
+export const POOL_BUFFER_SIZE = 8 * 1024;
+
+/** A pool buffer lent to a completed pooled recv (see "Pooled receive mode"). */
+export interface BufferLease {
+  /** The received bytes: a view of the pool buffer, valid until `release()`. */
+  readonly view: Buffer;
+  /**
+   * Returns the buffer to the pool. Idempotent: a second call does nothing.
+   * Reading `view` after this is a bug (the pool reuses the memory).
+   */
+  release(): void;
+}
 
 /** An operation record as the engine sees it. Written by the engine, read by core. */
 export interface EngineRequest {
@@ -43,6 +67,8 @@ export interface EngineRequest {
   error: Error | null;
   /** accept/connect only: the connected stream. Set by the engine before delivery. */
   result: EngineStream | null;
+  /** Pooled recv only: the lent buffer, or null. Set by the engine before delivery. */
+  lease?: BufferLease | null;
 }
 
 /**
@@ -62,6 +88,11 @@ export interface Endpoint {
 export interface EngineStream {
   /** Receives at least 1 byte into `buffer` (non-empty), completing as soon as any are there. */
   recv(req: EngineRequest, buffer: Uint8Array): void;
+  /**
+   * Receives at least 1 byte (at most {@link POOL_BUFFER_SIZE}) into a pool
+   * buffer the engine picks when data arrives; `req.lease` holds it.
+   */
+  recvPooled(req: EngineRequest): void;
   /**
    * Sends `data` (one buffer, or several gathered into one operation);
    * `byteLength` is their total, which the caller has already summed.

@@ -1,6 +1,7 @@
 import { OverlappedError } from '../core/errors.js';
 import type { Engine } from './contract.js';
 import { NodeEngine } from './node/node-engine.js';
+import { UringEngine } from './uring/uring-engine.js';
 
 /** Engine names `OVERLAPPED_ENGINE` and `engine:` accept. */
 export const ENGINE_NAMES = ['node', 'uring'] as const;
@@ -11,8 +12,6 @@ export interface EngineChoice {
   /** Why this engine runs, for the start-up log line. */
   readonly reason: string;
 }
-
-const URING_MISSING = 'the io_uring engine is not part of this build';
 
 /**
  * The one place an engine is chosen. `requested` (or `OVERLAPPED_ENGINE`)
@@ -28,14 +27,32 @@ export function chooseEngine(requested = process.env.OVERLAPPED_ENGINE): EngineC
       `unknown engine '${name}': use one of ${ENGINE_NAMES.join(', ')} (OVERLAPPED_ENGINE or engine:)`,
     );
   }
+  if (name === 'node') return { engine: sharedNodeEngine(), reason: 'requested' };
+  const uring = sharedUringEngine();
+  if (uring instanceof UringEngine) {
+    return { engine: uring, reason: name === 'uring' ? 'requested' : 'io_uring is available' };
+  }
   if (name === 'uring') {
     throw new OverlappedError(
       'OVL_ERR_ENGINE_UNAVAILABLE',
-      `engine 'uring' was requested but ${URING_MISSING}: unset OVERLAPPED_ENGINE or use 'node'`,
+      `engine 'uring' was requested but cannot run here: ${uring}; unset OVERLAPPED_ENGINE or use 'node'`,
     );
   }
-  const reason = name === 'node' ? 'requested' : URING_MISSING;
-  return { engine: sharedNodeEngine(), reason };
+  return { engine: sharedNodeEngine(), reason: `uring unavailable: ${uring}` };
+}
+
+/** This thread's io_uring engine, or why it cannot run here (probed once). */
+let uringEngine: UringEngine | string | undefined;
+
+function sharedUringEngine(): UringEngine | string {
+  if (uringEngine === undefined) {
+    try {
+      uringEngine = new UringEngine();
+    } catch (err) {
+      uringEngine = (err as Error).message;
+    }
+  }
+  return uringEngine;
 }
 
 let nodeEngine: NodeEngine | undefined;

@@ -15,11 +15,11 @@ export type EchoFixtureOptions = Omit<EchoServerOptions, 'engine' | 'host' | 'po
   model?: EchoModel;
 };
 
-/** An echo server (completion-port model unless told) on the node engine at 127.0.0.1, on a port the OS picks. */
+/** An echo server (completion-port model unless told) on this thread's engine (OVERLAPPED_ENGINE, else the default) at 127.0.0.1, on a port the OS picks. */
 export function startEcho(options: EchoFixtureOptions = {}): Promise<EchoService> {
   return startEchoServer({
     ...options,
-    engine: chooseEngine('node').engine,
+    engine: chooseEngine().engine,
     host: '127.0.0.1',
     port: 0,
   });

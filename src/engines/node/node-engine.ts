@@ -104,8 +104,8 @@ class NodeStream implements EngineStream, StagedWriter {
   readonly #socket: net.Socket;
   readonly #pipePath: string | null;
 
-  // Pending receives with their buffers; the stash is non-empty only when none is pending.
-  readonly #recvs = new PendingQueue<Uint8Array>();
+  // Pending receives with their buffers (null: pooled); the stash is non-empty only when none is pending.
+  readonly #recvs = new PendingQueue<Uint8Array | null>();
   readonly #stash: Buffer[] = [];
   #stashBytes = 0;
   #paused = false;
@@ -165,9 +165,20 @@ class NodeStream implements EngineStream, StagedWriter {
     if (this.#pipePath === null) this.#socket.setNoDelay(enabled);
   }
 
-  recv(req: EngineRequest, buffer: Uint8Array): void {
+  recvPooled(req: EngineRequest): void {
+    this.recv(req, null);
+  }
+
+  recv(req: EngineRequest, buffer: Uint8Array | null): void {
     if (this.#stashBytes > 0) {
-      completeNow(this.#turn, req, this.#takeStash(buffer), null);
+      if (buffer === null) {
+        const pooled = this.#turn.pool.take();
+        const n = this.#takeStash(pooled);
+        req.lease = this.#turn.pool.lease(pooled, n);
+        completeNow(this.#turn, req, n, null);
+      } else {
+        completeNow(this.#turn, req, this.#takeStash(buffer), null);
+      }
     } else if (this.#error !== null) {
       completeNow(this.#turn, req, 0, this.#error);
     } else if (this.#eof || this.#gone) {
@@ -369,9 +380,12 @@ class NodeStream implements EngineStream, StagedWriter {
     while (!recvs.empty && offset < chunk.length) {
       const buffer = recvs.headValue;
       const req = recvs.shift() as EngineRequest;
-      const n = Math.min(buffer.length, chunk.length - offset);
-      chunk.copy(buffer, 0, offset, offset + n);
+      // A pooled recv takes its buffer only now that data is here.
+      const target = buffer ?? this.#turn.pool.take();
+      const n = Math.min(target.length, chunk.length - offset);
+      chunk.copy(target, 0, offset, offset + n);
       offset += n;
+      if (buffer === null) req.lease = this.#turn.pool.lease(target as Buffer, n);
       complete(this.#turn, req, n, null);
     }
     if (offset < chunk.length) {

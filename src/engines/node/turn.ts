@@ -3,6 +3,7 @@
  * when staged sends are written out. See the notes in ./node-engine.ts.
  */
 import type { CompletionSink, EngineRequest } from '../contract.js';
+import { BufferPool } from './buffer-pool.js';
 
 /**
  * Work due "right after the current call" is queued as a reaction to this
@@ -43,6 +44,8 @@ const EARLY_FLUSH_AT = 8;
  * staged sends out once the completions they lead to have been handled.
  */
 export class Turn {
+  /** Buffers for pooled receives, shared by every stream of the engine. */
+  readonly pool = new BufferPool();
   #sink: CompletionSink | null = null;
   #pending: EngineRequest[] = [];
   #spare: EngineRequest[] = [];

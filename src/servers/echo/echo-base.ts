@@ -10,11 +10,12 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
+import type { CompletionRoutine } from '../../core/apc.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
-import type { Endpoint, Engine } from '../../engines/contract.js';
+import type { BufferLease, Endpoint, Engine } from '../../engines/contract.js';
 
 export const ECHO_DEFAULTS = {
   host: '127.0.0.1',
@@ -47,11 +48,21 @@ export interface EchoServerOptions {
   noDelay?: boolean;
   /** Receives one info line per connect and disconnect; warnings for refused clients. */
   logger?: Logger;
+  /**
+   * Pooled receive mode: no buffer per connection; each recv borrows an 8 KiB
+   * pool buffer only when data arrives (`bufferSize` is then unused), and the
+   * echo is sent from it before it goes back. Idle connections hold no
+   * receive buffer. Default false.
+   */
+  pooled?: boolean;
 }
 
 /** Per-I/O data: the buffer and how far the current echo got. */
 export interface EchoIo {
-  readonly buffer: Buffer;
+  /** The connection's buffer; in pooled mode, the lent pool buffer holding the echo (or empty). */
+  buffer: Buffer;
+  /** Pooled mode: the lease of `buffer` until the echo is sent. */
+  lease: BufferLease | null;
   bytesRecv: number;
   bytesSent: number;
   /**
@@ -101,8 +112,11 @@ export interface EchoSettings {
   readonly maxConnections: number;
   readonly workers: number;
   readonly concurrency: number;
+  readonly pooled: boolean;
   readonly logger: Logger | undefined;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Checks the options and listens (127.0.0.1:5150 unless told otherwise). */
 export async function listenForEcho(
@@ -114,6 +128,7 @@ export async function listenForEcho(
     maxConnections: options.maxConnections ?? ECHO_DEFAULTS.maxConnections,
     workers: options.workers ?? 2 * cpus,
     concurrency: options.concurrency ?? cpus,
+    pooled: options.pooled === true,
     logger: options.logger,
   };
   for (const name of ['workers', 'concurrency', 'bufferSize', 'maxConnections'] as const) {
@@ -243,7 +258,8 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       return null;
     }
     const io = new Overlapped<EchoIo>({
-      buffer: Buffer.allocUnsafe(this.settings.bufferSize),
+      buffer: this.settings.pooled ? EMPTY : Buffer.allocUnsafe(this.settings.bufferSize),
+      lease: null,
       bytesRecv: 0,
       bytesSent: 0,
       connection: null,
@@ -275,6 +291,10 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
         this.close(conn);
         return 'closed';
       }
+      if (this.settings.pooled) {
+        state.lease = io.lease;
+        state.buffer = io.lease?.view ?? EMPTY;
+      }
       state.bytesRecv = bytes;
       state.bytesSent = 0;
     } else {
@@ -285,16 +305,34 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       this.close(conn);
       return 'closed';
     }
+    release(state);
     return 'recv';
+  }
+
+  /** Posts the next recv of `conn`: into its buffer, or pooled; to `routine` if given. */
+  protected postRecv(conn: C, routine?: CompletionRoutine<EchoIo>): void {
+    const io = conn.io;
+    if (this.settings.pooled) conn.socket.recvPooled(io, routine);
+    else conn.socket.recv(io.data.buffer, io, routine);
   }
 
   /** Closes and frees `conn` (idempotent); the model may extend it to drop its own records. */
   protected close(conn: C): void {
     if (!this.#connections.delete(conn)) return;
     conn.socket.close();
+    // Called only from a delivered completion: no send of the leased buffer is pending.
+    release(conn.io.data);
     this.logger?.info({ peer: conn.peer, connections: this.#connections.size }, 'disconnected');
     if (this.#connections.size === 0) this.#drained?.();
   }
+}
+
+/** Pooled mode: the echo is sent (or abandoned); its pool buffer goes back. */
+function release(state: EchoIo): void {
+  if (state.lease === null) return;
+  state.lease.release();
+  state.lease = null;
+  state.buffer = EMPTY;
 }
 
 /** The bytes of `io` still to send back. */

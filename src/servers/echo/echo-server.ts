@@ -90,13 +90,13 @@ export class EchoServer extends EchoServerBase<EchoConnection> {
 
   #onAccept(ov: Overlapped): void {
     const conn = this.admit(ov.socket, ov.error);
-    if (conn !== null) conn.socket.recv(conn.io.data.buffer, conn.io);
+    if (conn !== null) this.postRecv(conn);
     if (!this.stopping) this.listener.accept(ov);
   }
 
   #onIo(conn: EchoConnection, c: Completion<Key, unknown>): void {
     const step = this.step(conn, c.error, c.bytes);
     if (step === 'send') conn.socket.send(unsent(conn.io), conn.io);
-    else if (step === 'recv') conn.socket.recv(conn.io.data.buffer, conn.io);
+    else if (step === 'recv') this.postRecv(conn);
   }
 }

@@ -104,7 +104,7 @@ export class EventsEchoServer extends EchoServerBase<EventConnection> {
       const { error } = resultOf(ov);
       const conn = this.admit(ov.socket, error);
       if (conn !== null) {
-        conn.socket.recv(conn.io.data.buffer, conn.io);
+        this.postRecv(conn);
         conn.set.add(conn.io.event as ManualResetEvent, conn);
       }
       if (!this.stopping) this.listener.accept(ov);
@@ -123,7 +123,7 @@ export class EventsEchoServer extends EchoServerBase<EventConnection> {
       const { bytes, error } = resultOf(conn.io);
       const step = this.step(conn, error, bytes);
       if (step === 'send') conn.socket.send(unsent(conn.io), conn.io);
-      else if (step === 'recv') conn.socket.recv(conn.io.data.buffer, conn.io);
+      else if (step === 'recv') this.postRecv(conn);
     }
   }
 }

@@ -67,7 +67,7 @@ export class RoutinesEchoServer extends EchoServerBase<EchoConnection> {
 
   readonly #onAccept = (error: Error | null, _bytes: number, ov: Overlapped): void => {
     const conn = this.admit(ov.socket, error);
-    if (conn !== null) conn.socket.recv(conn.io.data.buffer, conn.io, this.#onIo);
+    if (conn !== null) this.postRecv(conn, this.#onIo);
     if (!this.stopping) this.listener.accept(ov, this.#onAccept);
   };
 
@@ -76,6 +76,6 @@ export class RoutinesEchoServer extends EchoServerBase<EchoConnection> {
     const conn = io.data.connection as EchoConnection;
     const step = this.step(conn, error, bytes);
     if (step === 'send') conn.socket.send(unsent(io), io, this.#onIo);
-    else if (step === 'recv') conn.socket.recv(io.data.buffer, io, this.#onIo);
+    else if (step === 'recv') this.postRecv(conn, this.#onIo);
   };
 }

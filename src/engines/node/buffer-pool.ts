@@ -1,0 +1,50 @@
+import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
+
+/**
+ * Free pool buffers kept for reuse: 1024 × 8 KiB (8 MiB). Buffers beyond that
+ * go to the GC when released, so a burst does not pin memory for good.
+ */
+const MAX_FREE_BUFFERS = 1024;
+
+/**
+ * The node engine's pool for pooled receives: a buffer is taken only when
+ * data has arrived for a pooled recv (the bytes are copied from Node's chunk
+ * into it), and returned by the lease's release.
+ */
+export class BufferPool {
+  readonly #free: Buffer[] = [];
+
+  /** A buffer of {@link POOL_BUFFER_SIZE} bytes to copy received data into. */
+  take(): Buffer {
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(POOL_BUFFER_SIZE);
+  }
+
+  /** Lends `buffer`, holding `bytes` received bytes, to a completion. */
+  lease(buffer: Buffer, bytes: number): BufferLease {
+    return new PoolLease(this, buffer, bytes);
+  }
+
+  /** @internal */
+  give(buffer: Buffer): void {
+    if (this.#free.length < MAX_FREE_BUFFERS) this.#free.push(buffer);
+  }
+}
+
+class PoolLease implements BufferLease {
+  readonly view: Buffer;
+  #pool: BufferPool | null;
+  readonly #buffer: Buffer;
+
+  constructor(pool: BufferPool, buffer: Buffer, bytes: number) {
+    this.#pool = pool;
+    this.#buffer = buffer;
+    this.view = buffer.subarray(0, bytes);
+  }
+
+  release(): void {
+    const pool = this.#pool;
+    if (pool === null) return;
+    this.#pool = null;
+    pool.give(this.#buffer);
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Loads the io_uring addon (native/, built by `npm install` through
+ * scripts/build-native.mjs). `OVERLAPPED_NATIVE_ADDON` names another build
+ * (the AddressSanitizer one of `npm run test:asan`).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** A ring handle: its index among the rings of this thread. */
+export type Ring = { readonly __ring: unique symbol };
+
+/**
+ * The addon's functions. Operations return 0 (or a descriptor) or -errno;
+ * ids are the JS side's operation ids, reported back in completion records.
+ */
+export interface UringAddon {
+  create(
+    records: ArrayBuffer,
+    onRecords: (count: number) => void,
+    entries: number,
+    mode: number,
+  ): Ring;
+  setupMode(ring: Ring): number;
+  submit(ring: Ring): number;
+  recv(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;
+  recvPooled(ring: Ring, id: number, fd: number): number;
+  send(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;
+  sendv(ring: Ring, id: number, fd: number, parts: readonly Uint8Array[], count: number): number;
+  connectTcp(ring: Ring, id: number, ip: string, port: number): number;
+  connectUnix(ring: Ring, id: number, path: string): number;
+  accept(ring: Ring, id: number, fd: number): number;
+  shutdown(ring: Ring, id: number, fd: number): number;
+  cancel(ring: Ring, id: number): number;
+  cancelFd(ring: Ring, fd: number): number;
+  registerPool(ring: Ring, pool: ArrayBuffer, size: number, count: number, initial: number): number;
+  poolGrow(ring: Ring, n: number): number;
+  poolRelease(ring: Ring, bid: number): void;
+  listenTcp(ring: Ring, ip: string, port: number, backlog: number): number;
+  listenUnix(ring: Ring, path: string, backlog: number): number;
+  close(ring: Ring, fd: number, abortive: boolean): number;
+  setNoDelay(fd: number, on: boolean): number;
+  sockName(fd: number, peer: boolean): [string, number, 'IPv4' | 'IPv6'] | null;
+}
+
+const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+/** Where `npm install` puts the addon, and the note it leaves when it skips the build. */
+export const ADDON_PATH = `${ROOT}native/build/Release/overlapped_uring.node`;
+const SKIP_NOTE = `${ROOT}native/build/skipped.txt`;
+
+let loaded: { addon: UringAddon } | { error: string } | undefined;
+
+/** The addon, or throws an Error whose message says why it is not available. */
+export function loadAddon(): UringAddon {
+  loaded ??= tryLoad();
+  if ('error' in loaded) throw new Error(loaded.error);
+  return loaded.addon;
+}
+
+function tryLoad(): { addon: UringAddon } | { error: string } {
+  if (process.platform !== 'linux') return { error: 'io_uring is Linux only' };
+  const path = process.env.OVERLAPPED_NATIVE_ADDON || ADDON_PATH;
+  if (!existsSync(path)) {
+    const why = existsSync(SKIP_NOTE)
+      ? readFileSync(SKIP_NOTE, 'utf8').trim()
+      : `${path} is missing (run npm install, or node scripts/build-native.mjs)`;
+    return { error: `native addon not built: ${why}` };
+  }
+  try {
+    return { addon: createRequire(import.meta.url)(path) as UringAddon };
+  } catch (err) {
+    return { error: `native addon failed to load: ${(err as Error).message}` };
+  }
+}

@@ -1,0 +1,1237 @@
+/**
+ * Implementation notes: the native io_uring engine (Linux).
+ *
+ * What the kernel gives: io_uring is Linux's completion port. Operations
+ * are posted as SQEs and complete into a CQ, in batches, with no readiness
+ * step in between; a blocked socket operation waits inside the kernel
+ * (FAST_POLL) until it can finish. The ring signals an eventfd per CQE.
+ *
+ * What the engine adds (native/ for the C side, this file for the rest):
+ * - Event loop: libuv watches the ring's eventfd. One wake-up reaps every
+ *   ready CQE into a shared Int32Array (records of id, res, flags) and makes
+ *   ONE call into JavaScript, which maps ids to requests and hands the sink
+ *   one batch. SQEs prepared while that batch is handled (handlers posting
+ *   the next recv/send) are submitted once, after the call; SQEs prepared
+ *   at any other time are submitted once per turn from a microtask. No busy
+ *   polling, no thread per connection.
+ * - Ordering (rule 7) and stream integrity: io_uring does not order two
+ *   SQEs on one socket (a send waiting for buffer space could be overtaken
+ *   by a later one). So each stream has at most one recv and one send in
+ *   the kernel; more wait here, in order. Sends waiting here when one
+ *   completes leave together in one sendmsg with an iovec. Shutdown waits
+ *   for earlier sends (FIN after data).
+ * - Sends use MSG_WAITALL, so the kernel retries a short send until every
+ *   byte is taken, as an overlapped WSASend completes whole.
+ * - Rule 6 holds by construction: the kernel reads only into a posted recv,
+ *   so `unreadBytes` is always 0 and TCP flow control does the rest.
+ * - Accept is multishot (kernel 5.19+): armed at the first accept and kept
+ *   armed while the listener is open; connections no accept is posted for
+ *   wait in a queue of at most `backlog` (past that they are reset), as in
+ *   the node engine. Posted accepts are served oldest first.
+ * - Cancel: IORING_OP_ASYNC_CANCEL by user_data (one operation), or by
+ *   descriptor (IORING_ASYNC_CANCEL_FD | ALL, 5.19+) when everything of a
+ *   stream goes (reset, abortive close); the operation then
+ *   completes with -ECANCELED (OVL_ERR_ABORTED), or with its result if it
+ *   finished first (too late to cancel). A cancelled send may have moved an
+ *   unknown part of its bytes, so, as in the node engine, cancelling a send
+ *   the kernel has not finished resets the connection (ECONNABORTED after).
+ * - Close: requests waiting here abort at once; requests in the kernel are
+ *   cancelled (a graceful close lets a send in flight finish, for at most
+ *   10 s, and completes it aborted with the bytes it moved, as the node
+ *   engine does); the descriptor is closed once nothing of it is in the
+ *   kernel, so no buffer is still in use. Abortive close sets SO_LINGER 0.
+ * - Pooled receive: a provided-buffer ring of up to 1024 × 8 KiB buffers
+ *   (8 MiB of address space), registered on the first pooled recv. The
+ *   kernel picks a buffer only when data arrives; the lease gives it back.
+ *   The ring is FIFO, so every buffer the kernel has is used in turn: it
+ *   gets 32 at first and more (doubling) only when it answers -ENOBUFS, so
+ *   the pages the pool touches follow the peak of buffers in use. With all
+ *   1024 out, the recv waits here until a lease is released, then is
+ *   posted again (not an error).
+ * - Memory safety: the native ring holds a strong reference to this
+ *   engine's record callback, so every buffer in `#slots` stays reachable
+ *   until its CQE is reaped, whatever the caller drops. Memory the kernel
+ *   reads besides data (msghdr, iovec, sockaddr) is native and freed at the
+ *   final CQE. When the Node-API environment ends (process or worker exit),
+ *   the native side cancels and reaps everything before freeing the ring.
+ *   No global state: one ring per engine, one engine per thread.
+ *
+ * Where the time goes (perf, echo server, 64 B messages, 50-1000
+ * connections): 83-89% of the server's CPU is the kernel's TCP path; the
+ * JavaScript handlers, core and this file together are about 10%.
+ *
+ * Quirks and limits:
+ * - Task work: by default the kernel finishes a waited-for socket operation
+ *   by interrupting this thread (an IPI), which cost about a fifth of the
+ *   server's CPU in an echo benchmark here. The ring is set up with
+ *   COOP_TASKRUN (the work runs at the thread's next system call, which
+ *   libuv's epoll_wait is). `OVERLAPPED_URING_TASKRUN=defer` selects
+ *   DEFER_TASKRUN (run only when asked, in batches; measured about as fast
+ *   here); since 6.13 the kernel runs at most 20 deferred items per ask and
+ *   signals the eventfd again only for new work, so the engine keeps asking
+ *   while asking yields completions. `plain` is the kernel default.
+ * - liburing 2.3 has no io_uring_setup_buf_ring; the C side allocates the
+ *   buffer ring page-aligned and registers it itself.
+ * - Sockets are blocking descriptors: io_uring waits for them; a
+ *   non-blocking socket would hand -EAGAIN back on some kernels.
+ * - Host names are resolved with `dns.lookup` before connect/listen.
+ * - Kernels before 5.19 (no multishot accept, no cancel by descriptor) are
+ *   not supported; the probe does not check for them explicitly.
+ */
+
+import { lookup } from 'node:dns';
+import { unlinkSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+import { AbortedError, abortedError, OsError, toOsError } from '../../core/errors.js';
+import {
+  type BufferLease,
+  type CompletionSink,
+  type Endpoint,
+  type Engine,
+  type EngineListener,
+  type EngineRequest,
+  type EngineStream,
+  type PipeListenOptions,
+  POOL_BUFFER_SIZE,
+  type TcpListenOptions,
+} from '../contract.js';
+import { loadAddon, type Ring, type UringAddon } from './native.js';
+
+/** SQ entries; the CQ has four times as many (the kernel also keeps overflow, FEAT_NODROP). */
+const RING_ENTRIES = 4096;
+/** Completion records per call into JavaScript. */
+const RECORDS_PER_CALL = 1024;
+const RECORDS_AT = 4;
+const RECORD_INTS = 3;
+/**
+ * Pool buffers at most: a power of two (buffer ring entries), 1024 (8 MiB)
+ * unless `OVERLAPPED_URING_POOL_BUFFERS` says otherwise (32 to 32768). A
+ * burst of data on many connections at once can touch them all: a smaller
+ * pool bounds that memory, and makes the surplus recvs wait for a release.
+ */
+const POOL_BUFFER_COUNT = poolBufferCount();
+
+function poolBufferCount(): number {
+  const n = Number(process.env.OVERLAPPED_URING_POOL_BUFFERS ?? 1024);
+  return Number.isInteger(n) && n >= 32 && n <= 32768 && (n & (n - 1)) === 0 ? n : 1024;
+}
+/** Pool buffers the kernel gets at first; more (doubling) each time it runs out. */
+const POOL_INITIAL = 32;
+/** How long a gracefully closed stream lets a send in flight finish. */
+const LINGER_MS = 10_000;
+/** Parts one sendmsg gathers at most (IOV_MAX). */
+const MAX_IOV = 1024;
+
+const IORING_CQE_F_BUFFER = 1;
+const IORING_CQE_F_MORE = 2;
+const IORING_CQE_BUFFER_SHIFT = 16;
+const ECANCELED = -125;
+const ENOBUFS = -105;
+const EPIPE = -32;
+const ECONNABORTED = -103;
+
+const KIND_RECV = 1;
+const KIND_SEND = 2;
+const KIND_CONNECT = 3;
+const KIND_SHUTDOWN = 4;
+const KIND_ACCEPT = 5;
+
+const RESOLVED = Promise.resolve();
+const EMPTY = new Uint8Array(0);
+
+const TASK_RUN_MODES = ['defer', 'coop', 'plain'] as const;
+
+/** `OVERLAPPED_URING_TASKRUN=defer|coop|plain` (for measurements); coop unless told. */
+function taskRunMode(): number {
+  const i = TASK_RUN_MODES.indexOf(
+    (process.env.OVERLAPPED_URING_TASKRUN ?? 'coop') as (typeof TASK_RUN_MODES)[number],
+  );
+  return i < 0 ? 1 : i;
+}
+
+let errorMap: Map<number, [string, string]> | undefined;
+
+/** A Node-style OS error for a negative errno from a CQE or a system call. */
+export function uringError(
+  res: number,
+  syscall: string,
+  extra?: { address?: string; port?: number },
+): OsError {
+  errorMap ??= getSystemErrorMap();
+  const known = errorMap.get(res);
+  const code = known?.[0] ?? getSystemErrorName(res);
+  let message = `${syscall} ${code}`;
+  if (extra?.address !== undefined) {
+    message += ` ${extra.address}${extra.port === undefined ? '' : `:${extra.port}`}`;
+  }
+  return new OsError(code, res, syscall, message, extra);
+}
+
+/** Whatever holds operations: gets each of its CQEs. */
+interface Owner {
+  onCqe(kind: number, id: number, res: number, flags: number): void;
+}
+
+/** The io_uring engine. One instance per thread (event loop). */
+export class UringEngine implements Engine {
+  readonly name = 'uring';
+  /** @internal */
+  readonly addon: UringAddon;
+  /** @internal */
+  readonly ring: Ring;
+  readonly #records: Int32Array;
+  #sink: CompletionSink | null = null;
+
+  // Operation ids: the CQE's user_data. Slots keep the owner (and so its buffers) alive.
+  readonly #owners: (Owner | undefined)[] = [];
+  readonly #kinds: number[] = [];
+  readonly #freeIds: number[] = [];
+
+  // Completions waiting for delivery, in completion order.
+  #pending: EngineRequest[] = [];
+  #spare: EngineRequest[] = [];
+  #reaping = false;
+  #deliveryScheduled = false;
+
+  // Pooled receive mode.
+  #pool: ArrayBuffer | null = null;
+  #poolError: Error | null = null;
+  readonly #poolWaiters: UringStream[] = [];
+
+  /** Opens a ring and probes it; throws with the reason io_uring cannot run here. */
+  constructor() {
+    this.addon = loadAddon();
+    const records = new ArrayBuffer((RECORDS_AT + RECORDS_PER_CALL * RECORD_INTS) * 4);
+    this.#records = new Int32Array(records);
+    try {
+      this.ring = this.addon.create(records, this.#onRecords, RING_ENTRIES, taskRunMode());
+    } catch (err) {
+      const errno = (err as { errno?: unknown }).errno;
+      const code = typeof errno === 'number' ? getSystemErrorName(errno) : 'unknown';
+      throw new Error(
+        `io_uring is not available (${code}: ${(err as Error).message}; ` +
+          'check kernel.io_uring_disabled and the seccomp profile)',
+      );
+    }
+  }
+
+  setSink(sink: CompletionSink): void {
+    this.#sink = sink;
+  }
+
+  /** How the kernel runs this ring's task work: 'defer', 'coop' or 'plain' (see notes). */
+  get taskRun(): string {
+    return TASK_RUN_MODES[this.addon.setupMode(this.ring)] ?? 'plain';
+  }
+
+  /** @internal An id for a new operation of `owner`. */
+  id(owner: Owner, kind: number): number {
+    const id = this.#freeIds.pop() ?? this.#owners.length;
+    this.#owners[id] = owner;
+    this.#kinds[id] = kind;
+    return id;
+  }
+
+  /** @internal Gives back an id whose SQE could not be prepared. */
+  dropId(id: number): void {
+    this.#owners[id] = undefined;
+    this.#freeIds.push(id);
+  }
+
+  /** @internal An SQE was prepared: submit it with the others of this turn. */
+  submitSoon(): void {
+    const ctl = this.#records;
+    if (ctl[0] === 0) {
+      ctl[0] = 1;
+      RESOLVED.then(this.#submit);
+    }
+  }
+
+  readonly #submit = (): void => {
+    this.addon.submit(this.ring);
+  };
+
+  /** @internal Completes `req` (delivered with this reap's batch, or right after the current call). */
+  complete(req: EngineRequest, bytes: number, error: Error | null): void {
+    req.bytes = bytes;
+    req.error = error;
+    this.#pending.push(req);
+    if (!this.#reaping && !this.#deliveryScheduled) {
+      this.#deliveryScheduled = true;
+      RESOLVED.then(this.#deliverSoon);
+    }
+  }
+
+  readonly #deliverSoon = (): void => {
+    this.#deliveryScheduled = false;
+    this.#deliver();
+  };
+
+  #deliver(): void {
+    const batch = this.#pending;
+    if (batch.length === 0) return;
+    this.#pending = this.#spare;
+    const sink = this.#sink;
+    try {
+      if (sink === null) throw new Error('uring engine: completions arrived before setSink()');
+      sink(batch);
+    } finally {
+      batch.length = 0;
+      this.#spare = batch;
+    }
+  }
+
+  /** Called by the native side with `count` records: one batch for the sink. */
+  readonly #onRecords = (count: number): void => {
+    const records = this.#records;
+    const owners = this.#owners;
+    this.#reaping = true;
+    try {
+      for (let i = 0, at = RECORDS_AT; i < count; i++, at += RECORD_INTS) {
+        const id = records[at] as number;
+        const res = records[at + 1] as number;
+        const flags = records[at + 2] as number;
+        const owner = owners[id];
+        const kind = this.#kinds[id] as number;
+        if ((flags & IORING_CQE_F_MORE) === 0) {
+          owners[id] = undefined;
+          this.#freeIds.push(id);
+        }
+        owner?.onCqe(kind, id, res, flags);
+      }
+    } finally {
+      this.#reaping = false;
+    }
+    this.#deliver();
+  };
+
+  // ---- pooled receive mode ----
+
+  /** @internal Registers the pool on first use; null when it cannot be. */
+  poolReady(): Error | null {
+    if (this.#pool !== null || this.#poolError !== null) return this.#poolError;
+    const pool = new ArrayBuffer(POOL_BUFFER_SIZE * POOL_BUFFER_COUNT);
+    const rc = this.addon.registerPool(
+      this.ring,
+      pool,
+      POOL_BUFFER_SIZE,
+      POOL_BUFFER_COUNT,
+      POOL_INITIAL,
+    );
+    if (rc < 0) {
+      this.#poolError = uringError(rc, 'io_uring_register_buf_ring');
+      return this.#poolError;
+    }
+    this.#pool = pool;
+    this.#poolPublished = POOL_INITIAL;
+    return null;
+  }
+
+  #poolPublished = 0;
+
+  /**
+   * @internal The kernel found no pool buffer: publish more if the pool has
+   * some it never had (true), else the recv must wait for a release (false).
+   */
+  growPool(): boolean {
+    if (this.#poolPublished >= POOL_BUFFER_COUNT) return false;
+    const added = this.addon.poolGrow(this.ring, this.#poolPublished);
+    this.#poolPublished += added;
+    return added > 0;
+  }
+
+  /** @internal The lease of pool buffer `bid` holding `bytes` bytes. */
+  lease(bid: number, bytes: number): BufferLease {
+    return new UringLease(
+      this,
+      bid,
+      Buffer.from(this.#pool as ArrayBuffer, bid * POOL_BUFFER_SIZE, bytes),
+    );
+  }
+
+  /** @internal Buffer `bid` is free again; a recv waiting for one is posted again. */
+  releaseBuffer(bid: number): void {
+    this.addon.poolRelease(this.ring, bid);
+    const waiter = this.#poolWaiters.shift();
+    waiter?.retryPooled();
+  }
+
+  /** @internal `stream`'s pooled recv found the pool empty. */
+  waitForBuffer(stream: UringStream): void {
+    this.#poolWaiters.push(stream);
+  }
+
+  /** @internal */
+  stopWaiting(stream: UringStream): void {
+    const i = this.#poolWaiters.indexOf(stream);
+    if (i >= 0) this.#poolWaiters.splice(i, 1);
+  }
+
+  // ---- Engine ----
+
+  async listenTcp(options: TcpListenOptions): Promise<EngineListener> {
+    const ip = await resolveHost(options.host);
+    const fd = this.addon.listenTcp(this.ring, ip, options.port, options.backlog);
+    if (fd < 0) throw uringError(fd, 'listen', { address: ip, port: options.port });
+    return new UringListener(this, fd, options.backlog, null);
+  }
+
+  async listenPipe(options: PipeListenOptions): Promise<EngineListener> {
+    const fd = this.addon.listenUnix(this.ring, options.path, options.backlog);
+    if (fd < 0) throw uringError(fd, 'listen', { address: options.path });
+    const listener = new UringListener(this, fd, options.backlog, options.path);
+    try {
+      await chmod(options.path, options.mode);
+    } catch (err) {
+      listener.close();
+      throw toOsError(err, 'chmod');
+    }
+    return listener;
+  }
+
+  connectTcp(req: EngineRequest, host: string, port: number): EngineStream {
+    const stream = new UringStream(this, -1, req, null);
+    if (isIP(host) !== 0) {
+      stream.startConnect(host, port);
+    } else {
+      lookup(host, (err, address) => {
+        if (err) stream.connectFailed(toOsError(err, 'getaddrinfo'));
+        else stream.startConnect(address, port);
+      });
+    }
+    return stream;
+  }
+
+  connectPipe(req: EngineRequest, path: string): EngineStream {
+    const stream = new UringStream(this, -1, req, path);
+    stream.startConnect(path, -1);
+    return stream;
+  }
+}
+
+function resolveHost(host: string): Promise<string> {
+  if (isIP(host) !== 0) return Promise.resolve(host);
+  return new Promise((resolve, reject) => {
+    lookup(host, (err, address) => {
+      if (err) reject(toOsError(err, 'getaddrinfo'));
+      else resolve(address);
+    });
+  });
+}
+
+class UringLease implements BufferLease {
+  readonly view: Buffer;
+  #engine: UringEngine | null;
+  readonly #bid: number;
+
+  constructor(engine: UringEngine, bid: number, view: Buffer) {
+    this.#engine = engine;
+    this.#bid = bid;
+    this.view = view;
+  }
+
+  release(): void {
+    const engine = this.#engine;
+    if (engine === null) return;
+    this.#engine = null;
+    engine.releaseBuffer(this.#bid);
+  }
+}
+
+function pipeEndpoint(path: string): Endpoint {
+  return { address: path, port: -1, family: 'pipe' };
+}
+
+const connectionClosedError = () =>
+  new OsError('EPIPE', EPIPE, 'write', 'the connection closed before the send completed');
+
+/** A recv waiting for the one in the kernel (buffer null: pooled). */
+interface RecvWaiting {
+  req: EngineRequest;
+  buffer: Uint8Array | null;
+}
+
+/** A send posted and not completed: in the kernel (`#inFlight`) or waiting for its turn. */
+interface QueuedSend {
+  req: EngineRequest;
+  data: Uint8Array | readonly Uint8Array[];
+  size: number;
+}
+
+/** A connected (or connecting) socket behind the EngineStream contract. */
+class UringStream implements EngineStream, Owner {
+  readonly #engine: UringEngine;
+  #fd: number;
+  readonly #pipePath: string | null;
+
+  // Receives: at most one in the kernel; the rest wait, in order (null buffer: pooled).
+  #recvReq: EngineRequest | null = null;
+  #recvPooled = false;
+  #recvId = -1; // -1 while the pooled recv waits for a pool buffer
+  #recvCancelled = false;
+  #recvQueue: RecvWaiting[] | null = null;
+
+  // Sends: one sendmsg in the kernel at a time; later ones wait and leave together.
+  // Queues and batches are made on first need: an idle connection holds no array.
+  #sendId = -1;
+  #sendReq: EngineRequest | null = null; // the one send in flight, or null for a batch
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, not read: keeps the buffer alive
+  #sendData: Uint8Array | null = null;
+  #inFlight: QueuedSend[] | null = null; // a gathered batch in flight
+  #inFlightBytes = 0;
+  #sendCancelled = false;
+  #sendQueue: QueuedSend[] | null = null;
+  #shutdownReq: EngineRequest | null = null;
+  #shutdownId = -1;
+
+  #connectReq: EngineRequest | null;
+  #connectId = -1;
+
+  #eof = false;
+  #error: Error | null = null;
+  /** The user closed the stream; every completion from now on is aborted. */
+  #closed = false;
+  #abortive = false;
+  #reset = false;
+  #fdClosed = false;
+  #linger: NodeJS.Timeout | null = null;
+
+  constructor(
+    engine: UringEngine,
+    fd: number,
+    connectReq: EngineRequest | null,
+    pipePath: string | null,
+  ) {
+    this.#engine = engine;
+    this.#fd = fd;
+    this.#connectReq = connectReq;
+    this.#pipePath = pipePath;
+  }
+
+  get localEndpoint(): Endpoint | null {
+    if (this.#pipePath !== null) return pipeEndpoint(this.#pipePath);
+    return this.#name(false);
+  }
+
+  get remoteEndpoint(): Endpoint | null {
+    if (this.#pipePath !== null) return pipeEndpoint(this.#pipePath);
+    return this.#name(true);
+  }
+
+  #name(peer: boolean): Endpoint | null {
+    if (this.#fd < 0 || this.#fdClosed) return null;
+    const name = this.#engine.addon.sockName(this.#fd, peer);
+    return name === null ? null : { address: name[0], port: name[1], family: name[2] };
+  }
+
+  /** Always 0: the kernel reads only into a posted recv (rule 6). */
+  get unreadBytes(): number {
+    return 0;
+  }
+
+  setNoDelay(enabled: boolean): void {
+    if (this.#pipePath === null && this.#fd >= 0 && !this.#fdClosed) {
+      this.#engine.addon.setNoDelay(this.#fd, enabled);
+    }
+  }
+
+  // ---- connect ----
+
+  /** @internal `address` is an IP literal (port >= 0) or a pipe path (port -1). */
+  startConnect(address: string, port: number): void {
+    const req = this.#connectReq;
+    if (req === null || this.#closed) return;
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_CONNECT);
+    const fd =
+      port < 0
+        ? engine.addon.connectUnix(engine.ring, id, address)
+        : engine.addon.connectTcp(engine.ring, id, address, port);
+    if (fd < 0) {
+      engine.dropId(id);
+      this.connectFailed(uringError(fd, 'connect', port < 0 ? { address } : { address, port }));
+      return;
+    }
+    this.#fd = fd;
+    this.#connectId = id;
+    this.#connectAddress = port < 0 ? { address } : { address, port };
+    engine.submitSoon();
+  }
+
+  #connectAddress: { address: string; port?: number } | undefined;
+
+  /** @internal The connect failed before reaching the kernel (lookup, socket()). */
+  connectFailed(error: Error): void {
+    const req = this.#connectReq;
+    if (req === null) return;
+    this.#connectReq = null;
+    this.#error ??= error;
+    this.#engine.complete(req, 0, error);
+    this.#failWaiting(error);
+  }
+
+  // ---- recv ----
+
+  recv(req: EngineRequest, buffer: Uint8Array): void {
+    this.#postRecv(req, buffer);
+  }
+
+  recvPooled(req: EngineRequest): void {
+    const poolError = this.#engine.poolReady();
+    if (poolError !== null) {
+      this.#engine.complete(req, 0, poolError);
+      return;
+    }
+    this.#postRecv(req, null);
+  }
+
+  #postRecv(req: EngineRequest, buffer: Uint8Array | null, fromQueue = false): void {
+    if (this.#error !== null) {
+      this.#engine.complete(req, 0, this.#error);
+    } else if (this.#eof || this.#closed) {
+      this.#engine.complete(req, 0, null);
+    } else if (
+      this.#recvReq !== null ||
+      this.#connecting ||
+      (!fromQueue && this.#recvQueue !== null && this.#recvQueue.length > 0)
+    ) {
+      this.#recvQueue ??= [];
+      this.#recvQueue.push({ req, buffer });
+    } else {
+      this.#startRecv(req, buffer);
+    }
+  }
+
+  get #connecting(): boolean {
+    return this.#connectReq !== null;
+  }
+
+  #startRecv(req: EngineRequest, buffer: Uint8Array | null): void {
+    this.#recvReq = req;
+    this.#recvPooled = buffer === null;
+    this.#recvCancelled = false;
+    this.#postRecvSqe(buffer);
+  }
+
+  #postRecvSqe(buffer: Uint8Array | null): void {
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_RECV);
+    const rc =
+      buffer === null
+        ? engine.addon.recvPooled(engine.ring, id, this.#fd)
+        : engine.addon.recv(engine.ring, id, this.#fd, buffer);
+    if (rc < 0) {
+      engine.dropId(id);
+      const req = this.#recvReq as EngineRequest;
+      this.#recvReq = null;
+      this.#recvId = -1;
+      engine.complete(req, 0, uringError(rc, 'read'));
+      return;
+    }
+    this.#recvId = id;
+    this.#recvBuffer = buffer;
+    engine.submitSoon();
+  }
+
+  /** The buffer the kernel is receiving into: referenced here so the GC cannot free it (rule 3). */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, not read: keeps the buffer alive
+  #recvBuffer: Uint8Array | null = null;
+
+  /** @internal A pool buffer came back: post the pooled recv that waited for one. */
+  retryPooled(): void {
+    if (this.#recvReq === null || this.#recvId !== -1 || !this.#recvPooled) return;
+    this.#postRecvSqe(null);
+  }
+
+  #onRecv(res: number, flags: number): void {
+    const engine = this.#engine;
+    const req = this.#recvReq as EngineRequest;
+    this.#recvId = -1;
+    this.#recvBuffer = null;
+    const bid = (flags & IORING_CQE_F_BUFFER) !== 0 ? flags >>> IORING_CQE_BUFFER_SHIFT : -1;
+    if (res === ENOBUFS && this.#recvPooled && !this.#closed && !this.#recvCancelled) {
+      // No buffer published: publish more, or wait for a lease to come back; then post again.
+      if (engine.growPool()) this.#postRecvSqe(null);
+      else engine.waitForBuffer(this);
+      return;
+    }
+    this.#recvReq = null;
+    if (this.#closed || res === ECANCELED || (this.#recvCancelled && res < 0)) {
+      if (bid >= 0) engine.releaseBuffer(bid);
+      engine.complete(req, 0, abortedError());
+    } else if (res < 0) {
+      const error = uringError(res, 'read');
+      this.#error ??= error;
+      engine.complete(req, 0, error);
+    } else if (res === 0) {
+      if (bid >= 0) engine.releaseBuffer(bid);
+      this.#eof = true;
+      engine.complete(req, 0, null);
+    } else {
+      if (this.#recvPooled) req.lease = bid >= 0 ? engine.lease(bid, res) : null;
+      engine.complete(req, res, null);
+    }
+    this.#nextRecv();
+  }
+
+  #nextRecv(): void {
+    const queue = this.#recvQueue;
+    if (queue === null) return;
+    while (this.#recvReq === null && queue.length > 0 && !this.#connecting) {
+      const next = queue.shift() as RecvWaiting;
+      this.#postRecv(next.req, next.buffer, true);
+    }
+    if (queue.length === 0 && this.#recvQueue === queue) this.#recvQueue = null;
+  }
+
+  // ---- send ----
+
+  send(req: EngineRequest, data: Uint8Array | readonly Uint8Array[], size: number): void {
+    if (this.#error !== null || this.#closed) {
+      this.#engine.complete(req, 0, this.#error ?? connectionClosedError());
+      return;
+    }
+    const idle = this.#sendId === -1 && !this.#connecting;
+    if (idle && this.#sendQueue === null && ArrayBuffer.isView(data)) {
+      // The common case (one send at a time, one buffer): no queue, no array.
+      this.#sendOne(req, data as Uint8Array, size);
+      return;
+    }
+    this.#sendQueue ??= [];
+    this.#sendQueue.push({ req, data, size });
+    if (idle) this.#startSends();
+  }
+
+  #sendOne(req: EngineRequest, data: Uint8Array, size: number): void {
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_SEND);
+    const rc = engine.addon.send(engine.ring, id, this.#fd, data);
+    if (rc < 0) {
+      engine.dropId(id);
+      engine.complete(req, 0, uringError(rc, 'write'));
+      return;
+    }
+    this.#sendId = id;
+    this.#sendReq = req;
+    this.#sendData = data;
+    this.#inFlightBytes = size;
+    this.#sendCancelled = false;
+    engine.submitSoon();
+  }
+
+  /** Sends everything waiting in one operation (one sendmsg with an iovec for several parts). */
+  #startSends(): void {
+    const queue = this.#sendQueue;
+    if (queue === null || queue.length === 0) {
+      this.#sendQueue = null;
+      this.#maybeShutdown();
+      return;
+    }
+    const first = queue[0] as QueuedSend;
+    if (queue.length === 1 && ArrayBuffer.isView(first.data)) {
+      this.#sendQueue = null;
+      this.#sendOne(first.req, first.data as Uint8Array, first.size);
+      if (this.#sendId === -1) this.#startSends();
+      return;
+    }
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_SEND);
+    const parts: Uint8Array[] = [];
+    let taken = 0;
+    for (const entry of queue) {
+      const n = ArrayBuffer.isView(entry.data) ? 1 : (entry.data as readonly Uint8Array[]).length;
+      if (taken > 0 && parts.length + n > MAX_IOV) break;
+      if (ArrayBuffer.isView(entry.data)) parts.push(entry.data as Uint8Array);
+      else for (const part of entry.data as readonly Uint8Array[]) parts.push(part);
+      taken++;
+    }
+    const batch = taken === queue.length ? queue : queue.splice(0, taken);
+    if (batch === queue) this.#sendQueue = null;
+    if (parts.length === 0) parts.push(EMPTY);
+    const rc =
+      parts.length > MAX_IOV
+        ? -22 // EINVAL: one send with more parts than the kernel gathers
+        : engine.addon.sendv(engine.ring, id, this.#fd, parts, parts.length);
+    let bytes = 0;
+    for (const entry of batch) bytes += entry.size;
+    if (rc < 0) {
+      engine.dropId(id);
+      const error = uringError(rc, 'write');
+      for (const entry of batch) engine.complete(entry.req, 0, error);
+      this.#startSends();
+      return;
+    }
+    this.#sendId = id;
+    this.#inFlight = batch;
+    this.#inFlightBytes = bytes;
+    this.#sendCancelled = false;
+    engine.submitSoon();
+  }
+
+  /** True when `req` is a send the kernel has (alone, or in a gathered batch). */
+  #sendInFlight(req: EngineRequest): boolean {
+    return (
+      this.#sendId !== -1 &&
+      (req === this.#sendReq || (this.#inFlight?.some((entry) => entry.req === req) ?? false))
+    );
+  }
+
+  #onSend(res: number): void {
+    const engine = this.#engine;
+    const one = this.#sendReq;
+    const total = this.#inFlightBytes;
+    const batch = one === null ? (this.#inFlight as QueuedSend[]) : null;
+    const cancelled = this.#sendCancelled;
+    this.#sendId = -1;
+    this.#sendReq = null;
+    this.#sendData = null;
+    this.#inFlight = null;
+    this.#inFlightBytes = 0;
+    if (res >= 0 && res === total) {
+      // Every byte taken: complete normally, even if a cancel came too late; after a close, aborted.
+      if (one !== null) {
+        engine.complete(one, total, this.#closed ? abortedError() : null);
+      } else {
+        for (const entry of batch as QueuedSend[]) {
+          engine.complete(entry.req, entry.size, this.#closed ? abortedError() : null);
+        }
+      }
+    } else {
+      // Cancelled, failed, or short: the bytes that moved belong to the oldest sends.
+      const error =
+        this.#closed || res === ECANCELED || cancelled
+          ? abortedError()
+          : res < 0
+            ? uringError(res, 'write')
+            : null;
+      const entries = batch ?? [{ req: one as EngineRequest, data: EMPTY, size: total }];
+      let moved = Math.max(res, 0);
+      const untouched: QueuedSend[] = [];
+      for (const entry of entries) {
+        const n = Math.min(entry.size, moved);
+        moved -= n;
+        if (n === entry.size && entry.size > 0) engine.complete(entry.req, n, null);
+        else if (error === null && n === 0 && batch !== null) untouched.push(entry);
+        else engine.complete(entry.req, n, error);
+      }
+      // A short send without an error: what did not start is sent again, first.
+      if (untouched.length > 0) this.#sendQueue = [...untouched, ...(this.#sendQueue ?? [])];
+      if (error !== null && !(error instanceof AbortedError)) this.#error ??= error;
+      if ((cancelled || res === ECANCELED) && !this.#closed) this.#resetToCancel();
+    }
+    if (this.#closed) {
+      this.#abortQueued();
+    } else if (!this.#reset) {
+      if (this.#error !== null) this.#failWaiting(this.#error);
+      else this.#startSends();
+    }
+    this.#maybeCloseFd();
+  }
+
+  // ---- shutdown ----
+
+  shutdown(req: EngineRequest): void {
+    if (this.#error !== null || this.#closed || this.#shutdownReq !== null) {
+      this.#engine.complete(req, 0, this.#error ?? connectionClosedError());
+      return;
+    }
+    this.#shutdownReq = req;
+    this.#maybeShutdown();
+  }
+
+  /** The FIN leaves once every earlier send has: shutdown waits for them here. */
+  #maybeShutdown(): void {
+    const req = this.#shutdownReq;
+    if (req === null || this.#shutdownId !== -1 || this.#connecting) return;
+    if (this.#sendId !== -1 || (this.#sendQueue?.length ?? 0) > 0) return;
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_SHUTDOWN);
+    const rc = engine.addon.shutdown(engine.ring, id, this.#fd);
+    if (rc < 0) {
+      engine.dropId(id);
+      this.#shutdownReq = null;
+      engine.complete(req, 0, uringError(rc, 'shutdown'));
+      return;
+    }
+    this.#shutdownId = id;
+    engine.submitSoon();
+  }
+
+  #onShutdown(res: number): void {
+    const req = this.#shutdownReq as EngineRequest;
+    this.#shutdownReq = null;
+    this.#shutdownId = -1;
+    const error =
+      this.#closed || res === ECANCELED
+        ? abortedError()
+        : res < 0
+          ? uringError(res, 'shutdown')
+          : null;
+    this.#engine.complete(req, 0, error);
+  }
+
+  // ---- completions ----
+
+  onCqe(kind: number, _id: number, res: number, flags: number): void {
+    switch (kind) {
+      case KIND_RECV:
+        this.#onRecv(res, flags);
+        break;
+      case KIND_SEND:
+        this.#onSend(res);
+        return; // #onSend closes the descriptor itself when due
+      case KIND_SHUTDOWN:
+        this.#onShutdown(res);
+        break;
+      case KIND_CONNECT:
+        this.#onConnect(res);
+        break;
+    }
+    this.#maybeCloseFd();
+  }
+
+  #onConnect(res: number): void {
+    const engine = this.#engine;
+    const req = this.#connectReq as EngineRequest;
+    this.#connectReq = null;
+    this.#connectId = -1;
+    if (this.#closed || res === ECANCELED) {
+      engine.complete(req, 0, abortedError());
+      return;
+    }
+    if (res < 0) {
+      const error = uringError(res, 'connect', this.#connectAddress);
+      this.#error ??= error;
+      engine.complete(req, 0, error);
+      this.#failWaiting(error);
+      return;
+    }
+    req.result = this;
+    engine.complete(req, 0, null);
+    // Operations posted while connecting start now, in order.
+    this.#nextRecv();
+    this.#startSends();
+  }
+
+  // ---- cancel and close ----
+
+  cancel(req: EngineRequest | null): boolean {
+    const engine = this.#engine;
+    if (req === null) {
+      const any =
+        this.#recvReq !== null ||
+        (this.#recvQueue?.length ?? 0) > 0 ||
+        this.#sendId !== -1 ||
+        (this.#sendQueue?.length ?? 0) > 0 ||
+        this.#shutdownReq !== null ||
+        this.#connectReq !== null;
+      if (this.#connectReq !== null || this.#sendId !== -1 || this.#shutdownId !== -1) {
+        // Something the kernel may have half done: reset (see notes).
+        this.#resetToCancel();
+        return any;
+      }
+      this.#abortQueued();
+      if (this.#recvReq !== null) this.#cancelRecv();
+      return any;
+    }
+    const queued = this.#recvQueue?.findIndex((entry) => entry.req === req) ?? -1;
+    if (queued >= 0) {
+      this.#recvQueue?.splice(queued, 1);
+      engine.complete(req, 0, abortedError());
+      return true;
+    }
+    if (req === this.#recvReq) return this.#cancelRecv();
+    const waiting = this.#sendQueue?.findIndex((entry) => entry.req === req) ?? -1;
+    if (waiting >= 0) {
+      this.#sendQueue?.splice(waiting, 1);
+      engine.complete(req, 0, abortedError());
+      this.#maybeShutdown();
+      return true;
+    }
+    if (this.#sendInFlight(req)) {
+      if (this.#sendCancelled) return false;
+      this.#sendCancelled = true;
+      engine.addon.cancel(engine.ring, this.#sendId);
+      engine.submitSoon();
+      return true;
+    }
+    if (req === this.#shutdownReq) {
+      if (this.#shutdownId === -1) {
+        this.#shutdownReq = null;
+        engine.complete(req, 0, abortedError());
+        return true;
+      }
+      engine.addon.cancel(engine.ring, this.#shutdownId);
+      engine.submitSoon();
+      return true;
+    }
+    if (req === this.#connectReq) {
+      this.#resetToCancel();
+      return true;
+    }
+    return false;
+  }
+
+  #cancelRecv(): boolean {
+    if (this.#recvCancelled) return false;
+    this.#recvCancelled = true;
+    const engine = this.#engine;
+    if (this.#recvId === -1) {
+      // A pooled recv waiting for a buffer: nothing in the kernel.
+      engine.stopWaiting(this);
+      const req = this.#recvReq as EngineRequest;
+      this.#recvReq = null;
+      engine.complete(req, 0, abortedError());
+      this.#nextRecv();
+      return true;
+    }
+    engine.addon.cancel(engine.ring, this.#recvId);
+    engine.submitSoon();
+    return true;
+  }
+
+  /** Aborts every operation and resets the connection; later operations fail with ECONNABORTED. */
+  #resetToCancel(): void {
+    if (this.#reset) return;
+    this.#reset = true;
+    this.#abortive = true;
+    this.#error ??= new OsError(
+      'ECONNABORTED',
+      ECONNABORTED,
+      'cancel',
+      'the connection was reset to cancel an operation the OS had not finished',
+    );
+    this.#abortQueued();
+    this.#cancelInKernel(true);
+    this.#maybeCloseFd();
+  }
+
+  /** Cancels what is in the kernel (the send too when `sends`). */
+  #cancelInKernel(sends: boolean): void {
+    const engine = this.#engine;
+    const connect = this.#connectReq;
+    if (connect !== null && this.#connectId === -1) {
+      // Still resolving the host name: nothing in the kernel yet.
+      this.#connectReq = null;
+      engine.complete(connect, 0, abortedError());
+    }
+    if (sends && this.#fd >= 0 && !this.#fdClosed) {
+      // Everything of this descriptor: one IORING_OP_ASYNC_CANCEL (FD | ALL).
+      if (this.#recvReq !== null && !this.#recvCancelled) {
+        if (this.#recvId === -1)
+          this.#cancelRecv(); // waiting for a pool buffer: not in the kernel
+        else this.#recvCancelled = true;
+      }
+      if (this.#sendId !== -1) this.#sendCancelled = true;
+      engine.addon.cancelFd(engine.ring, this.#fd);
+    } else {
+      // A graceful close: everything but the send in flight, one by one.
+      if (this.#recvReq !== null && !this.#recvCancelled) this.#cancelRecv();
+      for (const id of [this.#connectId, this.#shutdownId, sends ? this.#sendId : -1]) {
+        if (id !== -1) engine.addon.cancel(engine.ring, id);
+      }
+      if (sends && this.#sendId !== -1) this.#sendCancelled = true;
+    }
+    engine.submitSoon();
+  }
+
+  /** Completes every request still waiting here (not in the kernel) as aborted. */
+  #abortQueued(): void {
+    const engine = this.#engine;
+    const recvs = this.#recvQueue;
+    const sends = this.#sendQueue;
+    this.#recvQueue = null;
+    this.#sendQueue = null;
+    for (const entry of recvs ?? []) engine.complete(entry.req, 0, abortedError());
+    for (const entry of sends ?? []) engine.complete(entry.req, 0, abortedError());
+    const shutdown = this.#shutdownReq;
+    if (shutdown !== null && this.#shutdownId === -1) {
+      this.#shutdownReq = null;
+      engine.complete(shutdown, 0, abortedError());
+    }
+  }
+
+  /** The connection failed: requests waiting here complete with `error`. */
+  #failWaiting(error: Error): void {
+    const engine = this.#engine;
+    const recvs = this.#recvQueue;
+    const sends = this.#sendQueue;
+    this.#recvQueue = null;
+    this.#sendQueue = null;
+    for (const entry of recvs ?? []) engine.complete(entry.req, 0, error);
+    for (const entry of sends ?? []) engine.complete(entry.req, 0, error);
+    const shutdown = this.#shutdownReq;
+    if (shutdown !== null && this.#shutdownId === -1) {
+      this.#shutdownReq = null;
+      engine.complete(shutdown, 0, error);
+    }
+  }
+
+  close(abortive: boolean): void {
+    if (this.#closed) {
+      // destroy() after close(): stop waiting for a send in flight.
+      if (abortive && !this.#abortive) {
+        this.#abortive = true;
+        this.#cancelInKernel(true);
+      }
+      return;
+    }
+    this.#closed = true;
+    this.#abortive = abortive || this.#abortive;
+    this.#abortQueued();
+    // A graceful close lets a send in flight finish (its bytes precede the FIN), for a while.
+    this.#cancelInKernel(abortive);
+    if (!abortive && this.#sendId !== -1) {
+      this.#linger = setTimeout(() => this.close(true), LINGER_MS);
+      this.#linger.unref();
+    }
+    this.#maybeCloseFd();
+  }
+
+  /** Closes the descriptor once nothing of this stream is in the kernel. */
+  #maybeCloseFd(): void {
+    if (this.#fdClosed || !(this.#closed || this.#reset)) return;
+    if (this.#recvId !== -1 || this.#sendId !== -1 || this.#connectId !== -1) return;
+    if (this.#shutdownId !== -1) return;
+    if (this.#linger !== null) {
+      clearTimeout(this.#linger);
+      this.#linger = null;
+    }
+    this.#fdClosed = true;
+    if (this.#fd >= 0) this.#engine.addon.close(this.#engine.ring, this.#fd, this.#abortive);
+  }
+}
+
+/** A listening socket with a multishot accept. */
+class UringListener implements EngineListener, Owner {
+  readonly #engine: UringEngine;
+  readonly #fd: number;
+  readonly #backlog: number;
+  readonly #pipePath: string | null;
+  readonly #accepts: EngineRequest[] = [];
+  readonly #ready: UringStream[] = [];
+  #acceptId = -1;
+  #closed = false;
+  #fdClosed = false;
+  #retry: NodeJS.Timeout | null = null;
+  readonly endpoint: Endpoint;
+
+  constructor(engine: UringEngine, fd: number, backlog: number, pipePath: string | null) {
+    this.#engine = engine;
+    this.#fd = fd;
+    this.#backlog = backlog;
+    this.#pipePath = pipePath;
+    const name = pipePath === null ? engine.addon.sockName(fd, false) : null;
+    this.endpoint =
+      name === null
+        ? pipeEndpoint(pipePath ?? '')
+        : { address: name[0], port: name[1], family: name[2] };
+  }
+
+  accept(req: EngineRequest): void {
+    const engine = this.#engine;
+    const ready = this.#ready.shift();
+    if (ready !== undefined) {
+      req.result = ready;
+      engine.complete(req, 0, null);
+    } else if (this.#closed) {
+      engine.complete(req, 0, abortedError());
+    } else {
+      this.#accepts.push(req);
+      this.#arm();
+    }
+  }
+
+  /** Posts the multishot accept unless it is armed already. */
+  #arm(): void {
+    if (this.#acceptId !== -1 || this.#closed || this.#retry !== null) return;
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_ACCEPT);
+    const rc = engine.addon.accept(engine.ring, id, this.#fd);
+    if (rc < 0) {
+      engine.dropId(id);
+      const error = uringError(rc, 'accept');
+      for (const req of this.#accepts.splice(0)) engine.complete(req, 0, error);
+      return;
+    }
+    this.#acceptId = id;
+    engine.submitSoon();
+  }
+
+  onCqe(_kind: number, _id: number, res: number, flags: number): void {
+    const engine = this.#engine;
+    const more = (flags & IORING_CQE_F_MORE) !== 0;
+    if (!more) this.#acceptId = -1;
+    if (res >= 0) {
+      const stream = new UringStream(engine, res, null, this.#pipePath);
+      const req = this.#accepts.shift();
+      if (req !== undefined) {
+        req.result = stream;
+        engine.complete(req, 0, null);
+      } else if (this.#closed || this.#ready.length >= this.#backlog) {
+        stream.close(true);
+      } else {
+        this.#ready.push(stream);
+      }
+    }
+    if (this.#closed) {
+      this.#maybeCloseFd();
+    } else if (!more) {
+      if (res < 0 && res !== ECANCELED) {
+        // EMFILE and friends: try again shortly rather than spin (libuv does the same).
+        this.#retry = setTimeout(() => {
+          this.#retry = null;
+          if (this.#accepts.length > 0) this.#arm();
+        }, 50);
+      } else if (this.#accepts.length > 0) {
+        this.#arm();
+      }
+    }
+  }
+
+  cancel(req: EngineRequest | null): boolean {
+    const engine = this.#engine;
+    if (req === null) {
+      const any = this.#accepts.length > 0;
+      for (const r of this.#accepts.splice(0)) engine.complete(r, 0, abortedError());
+      return any;
+    }
+    const i = this.#accepts.indexOf(req);
+    if (i < 0) return false;
+    this.#accepts.splice(i, 1);
+    engine.complete(req, 0, abortedError());
+    return true;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.cancel(null);
+    for (const stream of this.#ready.splice(0)) stream.close(true);
+    if (this.#retry !== null) {
+      clearTimeout(this.#retry);
+      this.#retry = null;
+    }
+    if (this.#acceptId !== -1) {
+      this.#engine.addon.cancel(this.#engine.ring, this.#acceptId);
+      this.#engine.submitSoon();
+    }
+    this.#maybeCloseFd();
+  }
+
+  #maybeCloseFd(): void {
+    if (this.#fdClosed || this.#acceptId !== -1) return;
+    this.#fdClosed = true;
+    // As libuv does: unlink the socket file before closing, so a new listener's file is never removed.
+    if (this.#pipePath !== null) {
+      try {
+        unlinkSync(this.#pipePath);
+      } catch {
+        // already gone
+      }
+    }
+    this.#engine.addon.close(this.#engine.ring, this.#fd, false);
+  }
+}

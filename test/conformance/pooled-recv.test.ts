@@ -1,0 +1,142 @@
+/**
+ * Pooled receive mode (contract: "Pooled receive mode"), on every engine that
+ * runs here: recvPooled lends a pool buffer only when data arrives.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { OverlappedError } from '../../src/core/errors.js';
+import { Overlapped } from '../../src/core/overlapped.js';
+import { type BufferLease, POOL_BUFFER_SIZE } from '../../src/engines/contract.js';
+import { enginesUnderTest, next, openPair, readExactly } from '../support/engines.js';
+
+/** The lease of `ov` (a function, so assertions on an earlier completion do not narrow it). */
+const leaseOf = (ov: Overlapped): BufferLease | null => ov.lease;
+
+const aborted = (error: Error | null) =>
+  error instanceof OverlappedError && error.code === 'OVL_ERR_ABORTED';
+
+for (const { name, engine, skip } of enginesUnderTest()) {
+  describe(`pooled receive: ${name}`, { skip: skip ?? false }, () => {
+    if (engine === undefined) return;
+
+    test('bytes arrive exact and in order across many messages; each lease holds at most one pool buffer', async () => {
+      const pair = await openPair(engine);
+      try {
+        const data = randomBytes(300 * 1024);
+        pair.peer.write(data);
+        const got: Buffer[] = [];
+        let total = 0;
+        const ov = new Overlapped();
+        while (total < data.length) {
+          pair.socket.recvPooled(ov);
+          const c = await next(pair.port);
+          assert.equal(c.error, null);
+          assert.ok(c.bytes > 0 && c.bytes <= POOL_BUFFER_SIZE, `bytes ${c.bytes}`);
+          const lease = ov.lease;
+          assert.ok(lease !== null);
+          assert.equal(lease.view.length, c.bytes);
+          got.push(Buffer.from(lease.view));
+          total += c.bytes;
+          lease.release();
+          lease.release(); // idempotent
+        }
+        assert.ok(Buffer.concat(got).equals(data), 'every byte once, in order');
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('released leases go back to the pool: more receives than the pool has buffers', async () => {
+      const pair = await openPair(engine);
+      try {
+        const ov = new Overlapped();
+        const send = new Overlapped();
+        // 1500 round trips, more than the uring engine's 1024 pool buffers.
+        for (let i = 0; i < 1500; i++) {
+          const message = Buffer.from(`message ${i};`);
+          pair.peer.write(message);
+          pair.socket.recvPooled(ov);
+          const c = await next(pair.port);
+          assert.equal(c.error, null);
+          const lease = ov.lease;
+          assert.ok(lease !== null);
+          assert.equal(lease.view.toString(), message.toString());
+          // Answer from the lease itself, then give it back once the send has completed.
+          const arriving = readExactly(pair.peer, c.bytes);
+          pair.socket.send(lease.view, send);
+          const s = await next(pair.port);
+          assert.equal(s.bytes, c.bytes);
+          lease.release();
+          assert.ok((await arriving).equals(message));
+        }
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('end of stream completes with 0 bytes and no lease', async () => {
+      const pair = await openPair(engine);
+      try {
+        pair.peer.end('last');
+        const ov = new Overlapped();
+        pair.socket.recvPooled(ov);
+        const first = await next(pair.port);
+        assert.equal(first.bytes, 4);
+        assert.equal(ov.lease?.view.toString(), 'last');
+        ov.lease?.release();
+        pair.socket.recvPooled(ov);
+        const eof = await next(pair.port);
+        assert.equal(eof.bytes, 0);
+        assert.equal(eof.error, null);
+        assert.equal(ov.lease, null);
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('close with a pooled recv pending aborts it exactly once, with no lease', async () => {
+      const pair = await openPair(engine);
+      try {
+        const ov = new Overlapped();
+        pair.socket.recvPooled(ov);
+        pair.socket.close();
+        const c = await next(pair.port);
+        assert.ok(aborted(c.error), `expected OVL_ERR_ABORTED, got ${String(c.error)}`);
+        assert.equal(c.bytes, 0);
+        assert.equal(ov.lease, null);
+        assert.equal(await pair.port.dequeue({ timeoutMs: 50 }), null, 'completed exactly once');
+        assert.equal(pair.socket.pendingOperations, 0);
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('cancel(ov) aborts a pending pooled recv; plain and pooled recvs mix in order', async () => {
+      const pair = await openPair(engine);
+      try {
+        const ov = new Overlapped();
+        pair.socket.recvPooled(ov);
+        assert.equal(pair.socket.cancel(ov), true);
+        assert.equal(pair.socket.cancel(ov), false);
+        const c = await next(pair.port);
+        assert.ok(aborted(c.error));
+        assert.equal(ov.lease, null);
+
+        const plain = new Overlapped();
+        const buffer = Buffer.alloc(3);
+        pair.socket.recv(buffer, plain);
+        pair.socket.recvPooled(ov);
+        pair.peer.write('abcdef');
+        assert.equal((await next(pair.port)).overlapped, plain);
+        assert.equal(buffer.toString(), 'abc');
+        const second = await next(pair.port);
+        assert.equal(second.overlapped, ov);
+        assert.equal(leaseOf(ov)?.view.toString(), 'def');
+        leaseOf(ov)?.release();
+      } finally {
+        pair.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,45 @@
+/**
+ * The uring engine's provided-buffer pool: published to the kernel on
+ * demand, and when every buffer is lent a pooled recv waits (no error) until
+ * a lease comes back.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Overlapped } from '../../src/core/overlapped.js';
+import type { BufferLease } from '../../src/engines/contract.js';
+import { enginesUnderTest, next, openPair } from '../support/engines.js';
+
+const uring = enginesUnderTest().find((e) => e.name === 'uring');
+
+describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, () => {
+  test('1024 leases held: the next pooled recv waits, and completes once one is released', async () => {
+    const engine = uring?.engine;
+    assert.ok(engine !== undefined);
+    const pair = await openPair(engine);
+    try {
+      const held: BufferLease[] = [];
+      const ov = new Overlapped();
+      for (let i = 0; i < 1024; i++) {
+        pair.socket.recvPooled(ov);
+        pair.peer.write(`m${i}`);
+        const c = await next(pair.port);
+        assert.equal(c.error, null);
+        const lease = ov.lease;
+        assert.ok(lease !== null);
+        // Several writes can arrive as one: what matters is every byte lands in order.
+        held.push(lease);
+      }
+      pair.socket.recvPooled(ov);
+      pair.peer.write('waiting');
+      assert.equal(await pair.port.dequeue({ timeoutMs: 200 }), null, 'no buffer: the recv waits');
+      (held.shift() as BufferLease).release();
+      const c = await next(pair.port);
+      assert.equal(c.error, null);
+      assert.ok(ov.lease?.view.toString().endsWith('waiting'));
+      ov.lease?.release();
+      for (const lease of held) lease.release();
+    } finally {
+      pair.close();
+    }
+  });
+});
