@@ -146,7 +146,17 @@ export function serverCatalogue(): ServerSpec[] {
     ),
     optIn: true,
   }));
-  return [...overlapped, ...nagle, nodePeer(), epollPeer(), bunPeer()];
+  // Pooled receive mode: no receive buffer per idle connection (the RSS bar at 8,000 connections).
+  const pooled = ENGINES.map((engine) =>
+    overlappedVariant(
+      engine,
+      DEFAULT_MODEL,
+      '-pooled',
+      `overlapped echo --engine ${engine} --pooled (pooled receive mode)`,
+      ['--pooled'],
+    ),
+  );
+  return [...overlapped, ...pooled, ...nagle, nodePeer(), epollPeer(), bunPeer()];
 }
 
 function nodePeer(): ServerSpec {
