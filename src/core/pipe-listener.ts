@@ -1,0 +1,203 @@
+import { lstatSync, unlinkSync } from 'node:fs';
+import type { Engine, EngineListener } from '../engines/contract.js';
+import type { CompletionRoutine } from './apc.js';
+import { attachEngine, InternalRequest } from './delivery.js';
+import { check, OverlappedError } from './errors.js';
+import { Handle } from './handle.js';
+import type { Overlapped } from './overlapped.js';
+import { PipeConnection, type PipeConnectionOptions, pipeSettings } from './pipe-connection.js';
+
+/** Default socket file permissions: owner only. */
+export const DEFAULT_PIPE_FILE_MODE = 0o600;
+/** Default listen backlog of a pipe listener. */
+export const DEFAULT_PIPE_BACKLOG = 511;
+
+export interface PipeListenOptions extends PipeConnectionOptions {
+  engine: Engine;
+  /** A resolved pipe path (see `resolvePipeName`). */
+  path: string;
+  /** Socket file permissions (Unix); default 0o600. */
+  fileMode?: number;
+  backlog?: number;
+}
+
+/** A connect attempt of the probe that tells a stale socket file from a live server. */
+class Probe extends InternalRequest {
+  readonly settled: Promise<void>;
+  #resolve: () => void = () => {};
+  constructor() {
+    super();
+    this.settled = new Promise((resolve) => {
+      this.#resolve = resolve;
+    });
+  }
+  done(): void {
+    this.#resolve();
+  }
+}
+
+function errnoCode(err: unknown): string | undefined {
+  return (err as { code?: string } | null)?.code;
+}
+
+/**
+ * True when something answers on `path`; false when the file is stale
+ * (ECONNREFUSED: nobody listens) or gone (ENOENT). Other errors throw.
+ */
+async function isLive(engine: Engine, path: string): Promise<boolean> {
+  const probe = new Probe();
+  const stream = engine.connectPipe(probe, path);
+  await probe.settled;
+  stream.close(true);
+  const c = errnoCode(probe.error);
+  if (probe.error === null) return true;
+  if (c === 'ECONNREFUSED' || c === 'ENOENT') return false;
+  throw probe.error;
+}
+
+/**
+ * The server end of a named pipe: CreateNamedPipe + ConnectNamedPipe, as a
+ * listener on a Unix domain socket (or a Windows named pipe path) whose
+ * overlapped accepts complete with `ov.pipe`: a new {@link PipeConnection}
+ * (an instance), not associated with any port yet.
+ *
+ * The socket file is created with `fileMode` (owner-only by default). A
+ * socket file a dead server left behind is replaced; a live server on the
+ * path is never displaced: listen fails with `OVL_ERR_PIPE_NAME_IN_USE`, as
+ * does a path that exists and is not a socket. `close()` removes the socket
+ * file if it is still the one this listener made.
+ */
+export class PipeListener extends Handle {
+  readonly path: string;
+  readonly #listener: EngineListener;
+  readonly #options: PipeConnectionOptions;
+  readonly #identity: { dev: number; ino: number } | null;
+
+  private constructor(
+    engine: Engine,
+    listener: EngineListener,
+    path: string,
+    options: PipeConnectionOptions,
+    identity: { dev: number; ino: number } | null,
+  ) {
+    super(engine);
+    this.#listener = listener;
+    this.path = path;
+    this.#options = options;
+    this.#identity = identity;
+  }
+
+  /**
+   * Listens on `path`. Rejects with `OVL_ERR_PIPE_NAME_IN_USE` (a live
+   * server, or a file that is not a socket), or an OsError (EACCES, …).
+   */
+  static async listen(options: PipeListenOptions): Promise<PipeListener> {
+    const { engine, path } = options;
+    const settings = pipeSettings(options);
+    const fileMode = options.fileMode ?? DEFAULT_PIPE_FILE_MODE;
+    const backlog = options.backlog ?? DEFAULT_PIPE_BACKLOG;
+    check(
+      typeof path === 'string' && path.length > 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      'listen needs a pipe path (resolvePipeName(name))',
+    );
+    check(
+      Number.isInteger(fileMode) && fileMode >= 0 && fileMode <= 0o777,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `fileMode must be a permission mode from 0 to 0o777, got ${String(fileMode)}`,
+    );
+    check(
+      Number.isInteger(backlog) && backlog >= 1,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `backlog must be a whole number >= 1, got ${String(backlog)}`,
+    );
+    attachEngine(engine);
+    const unix = process.platform !== 'win32';
+    if (unix) refuseNonSocket(path);
+    const listenOnce = () => engine.listenPipe({ path, backlog, mode: fileMode });
+    let listener: EngineListener;
+    try {
+      listener = await listenOnce();
+    } catch (err) {
+      if (errnoCode(err) !== 'EADDRINUSE') throw err;
+      if (!unix || (await isLive(engine, path))) {
+        throw new OverlappedError(
+          'OVL_ERR_PIPE_NAME_IN_USE',
+          `a live server already listens on ${path}: stop it or choose another pipe name`,
+          { cause: err },
+        );
+      }
+      // A dead server's socket file: nobody answers on it, so it is safe to replace.
+      refuseNonSocket(path);
+      try {
+        unlinkSync(path);
+      } catch (unlinkErr) {
+        if (errnoCode(unlinkErr) !== 'ENOENT') throw unlinkErr;
+      }
+      listener = await listenOnce();
+    }
+    let identity: { dev: number; ino: number } | null = null;
+    if (unix) {
+      const st = lstatSync(path);
+      identity = { dev: st.dev, ino: st.ino };
+    }
+    return new PipeListener(engine, listener, path, settings, identity);
+  }
+
+  /**
+   * Posts a connect wait (ConnectNamedPipe): completes with `ov.pipe` set to
+   * the connected instance. With `routine`, the completion goes to it, run in
+   * this thread's next alertable wait.
+   */
+  accept<T>(ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
+    this.beginOperation(ov, 'accept', 0, routine);
+    this.#listener.accept(ov);
+  }
+
+  protected cancelPending(ov: Overlapped<unknown> | null): boolean {
+    return this.#listener.cancel(ov);
+  }
+
+  /**
+   * Stops listening and removes the socket file if it is still ours;
+   * pending accepts complete with `OVL_ERR_ABORTED`. Idempotent.
+   */
+  close(): void {
+    if (!this.markClosed()) return;
+    const identity = this.#identity;
+    if (identity !== null) {
+      try {
+        const st = lstatSync(this.path);
+        if (st.dev === identity.dev && st.ino === identity.ino) unlinkSync(this.path);
+      } catch {
+        // Already gone: nothing to remove.
+      }
+    }
+    this.#listener.close();
+  }
+
+  /** @internal */
+  override operationDone(ov: Overlapped<unknown>): void {
+    super.operationDone(ov);
+    const stream = ov.result;
+    if (stream !== null) {
+      ov.result = null;
+      ov.pipe = new PipeConnection(this.engine, stream, 'server', this.path, this.#options);
+    }
+  }
+}
+
+function refuseNonSocket(path: string): void {
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) {
+    throw new OverlappedError(
+      'OVL_ERR_PIPE_NAME_IN_USE',
+      `${path} exists and is not a socket: refusing to replace it; remove it or choose another pipe name`,
+    );
+  }
+}
