@@ -1,4 +1,6 @@
-import { lstatSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { linkSync, lstatSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Engine, EngineListener } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, InternalRequest } from './delivery.js';
@@ -112,35 +114,60 @@ export class PipeListener extends Handle {
       `backlog must be a whole number >= 1, got ${String(backlog)}`,
     );
     attachEngine(engine);
-    const unix = process.platform !== 'win32';
-    if (unix) refuseNonSocket(path);
-    const listenOnce = () => engine.listenPipe({ path, backlog, mode: fileMode });
-    let listener: EngineListener;
+    if (process.platform === 'win32') {
+      const listener = await engine.listenPipe({ path, backlog, mode: fileMode });
+      return new PipeListener(engine, listener, path, settings, null);
+    }
+    refuseNonSocket(path);
+    // Bind a private name, chmod it, then hard-link it into place. link() fails
+    // if the path exists, so a live server is never displaced, and the socket
+    // appears under its name with its final permissions (no umask window).
+    // It also keeps the file's removal ours: libuv unlinks the name it bound
+    // when the listener closes, whoever owns that name by then.
+    const temp = join(dirname(path), `.ovl-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const listener = await engine.listenPipe({ path: temp, backlog, mode: fileMode });
     try {
-      listener = await listenOnce();
-    } catch (err) {
-      if (errnoCode(err) !== 'EADDRINUSE') throw err;
-      if (!unix || (await isLive(engine, path))) {
-        throw new OverlappedError(
-          'OVL_ERR_PIPE_NAME_IN_USE',
-          `a live server already listens on ${path}: stop it or choose another pipe name`,
-          { cause: err },
-        );
-      }
-      // A dead server's socket file: nobody answers on it, so it is safe to replace.
-      refuseNonSocket(path);
       try {
-        unlinkSync(path);
-      } catch (unlinkErr) {
-        if (errnoCode(unlinkErr) !== 'ENOENT') throw unlinkErr;
+        linkSync(temp, path);
+      } catch (err) {
+        if (errnoCode(err) !== 'EEXIST') throw err;
+        refuseNonSocket(path);
+        if (await isLive(engine, path)) {
+          throw new OverlappedError(
+            'OVL_ERR_PIPE_NAME_IN_USE',
+            `a live server already listens on ${path}: stop it or choose another pipe name`,
+            { cause: err },
+          );
+        }
+        // A dead server's socket file: nobody answers on it, so it is safe to replace.
+        try {
+          unlinkSync(path);
+        } catch (unlinkErr) {
+          if (errnoCode(unlinkErr) !== 'ENOENT') throw unlinkErr;
+        }
+        try {
+          linkSync(temp, path);
+        } catch (again) {
+          if (errnoCode(again) !== 'EEXIST') throw again;
+          throw new OverlappedError(
+            'OVL_ERR_PIPE_NAME_IN_USE',
+            `another server took ${path} while its stale socket file was being replaced`,
+            { cause: again },
+          );
+        }
       }
-      listener = await listenOnce();
+    } catch (err) {
+      listener.close();
+      throw err;
+    } finally {
+      try {
+        unlinkSync(temp);
+      } catch {
+        // listener.close() may have removed it already.
+      }
     }
-    let identity: { dev: number; ino: number } | null = null;
-    if (unix) {
-      const st = lstatSync(path);
-      identity = { dev: st.dev, ino: st.ino };
-    }
+    const st = lstatSync(path);
+    const identity = { dev: st.dev, ino: st.ino };
     return new PipeListener(engine, listener, path, settings, identity);
   }
 
