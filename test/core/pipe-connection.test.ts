@@ -103,7 +103,12 @@ describe('pipe connection, message mode', { skip: unixOnly }, () => {
         pair.instance.read(buffers[i] as Buffer, ov);
       });
       const order: number[] = [];
-      const done = ovs.map((ov, i) => settle(ov).then((r) => (order.push(i), r)));
+      const done = ovs.map((ov, i) =>
+        settle(ov).then((r) => {
+          order.push(i);
+          return r;
+        }),
+      );
       pair.raw.write(Buffer.concat([frame(Buffer.from('a')), frame(Buffer.alloc(0))]));
       pair.raw.write(frame(Buffer.from('ccc')));
       const results = await Promise.all(done);
