@@ -42,9 +42,7 @@ function run(args: readonly string[], input = '', timeoutMs = 10_000): Promise<R
 }
 
 /** Starts `overlapped pipe-server` and resolves once its listening line names the path. */
-async function startServer(
-  args: readonly string[],
-): Promise<{
+async function startServer(args: readonly string[]): Promise<{
   child: ChildProcessWithoutNullStreams;
   line: Record<string, unknown>;
   logs: string[];
