@@ -269,10 +269,19 @@ export class PipeConnection extends Handle {
       this.#stream.send(ov, data, size);
       return;
     }
-    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+    // The header is the engine's until the write completes (rule 3): the
+    // connection's own one serves while no other write is in flight (the
+    // request/reply case), a fresh one otherwise.
+    const header =
+      this.#writesInFlight === 0 ? this.#header : Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+    this.#writesInFlight++;
     header.writeUInt32BE(size, 0);
-    this.#stream.send(ov, [header, ...parts], size + FRAME_HEADER_BYTES);
+    const frame = parts.length === 1 ? [header, parts[0] as Uint8Array] : [header, ...parts];
+    this.#stream.send(ov, frame, size + FRAME_HEADER_BYTES);
   }
+
+  readonly #header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  #writesInFlight = 0;
 
   /**
    * @internal Server side: sends a control frame (`READY`, or `CODE message`)
@@ -366,6 +375,7 @@ export class PipeConnection extends Handle {
     super.operationDone(ov);
     const op = ov.operation;
     if (op === 'write') {
+      if (this.mode === 'message') this.#writesInFlight--;
       if (this.mode === 'message') ov.bytes = Math.max(0, ov.bytes - FRAME_HEADER_BYTES);
       if (ov.error !== null && this.mode === 'message') ov.error = this.#mapStreamError(ov.error);
     } else if (op === 'read' || op === 'connect') {

@@ -125,6 +125,8 @@ function toBytes(reply: PipeReply): Uint8Array {
 }
 
 const EMPTY = new Uint8Array(0);
+/** `WaitForSingleObjectEx(hConnectEvent, INFINITE, TRUE)`'s options, made once. */
+const ALERTABLE_INFINITE = { timeoutMs: INFINITE, alertable: true } as const;
 
 const defaultHandler: PipeHandler = () => PIPE_DEFAULTS.defaultAnswer;
 
@@ -265,10 +267,7 @@ export class PipeServer {
   async #run(): Promise<void> {
     this.listener.accept(this.#connect);
     while (!this.#finished) {
-      const result = await waitForSingleObject(this.#connectEvent, {
-        timeoutMs: INFINITE,
-        alertable: true,
-      });
+      const result = await waitForSingleObject(this.#connectEvent, ALERTABLE_INFINITE);
       if (result !== 0) continue; // 'io-completion': routines ran
       this.#connectEvent.reset();
       let pipe: PipeConnection | null = null;
@@ -324,7 +323,7 @@ export class PipeServer {
       const c = codeOf(error);
       if (c === 'OVL_ERR_MORE_DATA') {
         state.parts.push(Buffer.from(state.buffer.subarray(0, bytes)));
-        this.#post(inst, () => inst.conn.read(state.buffer, io, this.#onRead));
+        if (this.#usable(inst)) inst.conn.read(state.buffer, io, this.#onRead);
         return;
       }
       if (c === 'OVL_ERR_MESSAGE_TOO_LARGE' || c === 'OVL_ERR_PIPE_PROTOCOL') {
@@ -374,7 +373,7 @@ export class PipeServer {
       this.#handlerFailed(inst, err);
       return;
     }
-    this.#post(inst, () => inst.conn.write(bytes, inst.io, this.#onWrite));
+    if (this.#usable(inst)) inst.conn.write(bytes, inst.io, this.#onWrite);
   }
 
   #handlerFailed(inst: Instance, err: unknown): void {
@@ -385,10 +384,9 @@ export class PipeServer {
       return;
     }
     const message = err instanceof Error ? err.message : String(err);
-    this.#post(inst, () => {
-      inst.conn.sendControl(`OVL_ERR_HANDLER_FAILED the request handler failed: ${message}`);
-      this.#next(inst);
-    });
+    if (!this.#usable(inst)) return;
+    inst.conn.sendControl(`OVL_ERR_HANDLER_FAILED the request handler failed: ${message}`);
+    this.#next(inst);
   }
 
   /** CompletedWriteRoutine: the reply is written; read the next request. */
@@ -412,16 +410,14 @@ export class PipeServer {
       this.#free(inst);
       return;
     }
-    this.#post(inst, () => inst.conn.read(inst.io.data.buffer, inst.io, this.#onRead));
+    if (this.#usable(inst)) inst.conn.read(inst.io.data.buffer, inst.io, this.#onRead);
   }
 
-  /** Posts the next step of an instance's chain; an instance closed meanwhile (stop deadline) is freed. */
-  #post(inst: Instance, post: () => void): void {
-    if (inst.conn.closed) {
-      this.#free(inst);
-      return;
-    }
-    post();
+  /** False (and the instance freed) if it was closed meanwhile (stop deadline): post nothing more on it. */
+  #usable(inst: Instance): boolean {
+    if (!inst.conn.closed) return true;
+    this.#free(inst);
+    return false;
   }
 
   /** DisconnectAndClose: closes the instance (with a control frame for the client, if given) and frees it. */
