@@ -69,6 +69,7 @@ function deliverOne(ov: Overlapped<unknown>): void {
 let delivering = false;
 
 function deliver(batch: readonly EngineRequest[]): void {
+  const outer = delivering;
   delivering = true;
   try {
     for (let i = 0; i < batch.length; i++) {
@@ -77,7 +78,7 @@ function deliver(batch: readonly EngineRequest[]): void {
       else deliverOne(req as Overlapped<unknown>);
     }
   } finally {
-    delivering = false;
+    delivering = outer;
   }
   for (let i = 0; i < touched.length; i++) (touched[i] as CompletionPort).dispatch();
   touched.length = 0;

@@ -5,9 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { queueUserApc } from '../../src/core/apc.js';
+import { CompletionPort } from '../../src/core/completion-port.js';
 import { OverlappedError } from '../../src/core/errors.js';
 import { Overlapped } from '../../src/core/overlapped.js';
 import { CONTROL_FLAG, PipeConnection } from '../../src/core/pipe-connection.js';
+import { sleepEx } from '../../src/core/waits.js';
 import { runSeed, SeededRandom } from '../support/echo-fixture.js';
 import { engine, frame, rawPair, settle, unixOnly } from '../support/pipe-fixture.js';
 
@@ -213,6 +216,73 @@ describe('pipe connection, byte mode', { skip: unixOnly }, () => {
       assert.deepEqual(await settle(ov), { bytes: 0, error: null });
     } finally {
       pair.close();
+    }
+  });
+});
+
+describe('pipe connection on a completion port and with routines', { skip: unixOnly }, () => {
+  test('reads and writes complete exactly once on the port, never inside the call; close aborts the rest', async () => {
+    const pair = await rawPair();
+    const port = new CompletionPort<string, unknown>({ concurrency: 1 });
+    try {
+      port.associate(pair.instance, 'instance');
+      const reads = Array.from({ length: 4 }, () => new Overlapped());
+      for (const ov of reads) pair.instance.read(Buffer.alloc(32), ov);
+      const write = new Overlapped();
+      pair.instance.write(Buffer.from('reply'), write);
+      assert.ok(
+        [...reads, write].every((ov) => ov.pending),
+        'all pending after the calls',
+      );
+      pair.raw.write(Buffer.concat([frame(Buffer.from('one')), frame(Buffer.from('two'))]));
+      const seen = new Map<unknown, number>();
+      const order: unknown[] = [];
+      for (let i = 0; i < 3; i++) {
+        const c = await port.dequeue({ timeoutMs: 5000 });
+        assert.ok(c !== null, 'a completion');
+        seen.set(c.overlapped, (seen.get(c.overlapped) ?? 0) + 1);
+        order.push(c.overlapped);
+        if (c.overlapped === write) assert.equal(c.bytes, 5);
+      }
+      assert.deepEqual(
+        order.filter((ov) => ov !== write),
+        [reads[0], reads[1]],
+        'reads complete in posting order',
+      );
+      pair.instance.close();
+      for (let i = 0; i < 2; i++) {
+        const c = await port.dequeue({ timeoutMs: 5000 });
+        assert.ok(c !== null);
+        assert.equal(codeOf(c.error), 'OVL_ERR_ABORTED');
+        seen.set(c.overlapped, (seen.get(c.overlapped) ?? 0) + 1);
+      }
+      assert.equal(await port.dequeue({ timeoutMs: 50 }), null, 'nothing completes twice');
+      assert.deepEqual([...seen.values()], [1, 1, 1, 1, 1]);
+      assert.equal(pair.instance.pendingOperations, 0);
+    } finally {
+      port.close();
+      pair.close();
+    }
+
+    // With a routine the completion runs in an alertable wait, not on a port.
+    const second = await rawPair();
+    try {
+      let ran = 0;
+      const ov = new Overlapped();
+      second.instance.read(Buffer.alloc(8), ov, (error, bytes) => {
+        assert.equal(error, null);
+        assert.equal(bytes, 2);
+        ran++;
+      });
+      second.raw.write(frame(Buffer.from('hi')));
+      while (ran === 0) {
+        assert.equal(await sleepEx(5000, true), 'io-completion');
+      }
+      assert.equal(ran, 1);
+      queueUserApc(() => {});
+      await sleepEx(0, true);
+    } finally {
+      second.close();
     }
   });
 });
