@@ -97,7 +97,7 @@ export function createPipeServerCommand(): Command {
     .addOption(modeOption())
     .option(
       '--file-mode <octal>',
-      'permissions of the socket file (Unix), e.g. 660 to let your group connect',
+      'permissions of the socket file (Unix), e.g. 660 to let your group connect (with a full --name path in a directory they can reach: the per-user directory is 0700)',
       parseFileMode,
       0o600,
     )
