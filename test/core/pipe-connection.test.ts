@@ -286,3 +286,42 @@ describe('pipe connection on a completion port and with routines', { skip: unixO
     }
   });
 });
+
+describe('pipe connection flow control', { skip: unixOnly }, () => {
+  test('a client writing faster than the server reads is held back, not buffered', async () => {
+    const pair = await rawPair({ maxMessage: 64 * 1024 });
+    try {
+      const message = frame(Buffer.alloc(1000, 7));
+      const total = 4000; // about 4 MB, far past what the engine and the stage may hold
+      let written = 0;
+      const writing = (async () => {
+        while (written < total) {
+          written++;
+          if (!pair.raw.write(message)) await new Promise((r) => pair.raw.once('drain', r));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300));
+      // No read posted: only the engine's bounded stash (64 KiB plus one chunk) holds data.
+      assert.ok(
+        pair.instance.unreadBytes <= 2 * 64 * 1024,
+        `${pair.instance.unreadBytes} bytes held unread`,
+      );
+      assert.ok(written < total, 'the writer is held back');
+      const buffer = Buffer.alloc(1000);
+      for (let i = 0; i < total; i++) {
+        const ov = new Overlapped();
+        pair.instance.read(buffer, ov);
+        const { bytes, error } = await settle(ov);
+        assert.equal(error, null);
+        assert.equal(bytes, 1000);
+        if (i % 500 === 0) {
+          // Staged by the connection: at most one largest frame, plus the engine's stash.
+          assert.ok(pair.instance.unreadBytes <= 64 * 1024 + 4 + 2 * 64 * 1024);
+        }
+      }
+      await writing;
+    } finally {
+      pair.close();
+    }
+  });
+});
