@@ -115,8 +115,18 @@ export class PipeListener extends Handle {
     );
     attachEngine(engine);
     if (process.platform === 'win32') {
-      const listener = await engine.listenPipe({ path, backlog, mode: fileMode });
-      return new PipeListener(engine, listener, path, settings, null);
+      // A named pipe leaves no file behind: EADDRINUSE always means a live server.
+      try {
+        const listener = await engine.listenPipe({ path, backlog, mode: fileMode });
+        return new PipeListener(engine, listener, path, settings, null);
+      } catch (err) {
+        if (errnoCode(err) !== 'EADDRINUSE') throw err;
+        throw new OverlappedError(
+          'OVL_ERR_PIPE_NAME_IN_USE',
+          `a live server already listens on ${path}: stop it or choose another pipe name`,
+          { cause: err },
+        );
+      }
     }
     refuseNonSocket(path);
     // Bind a private name, chmod it, then hard-link it into place. link() fails
