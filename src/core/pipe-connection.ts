@@ -332,7 +332,9 @@ export class PipeConnection extends Handle {
 
   protected cancelPending(ov: Overlapped<unknown> | null): boolean {
     if (ov === null) {
-      const any = this.#reads.length > 0 || this.#connectOv !== null;
+      const connect = this.#connectOv;
+      if (connect !== null) return this.cancelPending(connect);
+      const any = this.#reads.length > 0;
       this.#abortReads();
       return this.#stream.cancel(null) || any;
     }
@@ -343,8 +345,15 @@ export class PipeConnection extends Handle {
       this.#completeUser(ov, 0, abortedError());
       return true;
     }
-    // The connect (and, in message mode, the wait for READY) is cancelled by cancelling all.
-    if (ov === this.#connectOv) return this.#stream.cancel(null) || true;
+    if (ov === this.#connectOv) {
+      // A connect that is cancelled (even while waiting for READY) leaves nothing usable: close.
+      this.#connectOv = null;
+      this.#completeUser(ov, 0, abortedError());
+      this.markClosed();
+      this.#abortReads();
+      this.#stream.close(true);
+      return true;
+    }
     return this.#stream.cancel(ov);
   }
 

@@ -191,6 +191,22 @@ describe('pipe connection, message mode', { skip: unixOnly }, () => {
     }
   });
 
+  test('a connect waiting for READY completes aborted, once, when cancelled', async () => {
+    const pair = await rawPair();
+    try {
+      const ov = new Overlapped();
+      const conn = PipeConnection.connect({ engine: engine(), path: pair.listener.path }, ov);
+      await new Promise((r) => setTimeout(r, 50)); // connected; the server never sends READY
+      assert.equal(ov.pending, true);
+      assert.equal(conn.cancel(ov), true);
+      assert.equal(codeOf((await settle(ov)).error), 'OVL_ERR_ABORTED');
+      assert.equal(conn.pendingOperations, 0);
+      assert.equal(conn.closed, true);
+    } finally {
+      pair.close();
+    }
+  });
+
   test('connect to a path nobody listens on fails with OVL_ERR_PIPE_NOT_FOUND', async () => {
     const ov = new Overlapped();
     const conn = PipeConnection.connect({ engine: engine(), path: '/nonexistent/ovl.sock' }, ov);

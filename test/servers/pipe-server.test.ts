@@ -253,3 +253,16 @@ describe('pipe server', { skip: unixOnly }, () => {
     });
   });
 });
+
+describe('pipe client against the wrong mode', { skip: unixOnly }, () => {
+  test('a message-mode client of a byte-mode server fails after readyTimeoutMs, not hangs', async () => {
+    await withServer({ mode: 'byte' }, async (server) => {
+      const t0 = performance.now();
+      await assert.rejects(PipeClient.connect(server.path, { readyTimeoutMs: 200 }), {
+        code: 'OVL_ERR_PIPE_PROTOCOL',
+        message: /no READY within 200 ms/,
+      });
+      assert.ok(performance.now() - t0 < 2000);
+    });
+  });
+});

@@ -24,7 +24,16 @@ export interface PipeClientOptions {
   mode?: PipeMode;
   /** Largest reply this client accepts; default 64 KiB. */
   maxMessage?: number;
+  /**
+   * Message mode: how long a connected server may take to send READY (or
+   * say it is busy) before the connect fails with `OVL_ERR_PIPE_PROTOCOL`
+   * (a byte-mode server never sends it). Default 5000 ms.
+   */
+  readyTimeoutMs?: number;
 }
+
+/** Default wait for the READY frame. */
+const DEFAULT_READY_TIMEOUT_MS = 5000;
 
 /** First and longest pause between connect attempts while the server is busy. */
 const RETRY_FIRST_MS = 5;
@@ -41,14 +50,29 @@ async function connectOnce(
   path: string,
   mode: PipeMode,
   maxMessage: number,
+  readyTimeoutMs: number,
 ): Promise<PipeConnection> {
   const ov = new Overlapped();
   const conn = PipeConnection.connect({ engine, path, mode, maxMessage }, ov);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.cancel(ov);
+  }, readyTimeoutMs);
   try {
     await getOverlappedResult(ov, { wait: true });
   } catch (err) {
     conn.destroy();
+    if (timedOut) {
+      throw new OverlappedError(
+        'OVL_ERR_PIPE_PROTOCOL',
+        `the server on ${path} sent no READY within ${readyTimeoutMs} ms: is it a byte-mode server (then connect with mode 'byte')?`,
+        { cause: err },
+      );
+    }
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
   return conn;
 }
@@ -66,12 +90,18 @@ async function connectWithWait(path: string, options: PipeClientOptions): Promis
     'OVL_ERR_INVALID_ARGUMENT',
     `timeoutMs must be a number >= 0, got ${String(timeoutMs)}`,
   );
+  const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+  check(
+    Number.isFinite(readyTimeoutMs) && readyTimeoutMs > 0,
+    'OVL_ERR_INVALID_ARGUMENT',
+    `readyTimeoutMs must be a number > 0, got ${String(readyTimeoutMs)}`,
+  );
   const engine = options.engine ?? defaultEngine().engine;
   const deadline = performance.now() + timeoutMs;
   let pause = RETRY_FIRST_MS;
   for (;;) {
     try {
-      return await connectOnce(engine, path, mode, maxMessage);
+      return await connectOnce(engine, path, mode, maxMessage, readyTimeoutMs);
     } catch (err) {
       const left = deadline - performance.now();
       if (!isCode(err, 'OVL_ERR_PIPE_BUSY') || left <= 0) {
