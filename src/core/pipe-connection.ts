@@ -384,9 +384,12 @@ export class PipeConnection extends Handle {
     super.operationDone(ov);
     const op = ov.operation;
     if (op === 'write') {
-      if (this.mode === 'message') this.#writesInFlight--;
-      if (this.mode === 'message') ov.bytes = Math.max(0, ov.bytes - FRAME_HEADER_BYTES);
-      if (ov.error !== null && this.mode === 'message') ov.error = this.#mapStreamError(ov.error);
+      if (this.mode === 'message') {
+        this.#writesInFlight--;
+        // The caller wrote the payload; the header is the framing's business.
+        ov.bytes = Math.max(0, ov.bytes - FRAME_HEADER_BYTES);
+        if (ov.error !== null) ov.error = this.#mapStreamError(ov.error);
+      }
     } else if (op === 'read' || op === 'connect') {
       // Every read (message mode) and connect completes through #completeUser, in order.
       if (this.#deferred > 0 && (op === 'connect' || this.mode === 'message')) this.#deferred--;
