@@ -8,6 +8,7 @@ import { check, OverlappedError } from './errors.js';
 import { Handle } from './handle.js';
 import type { Overlapped } from './overlapped.js';
 import { PipeConnection, type PipeConnectionOptions, pipeSettings } from './pipe-connection.js';
+import { MAX_SOCKET_PATH_BYTES } from './pipe-name.js';
 
 /** Default socket file permissions: owner only. */
 export const DEFAULT_PIPE_FILE_MODE = 0o600;
@@ -121,61 +122,13 @@ export class PipeListener extends Handle {
         return new PipeListener(engine, listener, path, settings, null);
       } catch (err) {
         if (errnoCode(err) !== 'EADDRINUSE') throw err;
-        throw new OverlappedError(
-          'OVL_ERR_PIPE_NAME_IN_USE',
-          `a live server already listens on ${path}: stop it or choose another pipe name`,
-          { cause: err },
-        );
+        throw inUse(path, err);
       }
     }
     refuseNonSocket(path);
-    // Bind a private name, chmod it, then hard-link it into place. link() fails
-    // if the path exists, so a live server is never displaced, and the socket
-    // appears under its name with its final permissions (no umask window).
-    // It also keeps the file's removal ours: libuv unlinks the name it bound
-    // when the listener closes, whoever owns that name by then.
-    const temp = join(dirname(path), `.ovl-${process.pid}-${randomBytes(4).toString('hex')}`);
-    const listener = await engine.listenPipe({ path: temp, backlog, mode: fileMode });
-    try {
-      try {
-        linkSync(temp, path);
-      } catch (err) {
-        if (errnoCode(err) !== 'EEXIST') throw err;
-        refuseNonSocket(path);
-        if (await isLive(engine, path)) {
-          throw new OverlappedError(
-            'OVL_ERR_PIPE_NAME_IN_USE',
-            `a live server already listens on ${path}: stop it or choose another pipe name`,
-            { cause: err },
-          );
-        }
-        // A dead server's socket file: nobody answers on it, so it is safe to replace.
-        try {
-          unlinkSync(path);
-        } catch (unlinkErr) {
-          if (errnoCode(unlinkErr) !== 'ENOENT') throw unlinkErr;
-        }
-        try {
-          linkSync(temp, path);
-        } catch (again) {
-          if (errnoCode(again) !== 'EEXIST') throw again;
-          throw new OverlappedError(
-            'OVL_ERR_PIPE_NAME_IN_USE',
-            `another server took ${path} while its stale socket file was being replaced`,
-            { cause: again },
-          );
-        }
-      }
-    } catch (err) {
-      listener.close();
-      throw err;
-    } finally {
-      try {
-        unlinkSync(temp);
-      } catch {
-        // listener.close() may have removed it already.
-      }
-    }
+    const listener =
+      (await listenLinked(engine, path, backlog, fileMode)) ??
+      (await listenInPlace(engine, path, backlog, fileMode));
     const st = lstatSync(path);
     const identity = { dev: st.dev, ino: st.ino };
     return new PipeListener(engine, listener, path, settings, identity);
@@ -221,6 +174,103 @@ export class PipeListener extends Handle {
       ov.result = null;
       ov.pipe = new PipeConnection(this.engine, stream, 'server', this.path, this.#options);
     }
+  }
+}
+
+const inUse = (path: string, cause: unknown) =>
+  new OverlappedError(
+    'OVL_ERR_PIPE_NAME_IN_USE',
+    `a live server already listens on ${path}: stop it or choose another pipe name`,
+    { cause },
+  );
+
+/** Removes a stale socket file (refusing anything that is not a socket). */
+function removeStale(path: string): void {
+  refuseNonSocket(path);
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+}
+
+/** link() errors of filesystems that cannot hard-link a socket: bind in place instead. */
+const NO_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EMLINK', 'ENOSYS']);
+
+/**
+ * Binds a private name in the same directory, chmods it, then hard-links it
+ * into place. link() fails if the path exists, so a live server is never
+ * displaced, and the socket appears under its name with its final
+ * permissions (no umask window). It also keeps the file's removal ours:
+ * libuv unlinks the name it bound when the listener closes, whoever owns
+ * that name by then. Null when this cannot work here (the private name
+ * would not fit a socket address, or the filesystem cannot link).
+ */
+async function listenLinked(
+  engine: Engine,
+  path: string,
+  backlog: number,
+  fileMode: number,
+): Promise<EngineListener | null> {
+  const temp = join(dirname(path), `.ovl-${randomBytes(6).toString('hex')}`);
+  if (Buffer.byteLength(temp) > MAX_SOCKET_PATH_BYTES) return null;
+  const listener = await engine.listenPipe({ path: temp, backlog, mode: fileMode });
+  try {
+    try {
+      linkSync(temp, path);
+    } catch (err) {
+      if (NO_LINK.has(errnoCode(err) ?? '')) {
+        listener.close();
+        return null;
+      }
+      if (errnoCode(err) !== 'EEXIST') throw err;
+      refuseNonSocket(path);
+      if (await isLive(engine, path)) throw inUse(path, err);
+      // A dead server's socket file: nobody answers on it, so it is safe to replace.
+      removeStale(path);
+      try {
+        linkSync(temp, path);
+      } catch (again) {
+        if (errnoCode(again) !== 'EEXIST') throw again;
+        throw new OverlappedError(
+          'OVL_ERR_PIPE_NAME_IN_USE',
+          `another server took ${path} while its stale socket file was being replaced`,
+          { cause: again },
+        );
+      }
+    }
+  } catch (err) {
+    listener.close();
+    throw err;
+  } finally {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // listener.close() may have removed it already.
+    }
+  }
+  return listener;
+}
+
+/**
+ * The fallback: binds `path` itself. EADDRINUSE means a socket file is
+ * there: live (something answers) is an error, stale is replaced once.
+ * Between bind and chmod the file has the umask's permissions.
+ */
+async function listenInPlace(
+  engine: Engine,
+  path: string,
+  backlog: number,
+  fileMode: number,
+): Promise<EngineListener> {
+  const listenOnce = () => engine.listenPipe({ path, backlog, mode: fileMode });
+  try {
+    return await listenOnce();
+  } catch (err) {
+    if (errnoCode(err) !== 'EADDRINUSE') throw err;
+    if (await isLive(engine, path)) throw inUse(path, err);
+    removeStale(path);
+    return await listenOnce();
   }
 }
 

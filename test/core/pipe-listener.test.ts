@@ -161,4 +161,22 @@ describe('pipe listener socket files', { skip: unixOnly }, () => {
       tmp.remove();
     }
   });
+  test('where the private name would not fit, it binds in place: same rules', async () => {
+    const tmp = tempPipeDir();
+    try {
+      // A directory so long that <dir>/.ovl-<12 hex> passes the socket address limit, <dir>/p not.
+      const dir = join(tmp.dir, 'd'.repeat(100 - tmp.dir.length - 1));
+      mkdirSync(dir);
+      const path = join(dir, 'p');
+      const listener = await PipeListener.listen({ engine: engine(), path });
+      assert.equal(statSync(path).mode & 0o777, 0o600);
+      await assert.rejects(PipeListener.listen({ engine: engine(), path }), {
+        code: 'OVL_ERR_PIPE_NAME_IN_USE',
+      });
+      listener.close();
+      assert.equal(existsSync(path), false);
+    } finally {
+      tmp.remove();
+    }
+  });
 });
