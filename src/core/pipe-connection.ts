@@ -104,7 +104,7 @@ export function controlError(text: string): OverlappedError {
   );
 }
 
-function code(error: Error | null): string | undefined {
+function errorCode(error: Error | null): string | undefined {
   return (error as { code?: string } | null)?.code;
 }
 
@@ -114,7 +114,7 @@ function brokenPipe(cause?: Error): OverlappedError {
     'OVL_ERR_BROKEN_PIPE',
     cause === undefined
       ? undefined
-      : `the other end of the pipe went away (${code(cause) ?? cause.message})`,
+      : `the other end of the pipe went away (${errorCode(cause) ?? cause.message})`,
     cause === undefined ? undefined : { cause },
   );
 }
@@ -399,7 +399,7 @@ export class PipeConnection extends Handle {
 
   /** Stream errors that mean the peer is gone become OVL_ERR_BROKEN_PIPE, as on a Windows pipe. */
   #mapStreamError(error: Error): Error {
-    const c = code(error);
+    const c = errorCode(error);
     return c === 'ECONNRESET' || c === 'EPIPE' ? brokenPipe(error) : error;
   }
 
@@ -447,7 +447,7 @@ export class PipeConnection extends Handle {
   }
 
   #connectError(error: Error): Error {
-    const c = code(error);
+    const c = errorCode(error);
     if (c === 'ENOENT' || c === 'ECONNREFUSED') {
       return new OverlappedError(
         'OVL_ERR_PIPE_NOT_FOUND',
@@ -455,7 +455,6 @@ export class PipeConnection extends Handle {
         { cause: error },
       );
     }
-    if (error instanceof OverlappedError && error.code === 'OVL_ERR_ABORTED') return error;
     return error;
   }
 
