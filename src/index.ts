@@ -32,6 +32,24 @@ export {
 export { AutoResetEvent, ManualResetEvent, WaitableEvent } from './core/events.js';
 export { Handle } from './core/handle.js';
 export { type Operation, Overlapped } from './core/overlapped.js';
+export {
+  CONTROL_FLAG,
+  DEFAULT_MAX_MESSAGE,
+  FRAME_HEADER_BYTES,
+  MAX_MESSAGE_LIMIT,
+  PipeConnection,
+  type PipeConnectionOptions,
+  type PipeConnectOptions,
+  type PipeMode,
+  READY,
+} from './core/pipe-connection.js';
+export {
+  DEFAULT_PIPE_BACKLOG,
+  DEFAULT_PIPE_FILE_MODE,
+  PipeListener,
+  type PipeListenOptions,
+} from './core/pipe-listener.js';
+export { DEFAULT_PIPE_NAME, pipeDirectory, resolvePipeName } from './core/pipe-name.js';
 export { DEFAULT_BACKLOG, type ListenOptions, TcpListener } from './core/tcp-listener.js';
 export {
   type ConnectOptions,
@@ -71,6 +89,20 @@ export {
 } from './servers/echo/echo-server.js';
 export { EventsEchoServer } from './servers/echo/events-echo-server.js';
 export { RoutinesEchoServer } from './servers/echo/routines-echo-server.js';
+
+export {
+  PipeClient,
+  type PipeClientOptions,
+  waitNamedPipe,
+} from './servers/pipe/pipe-client.js';
+export {
+  PIPE_DEFAULTS,
+  type PipeClientInfo,
+  type PipeHandler,
+  type PipeReply,
+  PipeServer,
+  type PipeServerOptions,
+} from './servers/pipe/pipe-server.js';
 
 type WithEngine<T> = Omit<T, 'engine'> & { engine?: Engine };
 

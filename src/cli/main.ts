@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { createClientCommand } from './client-command.js';
 import { createEchoCommand } from './echo-command.js';
 import { createLoadCommand } from './load-command.js';
+import { createPipeClientCommand, createPipeServerCommand } from './pipe-command.js';
 import { UserError } from './user-error.js';
 
 /** Exit code for a command line that could not be parsed (bad flag, missing value). */
@@ -27,7 +28,13 @@ const program = new Command('overlapped')
   .showSuggestionAfterError()
   .exitOverride();
 
-for (const command of [createEchoCommand(), createClientCommand(), createLoadCommand()]) {
+for (const command of [
+  createEchoCommand(),
+  createClientCommand(),
+  createLoadCommand(),
+  createPipeServerCommand(),
+  createPipeClientCommand(),
+]) {
   program.addCommand(command.copyInheritedSettings(program));
 }
 

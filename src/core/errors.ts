@@ -66,6 +66,44 @@ export const ERROR_CODES = {
     win32: { name: 'ERROR_NOT_SUPPORTED', code: 50 },
     message: 'the requested engine cannot run here',
   },
+  OVL_ERR_MORE_DATA: {
+    win32: { name: 'ERROR_MORE_DATA', code: 234 },
+    message:
+      'the message is larger than the read buffer: the read holds the bytes that fit, and the next read returns the rest',
+  },
+  OVL_ERR_BROKEN_PIPE: {
+    win32: { name: 'ERROR_BROKEN_PIPE', code: 109 },
+    message:
+      'the other end of the pipe closed it (in message mode a zero-byte read is an empty message, so end of stream is this error)',
+  },
+  OVL_ERR_PIPE_BUSY: {
+    win32: { name: 'ERROR_PIPE_BUSY', code: 231 },
+    message:
+      "all instances of the pipe are busy: retry later, wait with waitNamedPipe(name, timeoutMs), or raise the server's --instances",
+  },
+  OVL_ERR_PIPE_NAME_IN_USE: {
+    win32: { name: 'ERROR_ACCESS_DENIED', code: 5 },
+    message:
+      'a live server already listens on this pipe name: stop it or choose another name (a stale socket file of a dead server would have been replaced)',
+  },
+  OVL_ERR_PIPE_NOT_FOUND: {
+    win32: { name: 'ERROR_FILE_NOT_FOUND', code: 2 },
+    message: 'no server listens on this pipe: start `overlapped pipe-server` first or check --name',
+  },
+  OVL_ERR_MESSAGE_TOO_LARGE: {
+    win32: { name: 'WSAEMSGSIZE', code: 10040 },
+    message:
+      "the message is larger than the pipe's maximum message size: send smaller messages or raise --max-message",
+  },
+  OVL_ERR_PIPE_PROTOCOL: {
+    win32: { name: 'ERROR_INVALID_DATA', code: 13 },
+    message:
+      'the peer broke the pipe framing (docs/pipes.md): a frame header was malformed or came from the wrong side',
+  },
+  OVL_ERR_HANDLER_FAILED: {
+    win32: { name: 'ERROR_SERVICE_SPECIFIC_ERROR', code: 1066 },
+    message: "the pipe server's request handler failed on this request; the connection stays open",
+  },
   OVL_ERR_INTERNAL: {
     win32: { name: 'ERROR_INTERNAL_ERROR', code: 1359 },
     message: 'internal error: an engine broke its contract (please report this)',

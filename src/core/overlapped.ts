@@ -3,10 +3,14 @@ import type { CompletionRoutine, StoredRoutine } from './apc.js';
 import { check } from './errors.js';
 import type { WaitableEvent } from './events.js';
 import type { Handle } from './handle.js';
+import type { PipeConnection } from './pipe-connection.js';
 import type { TcpSocket } from './tcp-socket.js';
 
-/** The kind of operation an {@link Overlapped} was last posted for. */
-export type Operation = 'accept' | 'connect' | 'recv' | 'send' | 'shutdown';
+/**
+ * The kind of operation an {@link Overlapped} was last posted for; `read` and
+ * `write` are ReadFile/WriteFile on a pipe connection.
+ */
+export type Operation = 'accept' | 'connect' | 'recv' | 'send' | 'shutdown' | 'read' | 'write';
 
 /**
  * One posted operation's record: the `OVERLAPPED` structure plus the
@@ -43,6 +47,8 @@ export class Overlapped<T = undefined> implements EngineRequest {
   error: Error | null = null;
   /** accept: the accepted socket, not yet associated with any port; connect: the connected socket. */
   socket: TcpSocket | null = null;
+  /** Pipe accept (ConnectNamedPipe) and pipe connect: the connected pipe instance. */
+  pipe: PipeConnection | null = null;
   /**
    * Signalled when the operation completes (`OVERLAPPED.hEvent`). Set it
    * before posting; wait on it with `waitForSingleObject`/`waitForMultipleEvents`
@@ -94,6 +100,7 @@ export class Overlapped<T = undefined> implements EngineRequest {
     this.bytes = 0;
     this.error = null;
     this.socket = null;
+    this.pipe = null;
     this.result = null;
     this.lease = null;
   }

@@ -275,7 +275,13 @@ class NodeStream implements EngineStream, StagedWriter {
     );
     this.#dropStaged();
     this.#abortAll();
-    this.#socket.resetAndDestroy();
+    this.#reset();
+  }
+
+  /** Abortive close: RST on TCP; a Unix socket has no reset, so it is just destroyed (Node throws otherwise). */
+  #reset(): void {
+    if (this.#pipePath === null) this.#socket.resetAndDestroy();
+    else this.#socket.destroy();
   }
 
   close(abortive: boolean): void {
@@ -285,7 +291,7 @@ class NodeStream implements EngineStream, StagedWriter {
       this.#dropStaged();
       this.#abortAll();
       this.#gone = true;
-      socket.resetAndDestroy();
+      this.#reset();
       return;
     }
     // Staged sends have completed: their bytes must still reach the peer.

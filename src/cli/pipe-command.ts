@@ -1,0 +1,211 @@
+import { createInterface } from 'node:readline';
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { OverlappedError } from '../core/errors.js';
+import { MAX_MESSAGE_LIMIT, PIPE_MODES, type PipeMode } from '../core/pipe-connection.js';
+import { chooseEngine } from '../engines/select.js';
+import { PipeClient } from '../servers/pipe/pipe-client.js';
+import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
+import { parseIntegerFlag, UserError } from './user-error.js';
+
+interface PipeServerFlags {
+  name: string;
+  instances?: number;
+  maxMessage: number;
+  mode: PipeMode;
+  fileMode: number;
+  engine?: string;
+  quiet?: boolean;
+}
+
+interface PipeClientFlags {
+  name: string;
+  timeout: number;
+  mode: PipeMode;
+  maxMessage: number;
+}
+
+/** Parses an octal permission mode such as 600 or 0660. */
+export function parseFileMode(value: string): number {
+  if (!/^\s*0?[0-7]{3}\s*$/.test(value)) {
+    throw new UserError(`--file-mode must be an octal permission mode such as 600, got '${value}'`);
+  }
+  return Number.parseInt(value.trim(), 8);
+}
+
+const modeOption = () =>
+  new Option(
+    '--mode <mode>',
+    'pipe type and read mode: message (each write is one framed message, docs/pipes.md) or byte (a plain stream)',
+  )
+    .choices(PIPE_MODES)
+    .default('message');
+
+const maxMessageOption = (what: string) =>
+  new Option('--max-message <bytes>', what)
+    .argParser((v: string) => parseIntegerFlag('--max-message', v, 1, MAX_MESSAGE_LIMIT))
+    .default(PIPE_DEFAULTS.maxMessage);
+
+/** Pipe errors the user can act on, as one line with exit code 1. */
+function explainPipeError(err: unknown): unknown {
+  if (err instanceof OverlappedError) {
+    switch (err.code) {
+      case 'OVL_ERR_PIPE_NAME_IN_USE':
+      case 'OVL_ERR_PIPE_NOT_FOUND':
+      case 'OVL_ERR_PIPE_BUSY':
+      case 'OVL_ERR_BROKEN_PIPE':
+      case 'OVL_ERR_MESSAGE_TOO_LARGE':
+      case 'OVL_ERR_HANDLER_FAILED':
+      case 'OVL_ERR_PIPE_PROTOCOL':
+        return new UserError(`${err.message} (${err.code})`, 1);
+      case 'OVL_ERR_INVALID_ARGUMENT':
+      case 'OVL_ERR_ENGINE_UNAVAILABLE':
+        return new UserError(err.message, 2);
+      default:
+        return err;
+    }
+  }
+  const code = (err as { code?: string } | null)?.code;
+  if (code === 'EACCES' || code === 'ENOENT') {
+    return new UserError(`${(err as Error).message} (${code}): check --name`, 1);
+  }
+  return err;
+}
+
+/** `overlapped pipe-server`: the seeds' named-pipe server. */
+export function createPipeServerCommand(): Command {
+  return new Command('pipe-server')
+    .description(
+      'run the named-pipe request/reply server (completion routines in an alertable wait): ' +
+        "each request gets the reply 'Default answer from server'",
+    )
+    .option(
+      '--name <name>',
+      'pipe name (a Unix socket under $XDG_RUNTIME_DIR/overlapped/ or <tmp>/overlapped-<uid>/; \\\\.\\pipe\\<name> on Windows) or a full path',
+      PIPE_DEFAULTS.name,
+    )
+    .option(
+      '--instances <n>',
+      'instances served at once (default unlimited); clients past it are refused with OVL_ERR_PIPE_BUSY',
+      (v: string) => parseIntegerFlag('--instances', v, 1, 1_000_000),
+    )
+    .addOption(
+      maxMessageOption(
+        'largest request; a client sending more gets OVL_ERR_MESSAGE_TOO_LARGE and is disconnected',
+      ),
+    )
+    .addOption(modeOption())
+    .option(
+      '--file-mode <octal>',
+      'permissions of the socket file (Unix), e.g. 660 to let your group connect (with a full --name path in a directory they can reach: the per-user directory is 0700)',
+      parseFileMode,
+      0o600,
+    )
+    .addOption(
+      new Option(
+        '--engine <name>',
+        'I/O engine (default: OVERLAPPED_ENGINE, else the fastest here)',
+      ).choices(['node', 'uring']),
+    )
+    .option(
+      '--quiet',
+      'no log line per connect and disconnect; start, stop and warnings still show',
+    )
+    .action(async (flags: PipeServerFlags) => {
+      await runPipeServer(flags);
+    });
+}
+
+async function runPipeServer(flags: PipeServerFlags): Promise<void> {
+  const logger = pino({ base: { pid: process.pid } });
+  const instanceLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
+  let server: PipeServer;
+  let choice: ReturnType<typeof chooseEngine>;
+  try {
+    choice = chooseEngine(flags.engine);
+    server = await PipeServer.start({
+      engine: choice.engine,
+      name: flags.name,
+      mode: flags.mode,
+      maxMessage: flags.maxMessage,
+      fileMode: flags.fileMode,
+      ...(flags.instances === undefined ? {} : { instances: flags.instances }),
+      logger: instanceLogger,
+    });
+  } catch (err) {
+    throw explainPipeError(err);
+  }
+  const instances = flags.instances ?? 'unlimited';
+  logger.info(
+    { path: server.path, mode: flags.mode, instances, maxMessage: flags.maxMessage },
+    `pipe server listening on ${server.path} (${flags.mode} mode, ${instances} instances; engine ${choice.engine.name}: ${choice.reason})`,
+  );
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      logger.info({ signal, instances: server.instances }, 'stopping');
+      server.stop().then(() => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        logger.info({ transactions: server.transactions, refused: server.refused }, 'stopped');
+        resolve();
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** `overlapped pipe-client`: sends requests to a pipe server and prints the replies. */
+export function createPipeClientCommand(): Command {
+  return new Command('pipe-client')
+    .description(
+      'connect to a pipe server: send each message as a request and print its reply, ' +
+        'or with no messages send each stdin line as a request',
+    )
+    .argument('[message...]', 'requests to send, one after another')
+    .option('--name <name>', 'pipe name or full path', PIPE_DEFAULTS.name)
+    .option(
+      '--timeout <ms>',
+      'how long to wait while every instance is busy (WaitNamedPipe)',
+      (v: string) => parseIntegerFlag('--timeout', v, 0, 3_600_000),
+      0,
+    )
+    .addOption(modeOption())
+    .addOption(maxMessageOption('largest reply accepted'))
+    .action(async (messages: string[], flags: PipeClientFlags) => {
+      let client: PipeClient;
+      try {
+        client = await PipeClient.connect(flags.name, {
+          engine: chooseEngine().engine,
+          timeoutMs: flags.timeout,
+          mode: flags.mode,
+          maxMessage: flags.maxMessage,
+        });
+      } catch (err) {
+        throw explainPipeError(err);
+      }
+      try {
+        const send = async (message: string) => {
+          const reply = await client.transact(message);
+          process.stdout.write(`${reply.toString()}\n`);
+        };
+        if (messages.length > 0) {
+          for (const message of messages) await send(message);
+        } else {
+          for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+            await send(line);
+          }
+        }
+      } catch (err) {
+        throw explainPipeError(err);
+      } finally {
+        client.close();
+      }
+    });
+}

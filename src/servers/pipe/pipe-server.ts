@@ -1,0 +1,434 @@
+/**
+ * The seeds' named-pipe server with completion routines, on overlapped's core.
+ *
+ * One loop waits alertably on the connect event
+ * (`WaitForSingleObjectEx(hConnectEvent, INFINITE, TRUE)`):
+ * - index 0: the overlapped connect (an accept on the pipe listener whose
+ *   Overlapped carries the event) completed: the client gets its own
+ *   instance record, a READY frame, and the start of its routine chain; the
+ *   next connect is posted at once for the next client;
+ * - `'io-completion'`: the wait ran queued read/write routines; loop again.
+ *
+ * Each instance's chain is the seeds' pair of routines over one Overlapped:
+ * the read routine hands the request to the handler and posts the write of
+ * its reply; the write routine posts the next read. The chain ends, and the
+ * instance is closed and freed, when the client disconnects or an operation
+ * fails (DisconnectAndClose).
+ *
+ * Instances are unlimited by default. With `instances: N`, a client arriving
+ * while N are busy is still accepted, answered `OVL_ERR_PIPE_BUSY` and
+ * closed (at once, not left waiting in the backlog), as CreateFile fails with
+ * ERROR_PIPE_BUSY.
+ */
+import type { Logger } from 'pino';
+import { queueUserApc } from '../../core/apc.js';
+import { check, OverlappedError, type OverlappedErrorCode } from '../../core/errors.js';
+import { ManualResetEvent } from '../../core/events.js';
+import { Overlapped } from '../../core/overlapped.js';
+import {
+  DEFAULT_MAX_MESSAGE,
+  type PipeConnection,
+  type PipeMode,
+  pipeSettings,
+  READY,
+} from '../../core/pipe-connection.js';
+import { DEFAULT_PIPE_FILE_MODE, PipeListener } from '../../core/pipe-listener.js';
+import { DEFAULT_PIPE_NAME, resolvePipeName } from '../../core/pipe-name.js';
+import { getOverlappedResult, INFINITE, waitForSingleObject } from '../../core/waits.js';
+import type { Engine } from '../../engines/contract.js';
+
+export const PIPE_DEFAULTS = {
+  name: DEFAULT_PIPE_NAME,
+  mode: 'message' as PipeMode,
+  maxMessage: DEFAULT_MAX_MESSAGE,
+  instances: Number.POSITIVE_INFINITY,
+  fileMode: DEFAULT_PIPE_FILE_MODE,
+  /** Read buffer per instance; larger requests arrive in pieces (OVL_ERR_MORE_DATA). */
+  bufferSize: 16 * 1024,
+  stopDeadlineMs: 5000,
+  /** The seeds' reply. */
+  defaultAnswer: 'Default answer from server',
+} as const;
+
+/** What a handler may answer: bytes, a string (sent as UTF-8), or nothing (an empty message). */
+export type PipeReply = Uint8Array | string | undefined | null;
+
+/** The per-instance facts a handler may look at. */
+export interface PipeClientInfo {
+  /** Instance number, from 1, in connect order. */
+  readonly id: number;
+  /** Requests this instance answered before this one. */
+  readonly requests: number;
+}
+
+/**
+ * Answers one request. `request` is valid until the reply has been written
+ * (it is the instance's buffer): copy it to keep it. May return a promise;
+ * the instance reads no further request until it settles. A handler that
+ * throws or rejects is logged; the client gets an `OVL_ERR_HANDLER_FAILED`
+ * control frame instead of a reply and the connection stays open (byte mode:
+ * the connection is closed).
+ */
+export type PipeHandler = (
+  request: Buffer,
+  client: PipeClientInfo,
+) => PipeReply | Promise<PipeReply>;
+
+export interface PipeServerOptions {
+  engine: Engine;
+  /** A bare name (`mynamedpipe`) or a full path; default `mynamedpipe`. */
+  name?: string;
+  /** `message` (default) or `byte`. */
+  mode?: PipeMode;
+  /** Largest request, in bytes (message mode); default 64 KiB, at most 2^31 - 1. */
+  maxMessage?: number;
+  /** Instances served at once; default unlimited. */
+  instances?: number;
+  /** Socket file permissions; default 0o600 (owner only). */
+  fileMode?: number;
+  /** Read buffer per instance; default 16 KiB. */
+  bufferSize?: number;
+  backlog?: number;
+  /** Default: answer every request `Default answer from server`. */
+  handler?: PipeHandler;
+  /** Info line per connect and disconnect; warnings for refused clients and failures. */
+  logger?: Logger;
+}
+
+/** Per-I/O data of an instance's one Overlapped (the seeds' PIPEINST). */
+interface InstanceIo {
+  readonly instance: Instance;
+  readonly buffer: Buffer;
+  /** Pieces of a request larger than the buffer (OVL_ERR_MORE_DATA), in order. */
+  parts: Buffer[];
+}
+
+interface Instance extends PipeClientInfo {
+  readonly conn: PipeConnection;
+  readonly io: Overlapped<InstanceIo>;
+  requests: number;
+  /** A request was read and its reply is not written yet. */
+  busy: boolean;
+}
+
+function codeOf(error: Error | null): string | undefined {
+  return error instanceof OverlappedError ? error.code : (error as { code?: string } | null)?.code;
+}
+
+function toBytes(reply: PipeReply): Uint8Array {
+  if (reply === undefined || reply === null) return EMPTY;
+  if (typeof reply === 'string') return Buffer.from(reply, 'utf8');
+  if (ArrayBuffer.isView(reply)) return reply;
+  throw new TypeError(
+    `a pipe handler must return a Uint8Array, a string or nothing, got ${typeof reply}`,
+  );
+}
+
+const EMPTY = new Uint8Array(0);
+/** `WaitForSingleObjectEx(hConnectEvent, INFINITE, TRUE)`'s options, made once. */
+const ALERTABLE_INFINITE = { timeoutMs: INFINITE, alertable: true } as const;
+
+const defaultHandler: PipeHandler = () => PIPE_DEFAULTS.defaultAnswer;
+
+/** The pipe server. Start it with {@link PipeServer.start}. */
+export class PipeServer {
+  readonly listener: PipeListener;
+  readonly mode: PipeMode;
+  readonly maxMessage: number;
+  readonly instanceLimit: number;
+  readonly #bufferSize: number;
+  readonly #handler: PipeHandler;
+  readonly #logger: Logger | undefined;
+  readonly #instances = new Set<Instance>();
+  readonly #connectEvent = new ManualResetEvent(false);
+  readonly #connect = new Overlapped();
+  #nextId = 1;
+  #loop: Promise<void> = Promise.resolve();
+  #finished = false;
+  #stopping: Promise<void> | null = null;
+  #drained: (() => void) | null = null;
+  /** Clients refused because every instance was busy, since start. */
+  refused = 0;
+  /** Requests answered, since start. */
+  transactions = 0;
+
+  private constructor(
+    listener: PipeListener,
+    settings: { mode: PipeMode; maxMessage: number; instances: number; bufferSize: number },
+    handler: PipeHandler,
+    logger: Logger | undefined,
+  ) {
+    this.listener = listener;
+    this.mode = settings.mode;
+    this.maxMessage = settings.maxMessage;
+    this.instanceLimit = settings.instances;
+    this.#bufferSize = settings.bufferSize;
+    this.#handler = handler;
+    this.#logger = logger;
+    this.#connect.event = this.#connectEvent;
+  }
+
+  /**
+   * Resolves the name, listens (replacing a stale socket file, refusing a
+   * live server with `OVL_ERR_PIPE_NAME_IN_USE`), posts the first connect
+   * and enters the alertable loop.
+   */
+  static async start(options: PipeServerOptions): Promise<PipeServer> {
+    const { mode, maxMessage } = pipeSettings(options);
+    const instances = options.instances ?? PIPE_DEFAULTS.instances;
+    const bufferSize = options.bufferSize ?? Math.min(PIPE_DEFAULTS.bufferSize, maxMessage);
+    check(
+      instances === Number.POSITIVE_INFINITY || (Number.isSafeInteger(instances) && instances >= 1),
+      'OVL_ERR_INVALID_ARGUMENT',
+      `instances must be a whole number >= 1 (or Infinity: unlimited), got ${String(instances)}`,
+    );
+    check(
+      Number.isSafeInteger(bufferSize) && bufferSize >= 1,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `bufferSize must be a whole number >= 1, got ${String(bufferSize)}`,
+    );
+    const handler = options.handler ?? defaultHandler;
+    check(typeof handler === 'function', 'OVL_ERR_INVALID_ARGUMENT', 'handler must be a function');
+    const path = resolvePipeName(options.name ?? PIPE_DEFAULTS.name);
+    const listener = await PipeListener.listen({
+      engine: options.engine,
+      path,
+      mode,
+      maxMessage,
+      ...(options.fileMode === undefined ? {} : { fileMode: options.fileMode }),
+      ...(options.backlog === undefined ? {} : { backlog: options.backlog }),
+    });
+    const server = new PipeServer(
+      listener,
+      { mode, maxMessage, instances, bufferSize },
+      handler,
+      options.logger,
+    );
+    server.#loop = server.#run();
+    return server;
+  }
+
+  /** The resolved pipe path clients connect to. */
+  get path(): string {
+    return this.listener.path;
+  }
+
+  /** Instances serving a client now. */
+  get instances(): number {
+    return this.#instances.size;
+  }
+
+  /**
+   * Stops gracefully: no new clients (the socket file is removed at once);
+   * idle instances are closed; transactions in flight finish and their
+   * instances close after the reply, until `deadlineMs`, after which the rest
+   * are closed. Resolves when all are closed and the loop has returned.
+   * Idempotent.
+   */
+  stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopping ??= this.#stop(options.deadlineMs ?? PIPE_DEFAULTS.stopDeadlineMs);
+    return this.#stopping;
+  }
+
+  async #stop(deadlineMs: number): Promise<void> {
+    this.listener.close();
+    const drained = new Promise<void>((resolve) => {
+      this.#drained = resolve;
+    });
+    if (this.#instances.size === 0) this.#drained?.();
+    for (const inst of this.#instances) {
+      // Waiting for a request that has not started to arrive: nothing is in flight.
+      if (!inst.busy && inst.io.data.parts.length === 0 && inst.conn.unreadBytes === 0) {
+        this.#free(inst);
+      }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs, 'deadline');
+    });
+    if ((await Promise.race([drained, deadline])) === 'deadline') {
+      this.#logger?.warn(
+        { instances: this.#instances.size, deadlineMs },
+        'stop deadline passed: closing the remaining instances',
+      );
+      for (const inst of [...this.#instances]) this.#free(inst);
+      await drained;
+    }
+    clearTimeout(timer);
+    // The aborted connect completes on a later turn; let it land first.
+    while (this.listener.pendingOperations > 0) await new Promise((r) => setImmediate(r));
+    this.#finished = true;
+    // A user APC wakes the loop from its infinite wait so it sees the flag.
+    queueUserApc(() => {});
+    await this.#loop;
+  }
+
+  /** The seeds' main loop. */
+  async #run(): Promise<void> {
+    this.listener.accept(this.#connect);
+    while (!this.#finished) {
+      const result = await waitForSingleObject(this.#connectEvent, ALERTABLE_INFINITE);
+      if (result !== 0) continue; // 'io-completion': routines ran
+      this.#connectEvent.reset();
+      let pipe: PipeConnection | null = null;
+      try {
+        getOverlappedResult(this.#connect);
+        pipe = this.#connect.pipe;
+      } catch (err) {
+        if (codeOf(err as Error) !== 'OVL_ERR_ABORTED') {
+          this.#logger?.warn({ err }, 'connect failed');
+        }
+      }
+      if (pipe !== null) this.#admit(pipe);
+      if (this.#stopping === null && !this.listener.closed) this.listener.accept(this.#connect);
+    }
+  }
+
+  #admit(conn: PipeConnection): void {
+    if (this.#stopping !== null) {
+      conn.destroy();
+      return;
+    }
+    if (this.#instances.size >= this.instanceLimit) {
+      this.refused++;
+      this.#logger?.warn(
+        { instances: this.instanceLimit },
+        'client refused: every instance is busy',
+      );
+      conn.closeWithError(
+        'OVL_ERR_PIPE_BUSY',
+        `all ${this.instanceLimit} instances of ${this.path} are busy: retry, or wait with waitNamedPipe`,
+      );
+      return;
+    }
+    const id = this.#nextId++;
+    const io = new Overlapped<InstanceIo>({
+      instance: null as unknown as Instance,
+      buffer: Buffer.allocUnsafe(this.#bufferSize),
+      parts: [],
+    });
+    const inst: Instance = { id, conn, io, requests: 0, busy: false };
+    (io.data as { instance: Instance }).instance = inst;
+    this.#instances.add(inst);
+    this.#logger?.info({ instance: id, instances: this.#instances.size }, 'client connected');
+    conn.sendControl(READY);
+    conn.read(io.data.buffer, io, this.#onRead);
+  }
+
+  /** CompletedReadRoutine: a request (or a piece of one) arrived, or the client left. */
+  readonly #onRead = (error: Error | null, bytes: number, io: Overlapped<InstanceIo>): void => {
+    const state = io.data;
+    const inst = state.instance;
+    if (error !== null) {
+      const c = codeOf(error);
+      if (c === 'OVL_ERR_MORE_DATA') {
+        state.parts.push(Buffer.from(state.buffer.subarray(0, bytes)));
+        if (this.#usable(inst)) inst.conn.read(state.buffer, io, this.#onRead);
+        return;
+      }
+      if (c === 'OVL_ERR_MESSAGE_TOO_LARGE' || c === 'OVL_ERR_PIPE_PROTOCOL') {
+        this.#logger?.warn({ instance: inst.id, err: error.message }, 'client refused a request');
+        this.#free(inst, c, error.message);
+        return;
+      }
+      if (c !== 'OVL_ERR_ABORTED' && c !== 'OVL_ERR_BROKEN_PIPE') {
+        this.#logger?.info({ instance: inst.id, err: error.message }, 'instance error');
+      }
+      this.#free(inst);
+      return;
+    }
+    if (this.mode === 'byte' && bytes === 0) {
+      this.#free(inst); // end of stream
+      return;
+    }
+    let request = state.buffer.subarray(0, bytes);
+    if (state.parts.length > 0) {
+      state.parts.push(request);
+      request = Buffer.concat(state.parts);
+      state.parts = [];
+    }
+    inst.busy = true;
+    let reply: PipeReply | Promise<PipeReply>;
+    try {
+      reply = this.#handler(request, { id: inst.id, requests: inst.requests });
+    } catch (err) {
+      this.#handlerFailed(inst, err);
+      return;
+    }
+    if (reply !== null && typeof reply === 'object' && 'then' in reply) {
+      reply.then(
+        (r) => this.#reply(inst, r),
+        (err: unknown) => this.#handlerFailed(inst, err),
+      );
+    } else {
+      this.#reply(inst, reply);
+    }
+  };
+
+  #reply(inst: Instance, reply: PipeReply): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = toBytes(reply);
+    } catch (err) {
+      this.#handlerFailed(inst, err);
+      return;
+    }
+    if (this.#usable(inst)) inst.conn.write(bytes, inst.io, this.#onWrite);
+  }
+
+  #handlerFailed(inst: Instance, err: unknown): void {
+    this.#logger?.error({ instance: inst.id, err }, 'request handler failed');
+    inst.busy = false;
+    if (this.mode === 'byte' || inst.conn.closed) {
+      this.#free(inst);
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    if (!this.#usable(inst)) return;
+    inst.conn.sendControl(`OVL_ERR_HANDLER_FAILED the request handler failed: ${message}`);
+    this.#next(inst);
+  }
+
+  /** CompletedWriteRoutine: the reply is written; read the next request. */
+  readonly #onWrite = (error: Error | null, _bytes: number, io: Overlapped<InstanceIo>): void => {
+    const inst = io.data.instance;
+    inst.busy = false;
+    if (error !== null) {
+      if (codeOf(error) !== 'OVL_ERR_ABORTED' && codeOf(error) !== 'OVL_ERR_BROKEN_PIPE') {
+        this.#logger?.info({ instance: inst.id, err: error.message }, 'instance error');
+      }
+      this.#free(inst);
+      return;
+    }
+    inst.requests++;
+    this.transactions++;
+    this.#next(inst);
+  };
+
+  #next(inst: Instance): void {
+    if (this.#stopping !== null) {
+      this.#free(inst);
+      return;
+    }
+    if (this.#usable(inst)) inst.conn.read(inst.io.data.buffer, inst.io, this.#onRead);
+  }
+
+  /** False (and the instance freed) if it was closed meanwhile (stop deadline): post nothing more on it. */
+  #usable(inst: Instance): boolean {
+    if (!inst.conn.closed) return true;
+    this.#free(inst);
+    return false;
+  }
+
+  /** DisconnectAndClose: closes the instance (with a control frame for the client, if given) and frees it. */
+  #free(inst: Instance, code?: OverlappedErrorCode, message?: string): void {
+    if (!this.#instances.delete(inst)) return;
+    if (code !== undefined) inst.conn.closeWithError(code, message ?? '');
+    else inst.conn.close();
+    this.#logger?.info(
+      { instance: inst.id, requests: inst.requests, instances: this.#instances.size },
+      'client disconnected',
+    );
+    if (this.#instances.size === 0) this.#drained?.();
+  }
+}
