@@ -67,6 +67,7 @@ function overlappedVariant(
   suffix: string,
   description: string,
   extra: string[] = [],
+  nodeFlags: string[] = [],
 ): ServerSpec {
   return {
     id: `ovl-${engine}${suffix}`,
@@ -76,6 +77,7 @@ function overlappedVariant(
     launch: (port) => ({
       file: process.execPath,
       args: [
+        ...nodeFlags,
         join(ROOT, 'dist/src/cli/main.js'),
         'echo',
         '--host',
@@ -156,7 +158,22 @@ export function serverCatalogue(): ServerSpec[] {
       ['--pooled'],
     ),
   );
-  return [...overlapped, ...pooled, ...nagle, nodePeer(), epollPeer(), bunPeer()];
+  // The same with V8's young generation capped at 1 MiB per semi-space: what a server of
+  // many mostly idle connections would run with, since V8 otherwise grows the young
+  // generation to 16 MiB per semi-space while connections are accepted (fixed memory
+  // that shows up as RSS per connection).
+  const lean = ENGINES.map((engine) => ({
+    ...overlappedVariant(
+      engine,
+      DEFAULT_MODEL,
+      '-pooled-lean',
+      `node --max-semi-space-size=1 overlapped echo --engine ${engine} --pooled (only when named)`,
+      ['--pooled'],
+      ['--max-semi-space-size=1'],
+    ),
+    optIn: true,
+  }));
+  return [...overlapped, ...pooled, ...lean, ...nagle, nodePeer(), epollPeer(), bunPeer()];
 }
 
 function nodePeer(): ServerSpec {

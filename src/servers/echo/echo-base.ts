@@ -75,6 +75,7 @@ export interface EchoIo {
 /** Per-handle data of one connection. Models extend it with what they need. */
 export interface EchoConnection {
   readonly socket: TcpSocket;
+  /** `address:port` of the client, for log lines; empty when info lines are off (saves a string per connection). */
   readonly peer: string;
   /** The connection's one Overlapped: it alternates between recv and send. */
   readonly io: Overlapped<EchoIo>;
@@ -161,6 +162,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
   protected readonly settings: EchoSettings;
   protected readonly logger: Logger | undefined;
   readonly #connections = new Set<C>();
+  readonly #logPeers: boolean;
   #stopping: Promise<void> | null = null;
   #drained: (() => void) | null = null;
   /** Connections refused because of maxConnections, since start. */
@@ -170,6 +172,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     this.listener = listener;
     this.settings = settings;
     this.logger = settings.logger;
+    this.#logPeers = settings.logger?.isLevelEnabled('info') ?? false;
   }
 
   /** The bound address (the real port when 0 was asked for). */
@@ -247,8 +250,8 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       socket.destroy();
       return null;
     }
-    const peer = describe(socket.remoteAddress);
     if (this.#connections.size >= this.settings.maxConnections) {
+      const peer = describe(socket.remoteAddress);
       this.refused++;
       this.logger?.warn(
         { peer, maxConnections: this.settings.maxConnections },
@@ -264,6 +267,8 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       bytesSent: 0,
       connection: null,
     });
+    // Only info lines name the peer: with them off, a connection keeps no string for it.
+    const peer = this.#logPeers ? describe(socket.remoteAddress) : '';
     const conn = this.createConnection(socket, peer, io);
     io.data.connection = conn;
     this.#connections.add(conn);
