@@ -4,6 +4,7 @@ import { chooseEngine } from '../engines/select.js';
 import { ECHO_DEFAULTS, type EchoService } from '../servers/echo/echo-base.js';
 import { ECHO_MODELS, type EchoModel, startEchoServer } from '../servers/echo/echo-models.js';
 import { explainOsError } from './os-error-hints.js';
+import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
 interface EchoFlags {
@@ -114,23 +115,9 @@ async function runEcho(flags: EchoFlags): Promise<void> {
     { address, port, model: flags.model, engine: choice.engine.name, bufferSize: flags.bufferSize },
     `echo server listening on ${address}:${port} (${flags.model} model; engine ${choice.engine.name}: ${choice.reason})`,
   );
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      logger.info({ signal, connections: server.connections }, 'stopping');
-      server.stop().then(() => {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        logger.info('stopped');
-        resolve();
-      });
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  await stopOnSignal(
+    logger,
+    () => server.stop(),
+    () => ({ connections: server.connections }),
+  );
 }

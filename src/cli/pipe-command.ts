@@ -6,6 +6,7 @@ import { MAX_MESSAGE_LIMIT, PIPE_MODES, type PipeMode } from '../core/pipe-conne
 import { chooseEngine } from '../engines/select.js';
 import { PipeClient } from '../servers/pipe/pipe-client.js';
 import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
+import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, UserError } from './user-error.js';
 
 interface PipeServerFlags {
@@ -140,25 +141,12 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
     { path: server.path, mode: flags.mode, instances, maxMessage: flags.maxMessage },
     `pipe server listening on ${server.path} (${flags.mode} mode, ${instances} instances; engine ${choice.engine.name}: ${choice.reason})`,
   );
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      logger.info({ signal, instances: server.instances }, 'stopping');
-      server.stop().then(() => {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        logger.info({ transactions: server.transactions, refused: server.refused }, 'stopped');
-        resolve();
-      });
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  await stopOnSignal(
+    logger,
+    () => server.stop(),
+    () => ({ instances: server.instances }),
+    () => ({ transactions: server.transactions, refused: server.refused }),
+  );
 }
 
 /** `overlapped pipe-client`: sends requests to a pipe server and prints the replies. */
