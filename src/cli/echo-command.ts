@@ -4,6 +4,7 @@ import { chooseEngine } from '../engines/select.js';
 import { ECHO_DEFAULTS, type EchoService } from '../servers/echo/echo-base.js';
 import { ECHO_MODELS, type EchoModel, startEchoServer } from '../servers/echo/echo-models.js';
 import { explainOsError } from './os-error-hints.js';
+import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
@@ -64,12 +65,7 @@ export function createEchoCommand(): Command {
       (v: string) => parseIntegerFlag('--max-connections', v, 1, 1_000_000),
       ECHO_DEFAULTS.maxConnections,
     )
-    .addOption(
-      new Option(
-        '--engine <name>',
-        'I/O engine (default: OVERLAPPED_ENGINE, else the fastest here)',
-      ).choices(['node', 'uring']),
-    )
+    .addOption(engineOption())
     .option(
       '--nagle',
       "leave Nagle's algorithm on (no TCP_NODELAY): fewer segments, but pieces of large echoes wait for the client's delayed ACK",
@@ -78,10 +74,7 @@ export function createEchoCommand(): Command {
       '--pooled',
       'pooled receive mode: no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives',
     )
-    .option(
-      '--quiet',
-      'no log line per connect and disconnect; start, stop and warnings still show',
-    )
+    .addOption(quietOption())
     .action(async (flags: EchoFlags) => {
       await runEcho(flags);
     });

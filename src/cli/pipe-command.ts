@@ -6,6 +6,7 @@ import { MAX_MESSAGE_LIMIT, PIPE_MODES, type PipeMode } from '../core/pipe-conne
 import { chooseEngine } from '../engines/select.js';
 import { PipeClient } from '../servers/pipe/pipe-client.js';
 import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
+import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, UserError } from './user-error.js';
 
@@ -102,16 +103,8 @@ export function createPipeServerCommand(): Command {
       parseFileMode,
       0o600,
     )
-    .addOption(
-      new Option(
-        '--engine <name>',
-        'I/O engine (default: OVERLAPPED_ENGINE, else the fastest here)',
-      ).choices(['node', 'uring']),
-    )
-    .option(
-      '--quiet',
-      'no log line per connect and disconnect; start, stop and warnings still show',
-    )
+    .addOption(engineOption())
+    .addOption(quietOption())
     .action(async (flags: PipeServerFlags) => {
       await runPipeServer(flags);
     });

@@ -269,18 +269,26 @@ export class PipeConnection extends Handle {
       this.#stream.send(ov, data, size);
       return;
     }
-    // The header is the engine's until the write completes (rule 3): the
-    // connection's own one serves while no other write is in flight (the
-    // request/reply case), a fresh one otherwise.
-    const header =
-      this.#writesInFlight === 0 ? this.#header : Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+    // The header and the part list are the engine's until the write completes
+    // (rule 3): the connection's own ones serve while no other write is in
+    // flight (the request/reply case), fresh ones otherwise.
+    const alone = this.#writesInFlight === 0;
+    const header = alone ? this.#header : Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     this.#writesInFlight++;
     header.writeUInt32BE(size, 0);
-    const frame = parts.length === 1 ? [header, parts[0] as Uint8Array] : [header, ...parts];
+    let frame: Uint8Array[];
+    if (parts.length === 1 && alone) {
+      frame = this.#frame;
+      frame[1] = parts[0] as Uint8Array;
+    } else {
+      frame = [header, ...parts];
+    }
     this.#stream.send(ov, frame, size + FRAME_HEADER_BYTES);
   }
 
   readonly #header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  /** [#header, payload]: the part list of a lone single-buffer write. */
+  readonly #frame: Uint8Array[] = [this.#header, this.#header];
   #writesInFlight = 0;
 
   /**
@@ -385,7 +393,8 @@ export class PipeConnection extends Handle {
     const op = ov.operation;
     if (op === 'write') {
       if (this.mode === 'message') {
-        this.#writesInFlight--;
+        // Drop the payload reference: the caller may reuse or free its buffer.
+        if (--this.#writesInFlight === 0) this.#frame[1] = this.#header;
         // The caller wrote the payload; the header is the framing's business.
         ov.bytes = Math.max(0, ov.bytes - FRAME_HEADER_BYTES);
         if (ov.error !== null) ov.error = this.#mapStreamError(ov.error);

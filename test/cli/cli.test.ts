@@ -4,51 +4,12 @@
  * (`overlapped: …`) with no stack trace; the echo server logs JSON lines.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ECHO_MODELS } from '../../src/servers/echo/echo-models.js';
+import { type RunResult, runCli, spawnCli } from '../support/cli-runner.js';
 import { unusedPort } from '../support/echo-fixture.js';
-
-/** dist/src/cli/main.js, found from this compiled file at dist/test/cli/. */
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function spawnCli(args: readonly string[]): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, [MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-/** Runs the CLI to completion with `input` on stdin (empty by default). */
-function runCli(args: readonly string[], input = '', timeoutMs = 10_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawnCli(args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      stdout += s;
-    });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => {
-      stderr += s;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`overlapped ${args.join(' ')} ran over ${timeoutMs} ms; stderr: ${stderr}`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
 
 /** Asserts stderr is exactly one line `overlapped: …` and returns that line. */
 function assertOneLineError(result: RunResult, what: string): string {

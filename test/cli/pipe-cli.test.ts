@@ -4,42 +4,11 @@
  * stdout, one-line errors with exit codes, and a clean stop on SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { runCli as run, spawnCli } from '../support/cli-runner.js';
 import { tempPipeDir, unixOnly } from '../support/pipe-fixture.js';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: readonly string[], input = '', timeoutMs = 10_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      stdout += s;
-    });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => {
-      stderr += s;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`overlapped ${args.join(' ')} ran over ${timeoutMs} ms; stderr: ${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
 
 /** Starts `overlapped pipe-server` and resolves once its listening line names the path. */
 async function startServer(args: readonly string[]): Promise<{
@@ -47,7 +16,7 @@ async function startServer(args: readonly string[]): Promise<{
   line: Record<string, unknown>;
   logs: string[];
 }> {
-  const child = spawn(process.execPath, [MAIN, 'pipe-server', ...args]);
+  const child = spawnCli(['pipe-server', ...args]);
   child.stdin.end();
   const logs: string[] = [];
   let stderr = '';
@@ -137,7 +106,7 @@ describe('overlapped pipe-server / pipe-client', { skip: unixOnly }, () => {
     try {
       const { child } = await startServer(['--name', path, '--instances', '1', '--quiet']);
       // The first client holds the instance while it reads stdin.
-      const holder = spawn(process.execPath, [MAIN, 'pipe-client', '--name', path]);
+      const holder = spawnCli(['pipe-client', '--name', path]);
       holder.stdin.write('hold\n');
       await new Promise((resolve) => holder.stdout.once('data', resolve));
       const refused = await run(['pipe-client', '--name', path, 'x']);

@@ -33,13 +33,16 @@ interface EventConnection extends EchoConnection {
   readonly set: EventWaitSet<EventConnection>;
 }
 
-/** Reads a finished operation's result: its bytes and error, without throwing. */
-function resultOf(ov: Overlapped<unknown>): { bytes: number; error: Error | null } {
-  try {
-    return { bytes: getOverlappedResult(ov), error: null };
-  } catch (err) {
-    return { bytes: ov.bytes, error: err as Error };
-  }
+/**
+ * `getOverlappedResult` of a finished operation: its bytes, or 0 for a failed
+ * one, whose error the caller reads from `ov.error` (no try/catch, no result
+ * object per completion).
+ */
+const isPending = (ov: Overlapped<unknown>): boolean => ov.pending;
+const isSignaled = (event: AutoResetEvent): boolean => event.signaled;
+
+function bytesOf(ov: Overlapped<unknown>): number {
+  return ov.error === null ? getOverlappedResult(ov) : 0;
 }
 
 export class EventsEchoServer extends EchoServerBase<EventConnection> {
@@ -99,10 +102,9 @@ export class EventsEchoServer extends EchoServerBase<EventConnection> {
     const events = accepts.map((ov) => ov.event as AutoResetEvent);
     for (const ov of accepts) this.listener.accept(ov);
     // After stop() the listener is closed: the aborted accepts signal their events; then return.
-    while (accepts.some((ov) => ov.pending) || events.some((e) => e.signaled)) {
+    while (accepts.some(isPending) || events.some(isSignaled)) {
       const ov = accepts[(await waitForMultipleEvents(events)) as number] as Overlapped;
-      const { error } = resultOf(ov);
-      const conn = this.admit(ov.socket, error);
+      const conn = this.admit(ov.socket, ov.error);
       if (conn !== null) {
         this.postRecv(conn);
         conn.set.add(conn.io.event as ManualResetEvent, conn);
@@ -120,8 +122,7 @@ export class EventsEchoServer extends EchoServerBase<EventConnection> {
         await set.wait();
         continue;
       }
-      const { bytes, error } = resultOf(conn.io);
-      const step = this.step(conn, error, bytes);
+      const step = this.step(conn, conn.io.error, bytesOf(conn.io));
       if (step === 'send') conn.socket.send(unsent(conn.io), conn.io);
       else if (step === 'recv') this.postRecv(conn);
     }
