@@ -354,18 +354,39 @@ static napi_value op_send(napi_env env, napi_callback_info info) {
   return buffer_op(env, info, true);
 }
 
-/* recvPooled(ring, id, fd): the kernel picks a pool buffer when data arrives. */
+/*
+ * recvPooled(ring, id, fd, limit): the kernel picks a pool buffer when data
+ * arrives. limit > 0: multishot, armed until it has received `limit` bytes,
+ * and completing once per arrival (IORING_CQE_F_MORE) until then, or until it
+ * runs out of pool buffers, fails, meets end of stream or is cancelled.
+ * limit 0: a single-shot recv, posted poll-first like recv.
+ */
 static napi_value op_recv_pooled(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   RING_ARG(0);
   I32_ARG(id, 1);
   I32_ARG(fd, 2);
+  I32_ARG(multishot, 3);
   if (r->buf_ring == NULL) return int_value(env, -ENOBUFS);
+  if (multishot < 0) {
+    napi_throw_range_error(env, NULL, "overlapped_uring: recvPooled takes a limit >= 0");
+    return NULL;
+  }
   int err = 0;
   struct io_uring_sqe *sqe = op_sqe(r, (uint32_t)id, OVL_KIND_PLAIN, NULL, &err);
   if (sqe == NULL) return done(env, r, err);
-  io_uring_prep_recv(sqe, fd, NULL, r->pool_size, 0);
-  sqe->ioprio |= IORING_RECVSEND_POLL_FIRST; /* see RECV_POLL_FIRST */
+  if (multishot > 0) {
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    /*
+     * The kernel's `optlen` (this union member in liburing 2.3's header): the
+     * multishot ends once it has received this many bytes in all, so what it
+     * holds for no recv stays bounded (kernels without it answer -EINVAL).
+     */
+    sqe->file_index = (uint32_t)multishot;
+  } else {
+    io_uring_prep_recv(sqe, fd, NULL, r->pool_size, 0);
+    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST; /* see RECV_POLL_FIRST */
+  }
   io_uring_sqe_set_data64(sqe, (uint32_t)id);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = OVL_POOL_GROUP;

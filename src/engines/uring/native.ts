@@ -24,7 +24,8 @@ export interface UringAddon {
   setupMode(ring: Ring): number;
   submit(ring: Ring): number;
   recv(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;
-  recvPooled(ring: Ring, id: number, fd: number): number;
+  /** `limit` > 0: multishot, ending once it received `limit` bytes; 0: single-shot. */
+  recvPooled(ring: Ring, id: number, fd: number, limit: number): number;
   send(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;
   sendv(ring: Ring, id: number, fd: number, parts: readonly Uint8Array[], count: number): number;
   connectTcp(ring: Ring, id: number, ip: string, port: number): number;

@@ -124,6 +124,12 @@ function poolBufferCount(): number {
   const n = Number(process.env.OVERLAPPED_URING_POOL_BUFFERS ?? 1024);
   return Number.isInteger(n) && n >= 32 && n <= 32768 && (n & (n - 1)) === 0 ? n : 1024;
 }
+/**
+ * Pool buffers a stream's multishot recv may fill before any recv asks for
+ * them (rule 6: 64 KiB, as the node engine holds); at that point it is
+ * cancelled, and armed again once a recv finds nothing held.
+ */
+const HOLD_BUFFERS = 8;
 /** Pool buffers the kernel gets at first; more (doubling) each time it runs out. */
 const POOL_INITIAL = 32;
 /** How long a gracefully closed stream lets a send in flight finish. */
@@ -136,6 +142,7 @@ const IORING_CQE_F_MORE = 2;
 const IORING_CQE_BUFFER_SHIFT = 16;
 const ECANCELED = -125;
 const ENOBUFS = -105;
+const EINVAL = -22;
 const EPIPE = -32;
 const ECONNABORTED = -103;
 
@@ -144,6 +151,7 @@ const KIND_SEND = 2;
 const KIND_CONNECT = 3;
 const KIND_SHUTDOWN = 4;
 const KIND_ACCEPT = 5;
+const KIND_RECV_MULTI = 6;
 
 const RESOLVED = Promise.resolve();
 const EMPTY = new Uint8Array(0);
@@ -203,6 +211,11 @@ export class UringEngine implements Engine {
   #deliveryScheduled = false;
 
   // Pooled receive mode.
+  /**
+   * @internal Pooled recvs use one multishot recv per stream (kernel 6.0+);
+   * false after a kernel refused one, or with OVERLAPPED_URING_RECV_MULTISHOT=0.
+   */
+  multishotRecv = process.env.OVERLAPPED_URING_RECV_MULTISHOT !== '0';
   #pool: ArrayBuffer | null = null;
   #poolError: Error | null = null;
   readonly #poolWaiters: UringStream[] = [];
@@ -349,13 +362,14 @@ export class UringEngine implements Engine {
     return added > 0;
   }
 
-  /** @internal The lease of pool buffer `bid` holding `bytes` bytes. */
-  lease(bid: number, bytes: number): BufferLease {
-    return new UringLease(
-      this,
-      bid,
-      Buffer.from(this.#pool as ArrayBuffer, bid * POOL_BUFFER_SIZE, bytes),
-    );
+  /** @internal The lease of pool buffer `bid`, whose bytes from `offset` on are `bytes` long. */
+  lease(bid: number, offset: number, bytes: number): BufferLease {
+    return new UringLease(this, bid, this.poolView(bid, offset, bytes) as Buffer);
+  }
+
+  /** @internal A view of pool buffer `bid`. */
+  poolView(bid: number, offset: number, bytes: number): Uint8Array {
+    return Buffer.from(this.#pool as ArrayBuffer, bid * POOL_BUFFER_SIZE + offset, bytes);
   }
 
   /** @internal Buffer `bid` is free again; a recv waiting for one is posted again. */
@@ -476,9 +490,20 @@ class UringStream implements EngineStream, Owner {
   // Receives: at most one in the kernel; the rest wait, in order (null buffer: pooled).
   #recvReq: EngineRequest | null = null;
   #recvPooled = false;
-  #recvId = -1; // -1 while the pooled recv waits for a pool buffer
+  #recvId = -1; // the recv SQE in the kernel, or -1 (none: served by the multishot, or waiting)
   #recvCancelled = false;
   #recvQueue: RecvWaiting[] | null = null;
+  /** Waiting for a pool buffer to come back before asking the kernel again. */
+  #poolWait = false;
+
+  // Pooled receives: one multishot recv, armed while reading (see notes).
+  #multiId = -1;
+  #multiStopping = false;
+  /** Arrivals no recv has asked for yet: [bid, offset, bytes] per pool buffer, oldest first. */
+  #held: number[] | null = null;
+  #heldBytes = 0;
+  /** End of stream (true) or the error the multishot met, delivered after the held bytes. */
+  #heldEnd: Error | true | null = null;
 
   // Sends: one sendmsg in the kernel at a time; later ones wait and leave together.
   // Queues and batches are made on first need: an idle connection holds no array.
@@ -533,9 +558,9 @@ class UringStream implements EngineStream, Owner {
     return name === null ? null : { address: name[0], port: name[1], family: name[2] };
   }
 
-  /** Always 0: the kernel reads only into a posted recv (rule 6). */
+  /** Bytes the multishot recv holds for no recv yet: at most HOLD_BUFFERS pool buffers (rule 6). */
   get unreadBytes(): number {
-    return 0;
+    return this.#heldBytes;
   }
 
   setNoDelay(enabled: boolean): void {
@@ -607,7 +632,11 @@ class UringStream implements EngineStream, Owner {
       this.#recvQueue ??= [];
       this.#recvQueue.push({ req, buffer });
     } else {
-      this.#startRecv(req, buffer);
+      this.#recvReq = req;
+      this.#recvBuffer = buffer;
+      this.#recvPooled = buffer === null;
+      this.#recvCancelled = false;
+      this.#serveRecv();
     }
   }
 
@@ -615,11 +644,91 @@ class UringStream implements EngineStream, Owner {
     return this.#connectReq !== null;
   }
 
-  #startRecv(req: EngineRequest, buffer: Uint8Array | null): void {
-    this.#recvReq = req;
-    this.#recvPooled = buffer === null;
-    this.#recvCancelled = false;
-    this.#postRecvSqe(buffer);
+  /**
+   * Gives `#recvReq` (not in the kernel) what is held, or asks the kernel:
+   * arms the multishot for a pooled recv, or posts a recv (a recv into a
+   * buffer first waits for the multishot to end, so no arrival overtakes it).
+   * Returns true when it completed the request.
+   */
+  #serveRecv(): boolean {
+    const engine = this.#engine;
+    const req = this.#recvReq as EngineRequest;
+    if (this.#held !== null) {
+      this.#recvReq = null;
+      engine.complete(req, this.#takeHeld(req), null);
+      return true;
+    }
+    const end = this.#heldEnd;
+    if (end !== null) {
+      this.#recvReq = null;
+      this.#recvBuffer = null;
+      this.#heldEnd = null;
+      if (end === true) this.#eof = true;
+      else this.#error ??= end;
+      engine.complete(req, 0, end === true ? null : end);
+      return true;
+    }
+    if (this.#poolWait) return false;
+    if (this.#recvPooled && engine.multishotRecv) {
+      if (this.#multiId === -1) this.#armMulti();
+    } else if (this.#multiId !== -1) {
+      this.#stopMulti();
+    } else {
+      this.#postRecvSqe(this.#recvBuffer);
+    }
+    return false;
+  }
+
+  /** Hands the oldest held bytes to `req`: a lease (pooled) or a copy into its buffer. */
+  #takeHeld(req: EngineRequest): number {
+    const engine = this.#engine;
+    const held = this.#held as number[];
+    const bid = held[0] as number;
+    const offset = held[1] as number;
+    const bytes = held[2] as number;
+    const target = this.#recvBuffer;
+    this.#recvBuffer = null;
+    let n = bytes;
+    if (target === null) {
+      req.lease = engine.lease(bid, offset, bytes);
+      held.splice(0, 3);
+    } else {
+      n = Math.min(bytes, target.length);
+      target.set(engine.poolView(bid, offset, n));
+      if (n < bytes) {
+        held[1] = offset + n;
+        held[2] = bytes - n;
+      } else {
+        held.splice(0, 3);
+        engine.releaseBuffer(bid);
+      }
+    }
+    if (held.length === 0) this.#held = null;
+    this.#heldBytes -= n;
+    return n;
+  }
+
+  #armMulti(): void {
+    const engine = this.#engine;
+    const id = engine.id(this, KIND_RECV_MULTI);
+    const rc = engine.addon.recvPooled(engine.ring, id, this.#fd, HOLD_BUFFERS * POOL_BUFFER_SIZE);
+    if (rc < 0) {
+      engine.dropId(id);
+      const req = this.#recvReq as EngineRequest;
+      this.#recvReq = null;
+      engine.complete(req, 0, uringError(rc, 'read'));
+      return;
+    }
+    this.#multiId = id;
+    engine.submitSoon();
+  }
+
+  #stopMulti(): void {
+    if (this.#multiId === -1 || this.#multiStopping) return;
+    this.#multiStopping = true;
+    const engine = this.#engine;
+    engine.addon.cancel(engine.ring, this.#multiId);
+    engine.submitSoon();
   }
 
   #postRecvSqe(buffer: Uint8Array | null): void {
@@ -627,44 +736,50 @@ class UringStream implements EngineStream, Owner {
     const id = engine.id(this, KIND_RECV);
     const rc =
       buffer === null
-        ? engine.addon.recvPooled(engine.ring, id, this.#fd)
+        ? engine.addon.recvPooled(engine.ring, id, this.#fd, 0)
         : engine.addon.recv(engine.ring, id, this.#fd, buffer);
     if (rc < 0) {
       engine.dropId(id);
       const req = this.#recvReq as EngineRequest;
       this.#recvReq = null;
-      this.#recvId = -1;
+      this.#recvBuffer = null;
       engine.complete(req, 0, uringError(rc, 'read'));
       return;
     }
     this.#recvId = id;
-    this.#recvBuffer = buffer;
     engine.submitSoon();
   }
 
-  /** The buffer the kernel is receiving into: referenced here so the GC cannot free it (rule 3). */
-  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, not read: keeps the buffer alive
+  /** `#recvReq`'s buffer (null: pooled): referenced here so the GC cannot free it (rule 3). */
   #recvBuffer: Uint8Array | null = null;
 
-  /** @internal A pool buffer came back: post the pooled recv that waited for one. */
+  /** @internal A pool buffer came back: serve the pooled recv that waited for one. */
   retryPooled(): void {
-    if (this.#recvReq === null || this.#recvId !== -1 || !this.#recvPooled) return;
-    this.#postRecvSqe(null);
+    this.#poolWait = false;
+    if (this.#recvReq === null || this.#recvId !== -1 || this.#closed) return;
+    if (this.#serveRecv()) this.#nextRecv();
+  }
+
+  /** A pooled recv found no pool buffer: publish more, or wait for a lease to come back. */
+  #outOfBuffers(): boolean {
+    const engine = this.#engine;
+    if (engine.growPool()) return true;
+    this.#poolWait = true;
+    engine.waitForBuffer(this);
+    return false;
   }
 
   #onRecv(res: number, flags: number): void {
     const engine = this.#engine;
     const req = this.#recvReq as EngineRequest;
     this.#recvId = -1;
-    this.#recvBuffer = null;
     const bid = (flags & IORING_CQE_F_BUFFER) !== 0 ? flags >>> IORING_CQE_BUFFER_SHIFT : -1;
     if (res === ENOBUFS && this.#recvPooled && !this.#closed && !this.#recvCancelled) {
-      // No buffer published: publish more, or wait for a lease to come back; then post again.
-      if (engine.growPool()) this.#postRecvSqe(null);
-      else engine.waitForBuffer(this);
+      if (this.#outOfBuffers()) this.#postRecvSqe(null);
       return;
     }
     this.#recvReq = null;
+    this.#recvBuffer = null;
     if (this.#closed || res === ECANCELED || (this.#recvCancelled && res < 0)) {
       if (bid >= 0) engine.releaseBuffer(bid);
       engine.complete(req, 0, abortedError());
@@ -677,10 +792,51 @@ class UringStream implements EngineStream, Owner {
       this.#eof = true;
       engine.complete(req, 0, null);
     } else {
-      if (this.#recvPooled) req.lease = bid >= 0 ? engine.lease(bid, res) : null;
+      if (this.#recvPooled) req.lease = bid >= 0 ? engine.lease(bid, 0, res) : null;
       engine.complete(req, res, null);
     }
     this.#nextRecv();
+  }
+
+  /**
+   * A CQE of the multishot recv: an arrival is held (or goes straight to the
+   * recv waiting for it); end of stream and errors wait behind held bytes.
+   */
+  #onMulti(res: number, flags: number): void {
+    const engine = this.#engine;
+    const bid = (flags & IORING_CQE_F_BUFFER) !== 0 ? flags >>> IORING_CQE_BUFFER_SHIFT : -1;
+    if ((flags & IORING_CQE_F_MORE) === 0) {
+      this.#multiId = -1;
+      this.#multiStopping = false;
+    }
+    const gone = this.#closed || this.#reset;
+    if (res > 0 && bid >= 0 && !gone) {
+      this.#held ??= [];
+      this.#held.push(bid, 0, res);
+      this.#heldBytes += res;
+      if (this.#held.length >= HOLD_BUFFERS * 3) this.#stopMulti();
+    } else {
+      if (bid >= 0) engine.releaseBuffer(bid);
+      if (res === ENOBUFS) {
+        if (!gone) this.#outOfBuffers();
+      } else if (res === EINVAL && this.#held === null && this.#heldEnd === null) {
+        engine.multishotRecv = false; // a kernel before 6.0: single-shot pooled recvs from now on
+      } else if (res <= 0 && res !== ECANCELED && !gone) {
+        this.#heldEnd ??= res === 0 ? true : uringError(res, 'read');
+      }
+    }
+    if (this.#recvReq !== null && this.#recvId === -1 && !gone && this.#serveRecv()) {
+      this.#nextRecv();
+    }
+  }
+
+  /** Gives back every held pool buffer (the stream is closing or reset). */
+  #dropHeld(): void {
+    const held = this.#held;
+    if (held === null) return;
+    this.#held = null;
+    this.#heldBytes = 0;
+    for (let i = 0; i < held.length; i += 3) this.#engine.releaseBuffer(held[i] as number);
   }
 
   #nextRecv(): void {
@@ -886,6 +1042,9 @@ class UringStream implements EngineStream, Owner {
       case KIND_RECV:
         this.#onRecv(res, flags);
         break;
+      case KIND_RECV_MULTI:
+        this.#onMulti(res, flags);
+        break;
       case KIND_SEND:
         this.#onSend(res);
         return; // #onSend closes the descriptor itself when due
@@ -986,10 +1145,15 @@ class UringStream implements EngineStream, Owner {
     this.#recvCancelled = true;
     const engine = this.#engine;
     if (this.#recvId === -1) {
-      // A pooled recv waiting for a buffer: nothing in the kernel.
-      engine.stopWaiting(this);
+      // Served by the multishot, or waiting (for a pool buffer, or for the multishot
+      // to end): nothing of this request is in the kernel. What arrives stays held.
+      if (this.#poolWait) {
+        this.#poolWait = false;
+        engine.stopWaiting(this);
+      }
       const req = this.#recvReq as EngineRequest;
       this.#recvReq = null;
+      this.#recvBuffer = null;
       engine.complete(req, 0, abortedError());
       this.#nextRecv();
       return true;
@@ -1011,6 +1175,7 @@ class UringStream implements EngineStream, Owner {
       'the connection was reset to cancel an operation the OS had not finished',
     );
     this.#abortQueued();
+    this.#dropHeld();
     this.#cancelInKernel(true);
     this.#maybeCloseFd();
   }
@@ -1028,14 +1193,16 @@ class UringStream implements EngineStream, Owner {
       // Everything of this descriptor: one IORING_OP_ASYNC_CANCEL (FD | ALL).
       if (this.#recvReq !== null && !this.#recvCancelled) {
         if (this.#recvId === -1)
-          this.#cancelRecv(); // waiting for a pool buffer: not in the kernel
+          this.#cancelRecv(); // not in the kernel (see #cancelRecv)
         else this.#recvCancelled = true;
       }
       if (this.#sendId !== -1) this.#sendCancelled = true;
+      if (this.#multiId !== -1) this.#multiStopping = true;
       engine.addon.cancelFd(engine.ring, this.#fd);
     } else {
       // A graceful close: everything but the send in flight, one by one.
       if (this.#recvReq !== null && !this.#recvCancelled) this.#cancelRecv();
+      this.#stopMulti();
       for (const id of [this.#connectId, this.#shutdownId, sends ? this.#sendId : -1]) {
         if (id !== -1) engine.addon.cancel(engine.ring, id);
       }
@@ -1088,6 +1255,12 @@ class UringStream implements EngineStream, Owner {
     this.#closed = true;
     this.#abortive = abortive || this.#abortive;
     this.#abortQueued();
+    this.#dropHeld();
+    this.#heldEnd = null;
+    if (this.#poolWait) {
+      this.#poolWait = false;
+      this.#engine.stopWaiting(this);
+    }
     // A graceful close lets a send in flight finish (its bytes precede the FIN), for a while.
     this.#cancelInKernel(abortive);
     if (!abortive && this.#sendId !== -1) {
@@ -1101,6 +1274,7 @@ class UringStream implements EngineStream, Owner {
   #maybeCloseFd(): void {
     if (this.#fdClosed || !(this.#closed || this.#reset)) return;
     if (this.#recvId !== -1 || this.#sendId !== -1 || this.#connectId !== -1) return;
+    if (this.#multiId !== -1) return;
     if (this.#shutdownId !== -1) return;
     if (this.#linger !== null) {
       clearTimeout(this.#linger);
