@@ -661,6 +661,9 @@ async function main(): Promise<void> {
     );
   }
 
+  // Before the servers, so that an explicit --loader c that cannot be built fails at once.
+  const loader = chooseLoader(config.loader);
+
   // Prepare and probe every server once, before any load: what cannot run is skipped.
   const skipped = new Map<string, string>();
   for (const server of config.servers) {
@@ -671,7 +674,6 @@ async function main(): Promise<void> {
     }
   }
   const servers = config.servers.filter((s) => !skipped.has(s.id));
-  const loader = chooseLoader(config.loader);
 
   // A scenario with more connections than open files allowed would only count errors.
   const limit = openFileLimit();
