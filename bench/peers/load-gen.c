@@ -40,6 +40,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -147,9 +148,12 @@ static void usage(FILE *out) {
           out);
 }
 
-static _Noreturn void bad_flag(const char *fmt, const char *a, const char *b) {
+__attribute__((format(printf, 1, 2))) static _Noreturn void bad_flag(const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
     fputs("load-gen: ", stderr);
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, args);
+    va_end(args);
     fputs(" (see --help)\n", stderr);
     exit(2);
 }
@@ -191,7 +195,7 @@ static void parse_flags(int argc, char **argv) {
             usage(stdout);
             exit(0);
         }
-        if (strncmp(arg, "--", 2) != 0) bad_flag("unexpected argument '%s'%s", arg, "");
+        if (strncmp(arg, "--", 2) != 0) bad_flag("unexpected argument '%s'", arg);
         const char *name = arg + 2;
         const char *value;
         size_t name_len;
@@ -201,7 +205,7 @@ static void parse_flags(int argc, char **argv) {
             value = eq + 1;
         } else {
             name_len = strlen(name);
-            if (i + 1 >= argc) bad_flag("%s needs a value%s", arg, "");
+            if (i + 1 >= argc) bad_flag("%s needs a value", arg);
             value = argv[++i];
         }
         struct {
@@ -220,13 +224,13 @@ static void parse_flags(int argc, char **argv) {
                 found = true;
             }
         }
-        if (!found) bad_flag("unknown flag '%s'%s", arg, "");
+        if (!found) bad_flag("unknown flag '%s'", arg);
     }
-    if (*cfg.host == '\0') bad_flag("--host must not be empty%s%s", "", "");
+    if (*cfg.host == '\0') bad_flag("--host must not be empty");
     const char *required[] = {port, conns_text, size, depth, duration};
     const char *names[] = {"--port", "--conns", "--size", "--depth", "--duration"};
     for (size_t k = 0; k < 5; k++) {
-        if (required[k] == NULL) bad_flag("%s is required%s", names[k], "");
+        if (required[k] == NULL) bad_flag("%s is required", names[k]);
     }
     cfg.port = parse_whole("port", port, 1, 65535);
     cfg.conns = parse_whole("conns", conns_text, 1, 1000000);
