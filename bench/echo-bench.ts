@@ -7,7 +7,10 @@
  * are what to compare.
  *
  * The server is pinned to CPU 0 and the load generator (a separate process) to CPU 1
- * with taskset, so the two never compete for a core. Run `--help` for the flags.
+ * with taskset, so the two never compete for a core. The load generator is the C one
+ * (bench/peers/load-gen.c) unless it cannot be built or `--loader node` asks for the
+ * node:net one, which saturates its own core well before most servers do. Run `--help`
+ * for the flags.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +19,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LoadOptions, LoadReport } from '../src/load/load-generator.js';
+import { buildCPeer } from './c-build.js';
 import {
   C_BASELINE,
   DEFAULT_MODEL,
@@ -67,6 +71,10 @@ const USAGE = `usage: npm run bench:echo -- [flags]
 ${CATALOGUE.map((s) => `                        ${s.id.padEnd(22)}${s.description}`).join('\n')}
                       --engines and --models, when given, narrow this list further
   --repeat <n>        runs per cell; the tables show the median of each column (default 1)
+  --loader <c|node>   load generator: c (bench/peers/load-gen.c, epoll, built with cc
+                      into bench/.cache) or node (src/load/load-generator.ts, node:net).
+                      Default c, or node with a printed reason when c cannot be built;
+                      an explicit --loader c that cannot be built is an error
   --json <file>       also write every run, the medians and the ratios to <file>
 
 Before any run each server is prepared (c-epoll compiled into bench/.cache, bun
@@ -77,7 +85,15 @@ overlapped variants get --engine <name>, and --model <name> unless the model is
 ${DEFAULT_MODEL} (the default of \`overlapped echo\`).
 Exit code 1 if a server failed under load or any run counted errors or mismatches.`;
 
+const LOADERS = ['c', 'node'] as const;
+type LoaderName = (typeof LOADERS)[number];
+
+/** The load generator the cells run: the compiled C binary, or node running run-load.js. */
+type Loader = { name: 'c'; binary: string } | { name: 'node' };
+
 interface BenchConfig {
+  /** Undefined: c when it builds, else node. */
+  loader: LoaderName | undefined;
   durationSec: number;
   warmupSec: number;
   repeat: number;
@@ -112,6 +128,7 @@ function parseConfig(): BenchConfig {
         servers: { type: 'string' },
         repeat: { type: 'string', default: '1' },
         json: { type: 'string' },
+        loader: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -144,7 +161,12 @@ function parseConfig(): BenchConfig {
   const repeat = number('repeat', 1, 100);
   if (!Number.isInteger(repeat)) fail('--repeat must be a whole number');
   const scenarioIds = names('scenarios', SCENARIO_IDS);
+  const loader = values.loader;
+  if (loader !== undefined && !(LOADERS as readonly unknown[]).includes(loader)) {
+    fail(`--loader must be one of ${LOADERS.join(', ')}, got '${loader}'`);
+  }
   return {
+    loader: loader as LoaderName | undefined,
     durationSec: number('duration', 0.1, 3600),
     warmupSec: number('warmup', 0, 600),
     repeat,
@@ -297,11 +319,59 @@ function oneLine(text: string): string {
   return text.split('\n').find((line) => line.trim() !== '') ?? text;
 }
 
-async function runLoadProcess(cpu: number | undefined, options: LoadOptions): Promise<LoadReport> {
-  const child = spawnPinned(cpu, {
-    file: process.execPath,
-    args: [join(ROOT, 'dist/bench/run-load.js'), JSON.stringify(options)],
-  });
+/**
+ * The load generator to use: node when asked; else the C one, built now if stale. When
+ * it cannot be built, an explicit `--loader c` fails the benchmark and the default falls
+ * back to node, saying why.
+ */
+function chooseLoader(asked: LoaderName | undefined): Loader {
+  if (asked === 'node') return { name: 'node' };
+  const built = buildCPeer('load-gen');
+  if ('binary' in built) return { name: 'c', binary: built.binary };
+  if (asked === 'c') fail(`--loader c: cannot build bench/peers/load-gen.c: ${built.skip}`);
+  console.log(`echo-bench: using the node load generator: cannot build the C one (${built.skip})`);
+  return { name: 'node' };
+}
+
+/** The C load generator's flags for `options` (see bench/peers/load-gen.c). */
+function loadGenArgs(options: LoadOptions): string[] {
+  const args = [
+    '--host',
+    options.host ?? HOST,
+    '--port',
+    String(options.port),
+    '--conns',
+    String(options.conns),
+    '--size',
+    String(options.size),
+    '--depth',
+    String(options.depth),
+    '--duration',
+    String(options.durationSec),
+    '--warmup',
+    String(options.warmupSec ?? 0),
+  ];
+  if (options.connectTimeoutMs !== undefined) {
+    args.push('--connect-timeout-ms', String(options.connectTimeoutMs));
+  }
+  if (options.serverPid !== undefined) args.push('--server-pid', String(options.serverPid));
+  return args;
+}
+
+async function runLoadProcess(
+  cpu: number | undefined,
+  options: LoadOptions,
+  loader: Loader,
+): Promise<LoadReport> {
+  const child = spawnPinned(
+    cpu,
+    loader.name === 'c'
+      ? { file: loader.binary, args: loadGenArgs(options) }
+      : {
+          file: process.execPath,
+          args: [join(ROOT, 'dist/bench/run-load.js'), JSON.stringify(options)],
+        },
+  );
   const stdout = tail(child.stdout, 1_000_000);
   const stderr = tail(child.stderr);
   const limitMs = ((options.warmupSec ?? 0) + options.durationSec) * 1000 + 60_000;
@@ -325,6 +395,7 @@ async function runCell(
   scenario: Scenario,
   config: BenchConfig,
   pinning: Pinning,
+  loader: Loader,
 ): Promise<LoadReport> {
   const port = await freePort();
   const child = spawnPinned(pinning.server, server.launch(port));
@@ -334,16 +405,20 @@ async function runCell(
     await waitForListening(port, child, stderr);
     if (child.pid === undefined) throw new Error('has no pid');
     // The load generator samples the server's RSS idle, connected and at the end.
-    return await runLoadProcess(pinning.load, {
-      host: HOST,
-      port,
-      conns: scenario.conns,
-      size: scenario.size,
-      depth: scenario.depth,
-      durationSec: config.durationSec,
-      warmupSec: config.warmupSec,
-      serverPid: child.pid,
-    });
+    return await runLoadProcess(
+      pinning.load,
+      {
+        host: HOST,
+        port,
+        conns: scenario.conns,
+        size: scenario.size,
+        depth: scenario.depth,
+        durationSec: config.durationSec,
+        warmupSec: config.warmupSec,
+        serverPid: child.pid,
+      },
+      loader,
+    );
   } finally {
     await stopServer(child);
   }
@@ -586,6 +661,9 @@ async function main(): Promise<void> {
     );
   }
 
+  // Before the servers, so that an explicit --loader c that cannot be built fails at once.
+  const loader = chooseLoader(config.loader);
+
   // Prepare and probe every server once, before any load: what cannot run is skipped.
   const skipped = new Map<string, string>();
   for (const server of config.servers) {
@@ -617,6 +695,7 @@ async function main(): Promise<void> {
     `echo-bench: ${config.durationSec} s measured after ${config.warmupSec} s warm-up, ` +
       `${config.repeat} run(s) per cell${config.repeat > 1 ? ' (medians shown)' : ''}; ` +
       `${pinned ? 'server on CPU 0, load generator on CPU 1' : 'unpinned'}; ` +
+      `load generator ${loader.name === 'c' ? 'c (bench/peers/load-gen.c)' : 'node (node:net)'}; ` +
       `node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}\n` +
       `echo-bench: servers ${servers.map((s) => s.id).join(', ') || '(none)'}; ` +
       `${scenarios.length * cellCount} runs, about ${clock(estimate)} (m:ss)`,
@@ -638,7 +717,7 @@ async function main(): Promise<void> {
           `  [${done}/${total} ${clock(elapsed())}] ${scenario.id}: ${server.id} run ${r + 1}/${config.repeat}...\n`,
         );
         try {
-          runs.get(server.id)?.push(await runCell(server, scenario, config, pinning));
+          runs.get(server.id)?.push(await runCell(server, scenario, config, pinning, loader));
         } catch (err) {
           failures.get(server.id)?.push((err as Error).message);
           process.stderr.write(
@@ -668,6 +747,7 @@ async function main(): Promise<void> {
       cpu: cpus()[0]?.model,
       cpuCount: availableParallelism(),
       pinned,
+      loader: loader.name,
       durationSec: config.durationSec,
       warmupSec: config.warmupSec,
       repeat: config.repeat,

@@ -8,14 +8,11 @@
  * once; whatever cannot run is skipped with its reason printed, never silently.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { buildCPeer, CACHE_DIR, lastLine, ROOT } from './c-build.js';
 
-/** Repository root: this file runs as dist/bench/echo-servers.js. */
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** Gitignored: the compiled C peer and the Bun installed on demand live here. */
-export const CACHE_DIR = join(ROOT, 'bench/.cache');
+export { CACHE_DIR, ROOT };
 export const HOST = '127.0.0.1';
 
 export const ENGINES = ['node', 'uring'] as const;
@@ -188,33 +185,18 @@ function nodePeer(): ServerSpec {
 }
 
 function epollPeer(): ServerSpec {
-  const source = join(ROOT, 'bench/peers/epoll-echo.c');
-  const binary = join(CACHE_DIR, 'epoll-echo');
+  let binary = join(CACHE_DIR, 'epoll-echo');
   return {
     id: C_BASELINE,
     description: 'C epoll echo (bench/peers/epoll-echo.c, built with cc -O2)',
-    prepare: async () => buildIfStale(source, binary),
+    prepare: async () => {
+      const built = buildCPeer('epoll-echo');
+      if ('skip' in built) return built.skip;
+      binary = built.binary;
+      return undefined;
+    },
     launch: (port) => ({ file: binary, args: ['--host', HOST, '--port', String(port)] }),
   };
-}
-
-/** Compiles the C peer when its binary is missing or older than the source. */
-function buildIfStale(source: string, binary: string): string | undefined {
-  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) {
-    return undefined;
-  }
-  mkdirSync(CACHE_DIR, { recursive: true });
-  const args = ['-O2', '-Wall', '-Wextra', '-o', binary, source];
-  process.stderr.write(`  building ${C_BASELINE}: cc ${args.join(' ')}\n`);
-  const result = spawnSync('cc', args, { encoding: 'utf8', timeout: 60_000 });
-  if (result.error !== undefined) {
-    const code = (result.error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? 'no C compiler (cc not found)' : `cc: ${result.error.message}`;
-  }
-  if (result.status !== 0) {
-    return `cc failed (${result.status ?? result.signal}): ${lastLine(result.stderr)}`;
-  }
-  return undefined;
 }
 
 function bunPeer(): ServerSpec {
@@ -258,9 +240,4 @@ function findOrInstallBun(): { path: string } | { skip: string } {
   return runs(cached)
     ? { path: cached }
     : { skip: `bun was installed into ${prefix} but ${cached} --version does not run` };
-}
-
-function lastLine(text: string | null | undefined): string {
-  const lines = (text ?? '').trim().split('\n');
-  return lines[lines.length - 1]?.trim() || '(no output)';
 }
