@@ -462,6 +462,35 @@ for (const { name, engine, skip } of enginesUnderTest()) {
       }
     });
 
+    test('close() ends the connection at once while other connections have recvs pending', async () => {
+      // An idle connection keeps a recv in the kernel for the whole test. Closing
+      // another one, after it has sent and received, must still reach its peer at
+      // once: nothing the engine keeps (e.g. a registered-file slot) may hold it open.
+      const idle = await openPair(engine);
+      const busy = await openPair(engine);
+      try {
+        idle.socket.recv(Buffer.alloc(16), new Overlapped());
+        busy.peer.write('ping');
+        const buffer = Buffer.alloc(16);
+        busy.socket.recv(buffer, new Overlapped());
+        assert.equal((await next(busy.port)).bytes, 4);
+        const arriving = readExactly(busy.peer, 4);
+        busy.socket.send(buffer.subarray(0, 4), new Overlapped());
+        await next(busy.port);
+        assert.equal((await arriving).toString(), 'ping');
+        busy.socket.close();
+        const ended = await Promise.race([
+          peerSeesEnd(busy.peer).then(() => true),
+          delay(2000).then(() => false),
+        ]);
+        assert.ok(ended, 'the peer of the closed connection saw its end within 2 s');
+        assert.equal(idle.socket.pendingOperations, 1, 'the idle recv is still pending');
+      } finally {
+        busy.close();
+        idle.close();
+      }
+    });
+
     test('a graceful close while the OS is still taking bytes delivers them before FIN', async () => {
       const pair = await openPair(engine);
       try {

@@ -23,7 +23,8 @@ export interface UringAddon {
   ): Ring;
   setupMode(ring: Ring): number;
   submit(ring: Ring): number;
-  recv(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;
+  /** `pollFirst`: arm the poll before trying (IORING_RECVSEND_POLL_FIRST). */
+  recv(ring: Ring, id: number, fd: number, buffer: Uint8Array, pollFirst: boolean): number;
   /** `limit` > 0: multishot, ending once it received `limit` bytes; 0: single-shot. */
   recvPooled(ring: Ring, id: number, fd: number, limit: number): number;
   send(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;

@@ -22,10 +22,11 @@
  *   for earlier sends (FIN after data).
  * - Sends use MSG_WAITALL, so the kernel retries a short send until every
  *   byte is taken, as an overlapped WSASend completes whole.
- * - Recvs are posted with IORING_RECVSEND_POLL_FIRST: a request/reply
- *   server posts its next recv before the next request has arrived, so the
- *   kernel's first recv attempt would only fail with EAGAIN (5-10% less CPU
- *   per message at depth 1, measured; no change at depth 16).
+ * - A recv is posted with IORING_RECVSEND_POLL_FIRST unless the stream's
+ *   previous recv filled its buffer: a request/reply server posts its next
+ *   recv before the next request has arrived, so the kernel's first attempt
+ *   would only fail with EAGAIN, while after a full buffer more is likely
+ *   waiting (measurements: RECV_POLL_FIRST in native/src/addon.c).
  * - Rule 6 holds by construction: the kernel reads only into a posted recv,
  *   so `unreadBytes` is always 0 and TCP flow control does the rest.
  * - Accept is multishot (kernel 5.19+): armed at the first accept and kept
@@ -737,7 +738,7 @@ class UringStream implements EngineStream, Owner {
     const rc =
       buffer === null
         ? engine.addon.recvPooled(engine.ring, id, this.#fd, 0)
-        : engine.addon.recv(engine.ring, id, this.#fd, buffer);
+        : engine.addon.recv(engine.ring, id, this.#fd, buffer, !this.#lastRecvFull);
     if (rc < 0) {
       engine.dropId(id);
       const req = this.#recvReq as EngineRequest;
@@ -747,11 +748,18 @@ class UringStream implements EngineStream, Owner {
       return;
     }
     this.#recvId = id;
+    this.#recvBufferLength = buffer === null ? 0 : buffer.length;
     engine.submitSoon();
   }
 
   /** `#recvReq`'s buffer (null: pooled): referenced here so the GC cannot free it (rule 3). */
   #recvBuffer: Uint8Array | null = null;
+  #recvBufferLength = 0;
+  /**
+   * The last recv filled its buffer, so more is likely waiting: the next one
+   * tries at once rather than polling first (see RECV_POLL_FIRST in native/).
+   */
+  #lastRecvFull = false;
 
   /** @internal A pool buffer came back: serve the pooled recv that waited for one. */
   retryPooled(): void {
@@ -793,6 +801,7 @@ class UringStream implements EngineStream, Owner {
       engine.complete(req, 0, null);
     } else {
       if (this.#recvPooled) req.lease = bid >= 0 ? engine.lease(bid, 0, res) : null;
+      else this.#lastRecvFull = res === this.#recvBufferLength;
       engine.complete(req, res, null);
     }
     this.#nextRecv();
