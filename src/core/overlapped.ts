@@ -45,30 +45,65 @@ export class Overlapped<T = undefined> implements EngineRequest {
   requested = 0;
   /** The last completed operation's error, or null. */
   error: Error | null = null;
-  /** accept: the accepted socket, not yet associated with any port; connect: the connected socket. */
-  socket: TcpSocket | null = null;
-  /** Pipe accept (ConnectNamedPipe) and pipe connect: the connected pipe instance. */
-  pipe: PipeConnection | null = null;
-  /**
-   * Signalled when the operation completes (`OVERLAPPED.hEvent`). Set it
-   * before posting; wait on it with `waitForSingleObject`/`waitForMultipleEvents`
-   * and read the result with `getOverlappedResult`. Resetting it is yours to do.
-   */
-  event: WaitableEvent | null = null;
   /**
    * Pooled recv (`socket.recvPooled(ov)`): the pool buffer holding the bytes,
    * or null (0 bytes, an error, or another operation). Call `lease.release()`
    * once done with `lease.view`.
    */
   lease: BufferLease | null = null;
-  /** @internal Engine output for accept/connect (see EngineRequest). */
-  result: EngineStream | null = null;
-  /** @internal The completion routine of the operation in flight, if any. */
-  routine: StoredRoutine | null = null;
-  /** @internal Callbacks of `getOverlappedResult(ov, { wait: true })` calls, run once it is done. */
-  #whenDone: (() => void)[] | null = null;
+  /** What most records never use (see {@link OverlappedExtra}); made on first need. */
+  #extra: OverlappedExtra | null = null;
   /** @internal Set while an operation is in flight. */
   #pending = false;
+
+  /** accept: the accepted socket, not yet associated with any port; connect: the connected socket. */
+  get socket(): TcpSocket | null {
+    return this.#extra === null ? null : this.#extra.socket;
+  }
+  set socket(value: TcpSocket | null) {
+    if (this.#extra !== null || value !== null) this.#more().socket = value;
+  }
+
+  /** Pipe accept (ConnectNamedPipe) and pipe connect: the connected pipe instance. */
+  get pipe(): PipeConnection | null {
+    return this.#extra === null ? null : this.#extra.pipe;
+  }
+  set pipe(value: PipeConnection | null) {
+    if (this.#extra !== null || value !== null) this.#more().pipe = value;
+  }
+
+  /**
+   * Signalled when the operation completes (`OVERLAPPED.hEvent`). Set it
+   * before posting; wait on it with `waitForSingleObject`/`waitForMultipleEvents`
+   * and read the result with `getOverlappedResult`. Resetting it is yours to do.
+   */
+  get event(): WaitableEvent | null {
+    return this.#extra === null ? null : this.#extra.event;
+  }
+  set event(value: WaitableEvent | null) {
+    if (this.#extra !== null || value !== null) this.#more().event = value;
+  }
+
+  /** @internal Engine output for accept/connect (see EngineRequest). */
+  get result(): EngineStream | null {
+    return this.#extra === null ? null : this.#extra.result;
+  }
+  set result(value: EngineStream | null) {
+    if (this.#extra !== null || value !== null) this.#more().result = value;
+  }
+
+  /** @internal The completion routine of the operation in flight, if any. */
+  get routine(): StoredRoutine | null {
+    return this.#extra === null ? null : this.#extra.routine;
+  }
+  set routine(value: StoredRoutine | null) {
+    if (this.#extra !== null || value !== null) this.#more().routine = value;
+  }
+
+  #more(): OverlappedExtra {
+    this.#extra ??= new OverlappedExtra();
+    return this.#extra;
+  }
 
   constructor(...args: undefined extends T ? [data?: T] : [data: T]) {
     this.data = args[0] as T;
@@ -114,15 +149,32 @@ export class Overlapped<T = undefined> implements EngineRequest {
 
   /** @internal Runs `callback` once the operation in flight has been delivered. */
   whenDone(callback: () => void): void {
-    this.#whenDone ??= [];
-    this.#whenDone.push(callback);
+    const extra = this.#more();
+    extra.whenDone ??= [];
+    extra.whenDone.push(callback);
   }
 
   /** @internal Called by delivery after everything else: wakes `whenDone` callbacks. */
   settle(): void {
-    const callbacks = this.#whenDone;
+    const callbacks = this.#extra === null ? null : this.#extra.whenDone;
     if (callbacks === null) return;
-    this.#whenDone = null;
+    (this.#extra as OverlappedExtra).whenDone = null;
     for (const callback of callbacks) callback();
   }
+}
+
+/**
+ * The fields of an Overlapped that a record posting recvs and sends on a
+ * completion port never sets: results of accept and connect, the event, the
+ * completion routine and waiters. Kept apart so that the record every
+ * connection holds stays small (thousands of idle connections hold one each).
+ */
+class OverlappedExtra {
+  socket: TcpSocket | null = null;
+  pipe: PipeConnection | null = null;
+  event: WaitableEvent | null = null;
+  result: EngineStream | null = null;
+  routine: StoredRoutine | null = null;
+  /** Callbacks of `getOverlappedResult(ov, { wait: true })` calls, run once it is done. */
+  whenDone: (() => void)[] | null = null;
 }

@@ -483,53 +483,72 @@ interface QueuedSend {
 }
 
 /** A connected (or connecting) socket behind the EngineStream contract. */
+/**
+ * The state of a stream that an idle, established connection does not use
+ * (connecting, shutting down, queues, lingering): made on first need, so that
+ * thousands of idle connections each cost one small object (see UringStream).
+ */
+class ColdState {
+  pipePath: string | null = null;
+  recvQueue: RecvWaiting[] | null = null;
+  heldEnd: Error | true | null = null;
+  inFlight: QueuedSend[] | null = null;
+  sendQueue: QueuedSend[] | null = null;
+  shutdownReq: EngineRequest | null = null;
+  shutdownId: number = -1;
+  connectReq: EngineRequest | null = null;
+  connectId: number = -1;
+  connectAddress: { address: string; port?: number } | null = null;
+  linger: NodeJS.Timeout | null = null;
+}
+
+/** Flag bits of UringStream#flags. */
+const F_RECV_POOLED = 1;
+const F_RECV_CANCELLED = 2;
+const F_POOL_WAIT = 4;
+const F_MULTI_STOPPING = 8;
+const F_LAST_RECV_FULL = 16;
+const F_SEND_CANCELLED = 32;
+const F_EOF = 64;
+const F_CLOSED = 128;
+const F_ABORTIVE = 256;
+const F_RESET = 512;
+const F_FD_CLOSED = 1024;
+
+/**
+ * A connected (or connecting) socket behind the EngineStream contract.
+ *
+ * Memory: this object is most of what an idle connection costs, so its fields
+ * are the ones every established connection uses; booleans are bits of one
+ * field and the rest lives in a ColdState made on first need, both behind
+ * private accessors so the code reads as if they were plain fields.
+ */
 class UringStream implements EngineStream, Owner {
   readonly #engine: UringEngine;
   #fd: number;
-  readonly #pipePath: string | null;
+  #flags = 0;
+  #cold: ColdState | null = null;
 
-  // Receives: at most one in the kernel; the rest wait, in order (null buffer: pooled).
+  // Receives: at most one in the kernel; the rest wait, in order.
   #recvReq: EngineRequest | null = null;
-  #recvPooled = false;
   #recvId = -1; // the recv SQE in the kernel, or -1 (none: served by the multishot, or waiting)
-  #recvCancelled = false;
-  #recvQueue: RecvWaiting[] | null = null;
-  /** Waiting for a pool buffer to come back before asking the kernel again. */
-  #poolWait = false;
+  /** `#recvReq`'s buffer (null: pooled): referenced here so the GC cannot free it (rule 3). */
+  #recvBuffer: Uint8Array | null = null;
 
   // Pooled receives: one multishot recv, armed while reading (see notes).
   #multiId = -1;
-  #multiStopping = false;
   /** Arrivals no recv has asked for yet: [bid, offset, bytes] per pool buffer, oldest first. */
   #held: number[] | null = null;
   #heldBytes = 0;
-  /** End of stream (true) or the error the multishot met, delivered after the held bytes. */
-  #heldEnd: Error | true | null = null;
 
   // Sends: one sendmsg in the kernel at a time; later ones wait and leave together.
-  // Queues and batches are made on first need: an idle connection holds no array.
   #sendId = -1;
   #sendReq: EngineRequest | null = null; // the one send in flight, or null for a batch
   // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, not read: keeps the buffer alive
   #sendData: Uint8Array | null = null;
-  #inFlight: QueuedSend[] | null = null; // a gathered batch in flight
   #inFlightBytes = 0;
-  #sendCancelled = false;
-  #sendQueue: QueuedSend[] | null = null;
-  #shutdownReq: EngineRequest | null = null;
-  #shutdownId = -1;
 
-  #connectReq: EngineRequest | null;
-  #connectId = -1;
-
-  #eof = false;
   #error: Error | null = null;
-  /** The user closed the stream; every completion from now on is aborted. */
-  #closed = false;
-  #abortive = false;
-  #reset = false;
-  #fdClosed = false;
-  #linger: NodeJS.Timeout | null = null;
 
   constructor(
     engine: UringEngine,
@@ -541,6 +560,153 @@ class UringStream implements EngineStream, Owner {
     this.#fd = fd;
     this.#connectReq = connectReq;
     this.#pipePath = pipePath;
+  }
+
+  get #recvPooled(): boolean {
+    return (this.#flags & F_RECV_POOLED) !== 0;
+  }
+  set #recvPooled(on: boolean) {
+    this.#flags = on ? this.#flags | F_RECV_POOLED : this.#flags & ~F_RECV_POOLED;
+  }
+  get #recvCancelled(): boolean {
+    return (this.#flags & F_RECV_CANCELLED) !== 0;
+  }
+  set #recvCancelled(on: boolean) {
+    this.#flags = on ? this.#flags | F_RECV_CANCELLED : this.#flags & ~F_RECV_CANCELLED;
+  }
+  /** Waiting for a pool buffer to come back before asking the kernel again. */
+  get #poolWait(): boolean {
+    return (this.#flags & F_POOL_WAIT) !== 0;
+  }
+  set #poolWait(on: boolean) {
+    this.#flags = on ? this.#flags | F_POOL_WAIT : this.#flags & ~F_POOL_WAIT;
+  }
+  get #multiStopping(): boolean {
+    return (this.#flags & F_MULTI_STOPPING) !== 0;
+  }
+  set #multiStopping(on: boolean) {
+    this.#flags = on ? this.#flags | F_MULTI_STOPPING : this.#flags & ~F_MULTI_STOPPING;
+  }
+  /** The last recv filled its buffer, so more is likely waiting: the next one
+   * tries at once rather than polling first (see RECV_POLL_FIRST in native/). */
+  get #lastRecvFull(): boolean {
+    return (this.#flags & F_LAST_RECV_FULL) !== 0;
+  }
+  set #lastRecvFull(on: boolean) {
+    this.#flags = on ? this.#flags | F_LAST_RECV_FULL : this.#flags & ~F_LAST_RECV_FULL;
+  }
+  get #sendCancelled(): boolean {
+    return (this.#flags & F_SEND_CANCELLED) !== 0;
+  }
+  set #sendCancelled(on: boolean) {
+    this.#flags = on ? this.#flags | F_SEND_CANCELLED : this.#flags & ~F_SEND_CANCELLED;
+  }
+  get #eof(): boolean {
+    return (this.#flags & F_EOF) !== 0;
+  }
+  set #eof(on: boolean) {
+    this.#flags = on ? this.#flags | F_EOF : this.#flags & ~F_EOF;
+  }
+  /** The user closed the stream; every completion from now on is aborted. */
+  get #closed(): boolean {
+    return (this.#flags & F_CLOSED) !== 0;
+  }
+  set #closed(on: boolean) {
+    this.#flags = on ? this.#flags | F_CLOSED : this.#flags & ~F_CLOSED;
+  }
+  get #abortive(): boolean {
+    return (this.#flags & F_ABORTIVE) !== 0;
+  }
+  set #abortive(on: boolean) {
+    this.#flags = on ? this.#flags | F_ABORTIVE : this.#flags & ~F_ABORTIVE;
+  }
+  get #reset(): boolean {
+    return (this.#flags & F_RESET) !== 0;
+  }
+  set #reset(on: boolean) {
+    this.#flags = on ? this.#flags | F_RESET : this.#flags & ~F_RESET;
+  }
+  get #fdClosed(): boolean {
+    return (this.#flags & F_FD_CLOSED) !== 0;
+  }
+  set #fdClosed(on: boolean) {
+    this.#flags = on ? this.#flags | F_FD_CLOSED : this.#flags & ~F_FD_CLOSED;
+  }
+
+  #coldState(): ColdState {
+    this.#cold ??= new ColdState();
+    return this.#cold;
+  }
+
+  get #pipePath(): string | null {
+    return this.#cold === null ? null : this.#cold.pipePath;
+  }
+  set #pipePath(value: string | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().pipePath = value;
+  }
+  /** Recvs waiting for the one in the kernel, in order (null buffer: pooled). */
+  get #recvQueue(): RecvWaiting[] | null {
+    return this.#cold === null ? null : this.#cold.recvQueue;
+  }
+  set #recvQueue(value: RecvWaiting[] | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().recvQueue = value;
+  }
+  /** End of stream (true) or the error the multishot met, delivered after the held bytes. */
+  get #heldEnd(): Error | true | null {
+    return this.#cold === null ? null : this.#cold.heldEnd;
+  }
+  set #heldEnd(value: Error | true | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().heldEnd = value;
+  }
+  /** A gathered batch of sends in flight (`#sendReq` is then null). */
+  get #inFlight(): QueuedSend[] | null {
+    return this.#cold === null ? null : this.#cold.inFlight;
+  }
+  set #inFlight(value: QueuedSend[] | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().inFlight = value;
+  }
+  /** Sends waiting for the one in flight; they leave together. */
+  get #sendQueue(): QueuedSend[] | null {
+    return this.#cold === null ? null : this.#cold.sendQueue;
+  }
+  set #sendQueue(value: QueuedSend[] | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().sendQueue = value;
+  }
+  get #shutdownReq(): EngineRequest | null {
+    return this.#cold === null ? null : this.#cold.shutdownReq;
+  }
+  set #shutdownReq(value: EngineRequest | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().shutdownReq = value;
+  }
+  get #shutdownId(): number {
+    return this.#cold === null ? -1 : this.#cold.shutdownId;
+  }
+  set #shutdownId(value: number) {
+    if (this.#cold !== null || value !== -1) this.#coldState().shutdownId = value;
+  }
+  get #connectReq(): EngineRequest | null {
+    return this.#cold === null ? null : this.#cold.connectReq;
+  }
+  set #connectReq(value: EngineRequest | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().connectReq = value;
+  }
+  get #connectId(): number {
+    return this.#cold === null ? -1 : this.#cold.connectId;
+  }
+  set #connectId(value: number) {
+    if (this.#cold !== null || value !== -1) this.#coldState().connectId = value;
+  }
+  get #connectAddress(): { address: string; port?: number } | null {
+    return this.#cold === null ? null : this.#cold.connectAddress;
+  }
+  set #connectAddress(value: { address: string; port?: number } | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().connectAddress = value;
+  }
+  get #linger(): NodeJS.Timeout | null {
+    return this.#cold === null ? null : this.#cold.linger;
+  }
+  set #linger(value: NodeJS.Timeout | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().linger = value;
   }
 
   get localEndpoint(): Endpoint | null {
@@ -592,8 +758,6 @@ class UringStream implements EngineStream, Owner {
     this.#connectAddress = port < 0 ? { address } : { address, port };
     engine.submitSoon();
   }
-
-  #connectAddress: { address: string; port?: number } | undefined;
 
   /** @internal The connect failed before reaching the kernel (lookup, socket()). */
   connectFailed(error: Error): void {
@@ -748,18 +912,8 @@ class UringStream implements EngineStream, Owner {
       return;
     }
     this.#recvId = id;
-    this.#recvBufferLength = buffer === null ? 0 : buffer.length;
     engine.submitSoon();
   }
-
-  /** `#recvReq`'s buffer (null: pooled): referenced here so the GC cannot free it (rule 3). */
-  #recvBuffer: Uint8Array | null = null;
-  #recvBufferLength = 0;
-  /**
-   * The last recv filled its buffer, so more is likely waiting: the next one
-   * tries at once rather than polling first (see RECV_POLL_FIRST in native/).
-   */
-  #lastRecvFull = false;
 
   /** @internal A pool buffer came back: serve the pooled recv that waited for one. */
   retryPooled(): void {
@@ -786,6 +940,7 @@ class UringStream implements EngineStream, Owner {
       if (this.#outOfBuffers()) this.#postRecvSqe(null);
       return;
     }
+    const buffer = this.#recvBuffer;
     this.#recvReq = null;
     this.#recvBuffer = null;
     if (this.#closed || res === ECANCELED || (this.#recvCancelled && res < 0)) {
@@ -801,7 +956,7 @@ class UringStream implements EngineStream, Owner {
       engine.complete(req, 0, null);
     } else {
       if (this.#recvPooled) req.lease = bid >= 0 ? engine.lease(bid, 0, res) : null;
-      else this.#lastRecvFull = res === this.#recvBufferLength;
+      else this.#lastRecvFull = res === buffer?.length;
       engine.complete(req, res, null);
     }
     this.#nextRecv();
@@ -1077,7 +1232,7 @@ class UringStream implements EngineStream, Owner {
       return;
     }
     if (res < 0) {
-      const error = uringError(res, 'connect', this.#connectAddress);
+      const error = uringError(res, 'connect', this.#connectAddress ?? undefined);
       this.#error ??= error;
       engine.complete(req, 0, error);
       this.#failWaiting(error);
