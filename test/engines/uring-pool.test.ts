@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Overlapped } from '../../src/core/overlapped.js';
 import type { BufferLease } from '../../src/engines/contract.js';
-import { enginesUnderTest, next, openPair } from '../support/engines.js';
+import { delay, enginesUnderTest, next, openPair } from '../support/engines.js';
 
 const uring = enginesUnderTest().find((e) => e.name === 'uring');
 
@@ -37,6 +37,33 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
       assert.equal(c.error, null);
       assert.ok(ov.lease?.view.toString().endsWith('waiting'));
       ov.lease?.release();
+      for (const lease of held) lease.release();
+    } finally {
+      pair.close();
+    }
+  });
+  test('with every pool buffer lent, a plain recv on the same stream still reads at once', async () => {
+    const engine = uring?.engine;
+    assert.ok(engine !== undefined);
+    const pair = await openPair(engine);
+    try {
+      const held: BufferLease[] = [];
+      const ov = new Overlapped();
+      for (let i = 0; i < 1024; i++) {
+        pair.socket.recvPooled(ov);
+        pair.peer.write(`m${i}`);
+        const c = await next(pair.port);
+        assert.equal(c.error, null);
+        held.push(ov.lease as BufferLease);
+      }
+      // The stream's multishot recv is still armed; what arrives now finds no buffer.
+      pair.peer.write('plain');
+      await delay(100);
+      const buffer = Buffer.alloc(16);
+      pair.socket.recv(buffer, ov);
+      const c = await next(pair.port, 1000);
+      assert.equal(c.error, null);
+      assert.equal(buffer.subarray(0, c.bytes).toString(), 'plain');
       for (const lease of held) lease.release();
     } finally {
       pair.close();
