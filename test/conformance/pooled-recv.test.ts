@@ -36,6 +36,16 @@ async function receivePooled(pair: Pair, total: number): Promise<Buffer> {
   return Buffer.concat(got);
 }
 
+/** A pooled recv completes as end of stream: 0 bytes, no error, no lease. */
+async function expectPooledEnd(pair: Pair): Promise<void> {
+  const ov = new Overlapped();
+  pair.socket.recvPooled(ov);
+  const eof = await next(pair.port);
+  assert.equal(eof.bytes, 0);
+  assert.equal(eof.error, null);
+  assert.equal(ov.lease, null);
+}
+
 /** One pooled recv of `text` written by the peer: the stream is then reading (armed). */
 async function firstPooled(pair: Pair, text: string): Promise<void> {
   pair.peer.write(text);
@@ -114,11 +124,7 @@ for (const { name, engine, skip } of enginesUnderTest()) {
         assert.equal(first.bytes, 4);
         assert.equal(ov.lease?.view.toString(), 'last');
         ov.lease?.release();
-        pair.socket.recvPooled(ov);
-        const eof = await next(pair.port);
-        assert.equal(eof.bytes, 0);
-        assert.equal(eof.error, null);
-        assert.equal(ov.lease, null);
+        await expectPooledEnd(pair);
       } finally {
         pair.close();
       }
@@ -151,12 +157,7 @@ for (const { name, engine, skip } of enginesUnderTest()) {
         pair.peer.end('last words');
         await delay(100);
         assert.equal((await receivePooled(pair, 10)).toString(), 'last words');
-        const ov = new Overlapped();
-        pair.socket.recvPooled(ov);
-        const eof = await next(pair.port);
-        assert.equal(eof.bytes, 0);
-        assert.equal(eof.error, null);
-        assert.equal(ov.lease, null);
+        await expectPooledEnd(pair);
       } finally {
         pair.close();
       }

@@ -7,9 +7,26 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Overlapped } from '../../src/core/overlapped.js';
 import type { BufferLease } from '../../src/engines/contract.js';
-import { delay, enginesUnderTest, next, openPair } from '../support/engines.js';
+import { delay, enginesUnderTest, next, openPair, type Pair } from '../support/engines.js';
 
 const uring = enginesUnderTest().find((e) => e.name === 'uring');
+
+/** Takes and keeps a lease of every one of the pool's 1024 buffers, through `pair`. */
+async function lendWholePool(pair: Pair): Promise<BufferLease[]> {
+  const held: BufferLease[] = [];
+  const ov = new Overlapped();
+  for (let i = 0; i < 1024; i++) {
+    pair.socket.recvPooled(ov);
+    pair.peer.write(`m${i}`);
+    const c = await next(pair.port);
+    assert.equal(c.error, null);
+    const lease = ov.lease;
+    assert.ok(lease !== null);
+    // Several writes can arrive as one: what matters is every byte lands in order.
+    held.push(lease);
+  }
+  return held;
+}
 
 describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, () => {
   test('1024 leases held: the next pooled recv waits, and completes once one is released', async () => {
@@ -17,18 +34,8 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
     assert.ok(engine !== undefined);
     const pair = await openPair(engine);
     try {
-      const held: BufferLease[] = [];
+      const held = await lendWholePool(pair);
       const ov = new Overlapped();
-      for (let i = 0; i < 1024; i++) {
-        pair.socket.recvPooled(ov);
-        pair.peer.write(`m${i}`);
-        const c = await next(pair.port);
-        assert.equal(c.error, null);
-        const lease = ov.lease;
-        assert.ok(lease !== null);
-        // Several writes can arrive as one: what matters is every byte lands in order.
-        held.push(lease);
-      }
       pair.socket.recvPooled(ov);
       pair.peer.write('waiting');
       assert.equal(await pair.port.dequeue({ timeoutMs: 200 }), null, 'no buffer: the recv waits');
@@ -47,15 +54,8 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
     assert.ok(engine !== undefined);
     const pair = await openPair(engine);
     try {
-      const held: BufferLease[] = [];
+      const held = await lendWholePool(pair);
       const ov = new Overlapped();
-      for (let i = 0; i < 1024; i++) {
-        pair.socket.recvPooled(ov);
-        pair.peer.write(`m${i}`);
-        const c = await next(pair.port);
-        assert.equal(c.error, null);
-        held.push(ov.lease as BufferLease);
-      }
       // The stream's multishot recv is still armed; what arrives now finds no buffer.
       pair.peer.write('plain');
       await delay(100);

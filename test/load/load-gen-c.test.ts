@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { buildCPeer } from '../../bench/c-build.js';
 import type { LoadReport } from '../../src/load/load-generator.js';
 import { startEcho, unusedPort } from '../support/echo-fixture.js';
+import { startPlainServer } from '../support/plain-server.js';
 
 interface Run {
   code: number | null;
@@ -46,30 +46,6 @@ function loadGen(t: { skip(message?: string): void }): string | undefined {
     return undefined;
   }
   return built.binary;
-}
-
-/** A node:net server on 127.0.0.1 port 0 whose connections `handle` serves. */
-async function startServer(
-  handle: (socket: Socket, all: Socket[]) => void,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets: Socket[] = [];
-  const server: Server = createServer((socket) => {
-    sockets.push(socket);
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => sockets.splice(sockets.indexOf(socket), 1));
-    handle(socket, sockets);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  assert.ok(address !== null && typeof address === 'object');
-  return {
-    port: address.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 const loadArgs = (port: number, extra: string[] = []) => [
@@ -125,7 +101,9 @@ test('C load generator: intact echoes from the toolkit echo server', async (t) =
 test('C load generator: without --server-pid there are no server figures', async (t) => {
   const binary = loadGen(t);
   if (binary === undefined) return;
-  const server = await startServer((socket) => socket.on('data', (data) => socket.write(data)));
+  const server = await startPlainServer((socket) =>
+    socket.on('data', (data) => socket.write(data)),
+  );
   try {
     const run = await runLoadGen(binary, [
       ...loadArgs(server.port).slice(0, -2),
@@ -146,7 +124,7 @@ test('C load generator: without --server-pid there are no server figures', async
 test('C load generator: a server that flips a byte is caught as mismatches', async (t) => {
   const binary = loadGen(t);
   if (binary === undefined) return;
-  const server = await startServer((socket) =>
+  const server = await startPlainServer((socket) =>
     socket.on('data', (data) => {
       data[data.length - 1] = (data[data.length - 1] as number) ^ 0x01;
       socket.write(data);
@@ -167,7 +145,7 @@ test('C load generator: a server that crosses connections is caught as mismatche
   const binary = loadGen(t);
   if (binary === undefined) return;
   // Intact bytes, but echoed on the next connection: only per-connection content tells.
-  const server = await startServer((socket, all) =>
+  const server = await startPlainServer((socket, all) =>
     socket.on('data', (data) => {
       const next = all[(all.indexOf(socket) + 1) % all.length] ?? socket;
       next.write(data);

@@ -1,40 +1,14 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { LoadConnectError, type LoadReport, runLoad } from '../../src/load/load-generator.js';
-
-interface TestServer {
-  port: number;
-  close(): Promise<void>;
-}
-
-/** Starts a server on 127.0.0.1 port 0 whose connections are handled by `onConnection`. */
-async function startServer(onConnection: (socket: Socket) => void): Promise<TestServer> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    onConnection(socket);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  assert.ok(address !== null && typeof address === 'object');
-  return {
-    port: address.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+import { startPlainServer } from '../support/plain-server.js';
 
 const echo = (socket: Socket) => socket.on('data', (data) => socket.write(data));
 
 /** A port that nothing listens on: bound, read, and released. */
 async function unusedPort(): Promise<number> {
-  const server = await startServer(() => {});
+  const server = await startPlainServer(() => {});
   await server.close();
   return server.port;
 }
@@ -50,7 +24,7 @@ function assertSaneLatency(report: LoadReport): void {
 describe('runLoad', () => {
   for (const size of [1, 64, 70000]) {
     it(`counts intact echoes of ${size}-byte messages at depths 1 and 8`, async () => {
-      const server = await startServer(echo);
+      const server = await startPlainServer(echo);
       try {
         for (const depth of [1, 8]) {
           const report = await runLoad({
@@ -81,7 +55,7 @@ describe('runLoad', () => {
 
   it('counts a mismatch when the server corrupts one byte of the stream', async () => {
     let corrupted = false;
-    const server = await startServer((socket) => {
+    const server = await startPlainServer((socket) => {
       let seen = 0;
       socket.on('data', (data) => {
         if (!corrupted && seen + data.length > 1000) {
@@ -114,7 +88,7 @@ describe('runLoad', () => {
   });
 
   it('counts a mismatch when the server echoes more bytes than were sent', async () => {
-    const server = await startServer((socket) => {
+    const server = await startPlainServer((socket) => {
       socket.on('data', (data) => socket.write(Buffer.concat([data, data])));
     });
     try {
@@ -132,7 +106,7 @@ describe('runLoad', () => {
   });
 
   it('counts errors when the server drops connections', async () => {
-    const server = await startServer((socket) => {
+    const server = await startPlainServer((socket) => {
       socket.once('data', () => socket.destroy());
     });
     try {
@@ -178,7 +152,7 @@ describe('runLoad', () => {
   });
 
   it('reports the CPU time of serverPid across the measured window', async () => {
-    const server = await startServer(echo);
+    const server = await startPlainServer(echo);
     try {
       const report = await runLoad({
         port: server.port,
@@ -199,7 +173,7 @@ describe('runLoad', () => {
   });
 
   it("samples serverPid's RSS idle, with every connection accepted, and at the end", async () => {
-    const server = await startServer(echo);
+    const server = await startPlainServer(echo);
     try {
       const report = await runLoad({
         port: server.port,
@@ -222,7 +196,7 @@ describe('runLoad', () => {
   });
 
   it('reports no serverRss without a serverPid', async () => {
-    const server = await startServer(echo);
+    const server = await startPlainServer(echo);
     try {
       const report = await runLoad({
         port: server.port,
@@ -238,7 +212,7 @@ describe('runLoad', () => {
   });
 
   it('stops early on abort and still reports', async () => {
-    const server = await startServer(echo);
+    const server = await startPlainServer(echo);
     try {
       const controller = new AbortController();
       const snapshots: number[] = [];
