@@ -2,8 +2,10 @@
  * load-gen: a single-threaded closed-loop TCP echo load generator on Linux epoll, the
  * C counterpart of src/load/load-generator.ts that the echo benchmark runs by default
  * (`--loader c`). The node:net generator saturated its own core in every scenario, so
- * servers were measured below saturation; this one costs a small fraction of that per
- * message, so the server under test, not the generator, is what limits msgs/s.
+ * servers were measured below saturation. This one does little per message besides
+ * one send and one recv system call, so it costs about what the C epoll echo server
+ * does (on loopback each side also pays for the other's TCP receive path): against
+ * the node-based servers the server is the limit, against c-epoll either side can be.
  *
  * Usage: load-gen --port <n> --conns <n> --size <bytes> --depth <n> --duration <s>
  *                 [--host <addr>] [--warmup <s>] [--connect-timeout-ms <ms>]
