@@ -249,6 +249,8 @@ export class UringEngine implements Engine {
    */
   multishotRecv = process.env.OVERLAPPED_URING_RECV_MULTISHOT !== '0';
   #pool: ArrayBuffer | null = null;
+  /** The whole pool as one Buffer, for copies out of it without a view per copy. */
+  #poolBytes: Buffer | null = null;
   #poolError: Error | null = null;
   readonly #poolWaiters: UringStream[] = [];
 
@@ -377,6 +379,7 @@ export class UringEngine implements Engine {
       return this.#poolError;
     }
     this.#pool = pool;
+    this.#poolBytes = Buffer.from(pool);
     this.#poolPublished = POOL_INITIAL;
     return null;
   }
@@ -396,12 +399,14 @@ export class UringEngine implements Engine {
 
   /** @internal The lease of pool buffer `bid`, whose bytes from `offset` on are `bytes` long. */
   lease(bid: number, offset: number, bytes: number): BufferLease {
-    return new UringLease(this, bid, this.poolView(bid, offset, bytes) as Buffer);
+    const at = bid * POOL_BUFFER_SIZE + offset;
+    return new UringLease(this, bid, Buffer.from(this.#pool as ArrayBuffer, at, bytes));
   }
 
-  /** @internal A view of pool buffer `bid`. */
-  poolView(bid: number, offset: number, bytes: number): Uint8Array {
-    return Buffer.from(this.#pool as ArrayBuffer, bid * POOL_BUFFER_SIZE + offset, bytes);
+  /** @internal Copies `bytes` bytes of pool buffer `bid`, from `offset` on, to the start of `target`. */
+  copyFromPool(bid: number, offset: number, bytes: number, target: Uint8Array): void {
+    const at = bid * POOL_BUFFER_SIZE + offset;
+    (this.#poolBytes as Buffer).copy(target, 0, at, at + bytes);
   }
 
   /** @internal Buffer `bid` is free again; a recv waiting for one is posted again. */
@@ -411,16 +416,18 @@ export class UringEngine implements Engine {
     waiter?.retryPooled();
   }
 
-  readonly #stages: Buffer[] = [];
+  readonly #stages: Stage[] = [];
 
-  /** @internal A read-ahead buffer (see STAGE_SIZE). */
-  takeStage(): Buffer {
-    return this.#stages.pop() ?? Buffer.allocUnsafeSlow(STAGE_SIZE);
+  /** @internal An empty read-ahead buffer (see STAGE_SIZE), reused when one is spare. */
+  takeStage(): Stage {
+    return this.#stages.pop() ?? new Stage(Buffer.allocUnsafeSlow(STAGE_SIZE));
   }
 
   /** @internal A read-ahead buffer no recv is reading into any more. */
-  giveStage(buffer: Buffer): void {
-    if (this.#stages.length < STAGE_SPARES) this.#stages.push(buffer);
+  giveStage(stage: Stage): void {
+    stage.at = 0;
+    stage.end = 0;
+    if (this.#stages.length < STAGE_SPARES) this.#stages.push(stage);
   }
 
   /** @internal `stream`'s pooled recv found the pool empty. */
@@ -612,7 +619,11 @@ class UringStream implements EngineStream, Owner {
 
   // Pooled receives: one multishot recv, armed while reading (see notes).
   #multiId = -1;
-  /** Arrivals no recv has asked for yet: [bid, offset, bytes] per pool buffer, oldest first. */
+  /**
+   * Arrivals no recv has asked for yet: [bid, offset, bytes] per pool buffer,
+   * oldest first. Made on the first arrival and kept (not one array per
+   * message); empty exactly when `#heldBytes` is 0, as every entry holds bytes.
+   */
   #held: number[] | null = null;
   #heldBytes = 0;
 
@@ -806,7 +817,11 @@ class UringStream implements EngineStream, Owner {
     return name === null ? null : { address: name[0], port: name[1], family: name[2] };
   }
 
-  /** Bytes the multishot recv holds for no recv yet: at most HOLD_BUFFERS pool buffers (rule 6). */
+  /**
+   * Bytes read from the kernel that no recv has taken yet (rule 6): what the
+   * multishot recv holds (at most HOLD_BUFFERS pool buffers) or what is left
+   * of a read-ahead (at most STAGE_SIZE); never both at once.
+   */
   get unreadBytes(): number {
     const stage = this.stage;
     return this.#heldBytes + (stage === null ? 0 : stage.end - stage.at);
@@ -900,7 +915,7 @@ class UringStream implements EngineStream, Owner {
   #serveRecv(): boolean {
     const engine = this.#engine;
     const req = this.#recvReq as EngineRequest;
-    if (this.#held !== null) {
+    if (this.#heldBytes > 0) {
       this.#recvReq = null;
       engine.complete(req, this.#takeHeld(req), null);
       return true;
@@ -950,7 +965,7 @@ class UringStream implements EngineStream, Owner {
       held.splice(0, 3);
     } else {
       n = Math.min(bytes, target.length);
-      target.set(engine.poolView(bid, offset, n));
+      engine.copyFromPool(bid, offset, n, target);
       if (n < bytes) {
         held[1] = offset + n;
         held[2] = bytes - n;
@@ -959,7 +974,6 @@ class UringStream implements EngineStream, Owner {
         engine.releaseBuffer(bid);
       }
     }
-    if (held.length === 0) this.#held = null;
     this.#heldBytes -= n;
     return n;
   }
@@ -984,7 +998,7 @@ class UringStream implements EngineStream, Owner {
     const stage = this.stage;
     if (stage === null || stage.reading) return;
     this.stage = null;
-    this.#engine.giveStage(stage.buffer);
+    this.#engine.giveStage(stage);
   }
 
   #armMulti(): void {
@@ -1016,7 +1030,7 @@ class UringStream implements EngineStream, Owner {
     let stage: Stage | null = null;
     if (buffer !== null && this.lastRecvFull && buffer.length < STAGE_SIZE) {
       // More is likely waiting than this buffer holds: read ahead (see STAGE_SIZE).
-      stage = new Stage(engine.takeStage());
+      stage = engine.takeStage();
       stage.reading = true;
       this.stage = stage;
     }
@@ -1026,11 +1040,11 @@ class UringStream implements EngineStream, Owner {
         : stage !== null
           ? engine.addon.recv(engine.ring, id, this.#fd, stage.buffer, false)
           : engine.addon.recv(engine.ring, id, this.#fd, buffer, !this.lastRecvFull);
-    if (rc < 0 && stage !== null) {
-      stage.reading = false;
-      this.#dropStage();
-    }
     if (rc < 0) {
+      if (stage !== null) {
+        stage.reading = false;
+        this.#dropStage();
+      }
       engine.dropId(id);
       const req = this.#recvReq as EngineRequest;
       this.#recvReq = null;
@@ -1124,7 +1138,7 @@ class UringStream implements EngineStream, Owner {
       if (bid >= 0) engine.releaseBuffer(bid);
       if (res === ENOBUFS) {
         if (!gone) this.#outOfBuffers();
-      } else if (res === EINVAL && this.#held === null && this.heldEnd === null) {
+      } else if (res === EINVAL && this.#heldBytes === 0 && this.heldEnd === null) {
         engine.multishotRecv = false; // a kernel before 6.0: single-shot pooled recvs from now on
       } else if (res <= 0 && res !== ECANCELED && !gone) {
         this.heldEnd ??= res === 0 ? true : uringError(res, 'read');
