@@ -60,7 +60,8 @@
 #define MAX_MESSAGE_BUFFER_BYTES (1024.0 * 1024 * 1024)
 #define CONNECT_BATCH 100
 #define DRAIN_MS 2000
-#define ACCEPT_WAIT_MS 2000
+/* Accept wait: see ACCEPT_WAIT_MS in load-generator.ts (SYN-ACK retransmits). */
+#define ACCEPT_WAIT_MS 8000
 #define ACCEPT_POLL_MS 10
 
 #define MAX_EVENTS 512

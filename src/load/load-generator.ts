@@ -135,8 +135,13 @@ const DRAIN_MS = 2000;
 /** How long a graceful close may take before the socket is destroyed. */
 const CLOSE_MS = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
-/** How long to wait, once connected, for the server to have accepted every connection. */
-const ACCEPT_WAIT_MS = 2000;
+/**
+ * How long to wait, once connected, for the server to have accepted every connection.
+ * A burst of connects can overflow the listen queue; the kernel then drops the final
+ * ACK and the server retransmits its SYN-ACK after 1 s and again 2 s later, so a
+ * connection the client already counts as open may reach accept() 3 s or more later.
+ */
+const ACCEPT_WAIT_MS = 8000;
 const ACCEPT_POLL_MS = 10;
 
 interface Settings {
