@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -256,10 +257,13 @@ static napi_value create(napi_env env, napi_callback_info info) {
   }
   int rc = ovl_ring_init(r, env, (unsigned)entries, mode);
   if (rc < 0) {
+    char text[256];
+    snprintf(text, sizeof text, "%s failed: %s",
+             r->failed_step != NULL ? r->failed_step : "ring set-up", strerror(-rc));
     free(r);
     napi_value err, code, msg;
     NAPI_OK(napi_create_string_utf8(env, "ENOSYS", NAPI_AUTO_LENGTH, &code));
-    NAPI_OK(napi_create_string_utf8(env, strerror(-rc), NAPI_AUTO_LENGTH, &msg));
+    NAPI_OK(napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg));
     NAPI_OK(napi_create_error(env, code, msg, &err));
     NAPI_OK(napi_set_named_property(env, err, "errno", int_value(env, rc)));
     NAPI_OK(napi_throw(env, err));

@@ -35,8 +35,39 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 }
 
 /*
- * Sets up the ring and probes it: a NOP must complete. io_uring can be
- * disabled (kernel.io_uring_disabled, seccomp): the negative errno says why.
+ * The engine relies on multishot accept and on cancelling by descriptor
+ * (IORING_ASYNC_CANCEL_FD), both 5.19+; before that the kernel refuses their
+ * flags with -EINVAL when it prepares the SQE. Both are asked of `fd` (the
+ * ring's own descriptor: valid, and not a socket), so a kernel that has them
+ * fails them later, with -ENOTSOCK and -ENOENT. Returns 0 or -ENOTSUP.
+ */
+static int probe_features(struct io_uring *ring, int fd) {
+  struct io_uring_sqe *accept = io_uring_get_sqe(ring);
+  io_uring_prep_multishot_accept(accept, fd, NULL, NULL, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(accept, 1);
+  struct io_uring_sqe *cancel = io_uring_get_sqe(ring);
+  io_uring_prep_cancel_fd(cancel, fd, IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(cancel, 2);
+  int rc = io_uring_submit(ring);
+  if (rc < 0) return rc;
+  int refused = 0;
+  for (int seen = 0; seen < 2;) {
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec timeout = {.tv_sec = 1, .tv_nsec = 0};
+    rc = io_uring_wait_cqe_timeout(ring, &cqe, &timeout);
+    if (rc == -EINTR) continue;
+    if (rc < 0) return rc;
+    if (cqe->res == -EINVAL) refused = 1;
+    io_uring_cqe_seen(ring, cqe);
+    seen++;
+  }
+  return refused ? -ENOTSUP : 0;
+}
+
+/*
+ * Sets up the ring and probes it: a NOP must complete, and the kernel must
+ * have what the engine uses. io_uring can be disabled (kernel.io_uring_disabled,
+ * seccomp): the negative errno says why, and r->failed_step at which step.
  */
 int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
   r->env = env;
@@ -71,10 +102,14 @@ int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
       break;
     }
   }
-  if (rc < 0) return rc;
+  if (rc < 0) {
+    r->failed_step = "io_uring_setup";
+    return rc;
+  }
   if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_FAST_POLL) ||
       !(p.features & IORING_FEAT_SUBMIT_STABLE)) {
     /* Kernels before 5.7: no FAST_POLL, CQEs could be dropped. Not supported. */
+    r->failed_step = "io_uring features (FAST_POLL, NODROP, SUBMIT_STABLE: kernel 5.7+)";
     io_uring_queue_exit(&r->ring);
     return -ENOTSUP;
   }
@@ -92,10 +127,18 @@ int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
     }
   }
   if (rc < 0) {
+    r->failed_step = "a NOP through the ring";
+    io_uring_queue_exit(&r->ring);
+    return rc;
+  }
+  rc = probe_features(&r->ring, r->ring.ring_fd);
+  if (rc < 0) {
+    r->failed_step = "multishot accept and cancel by descriptor (kernel 5.19+)";
     io_uring_queue_exit(&r->ring);
     return rc;
   }
 
+  r->failed_step = "the ring's eventfd and its libuv poll handle";
   r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (r->efd < 0) {
     rc = -errno;
@@ -118,6 +161,7 @@ int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
     uv_close((uv_handle_t *)&r->poll, NULL);
     goto fail;
   }
+  r->failed_step = NULL;
   /* Nothing pending yet: an idle ring must not keep the process alive. */
   uv_unref((uv_handle_t *)&r->poll);
   r->referenced = 0;

@@ -54,6 +54,7 @@ typedef struct ovl_ring {
   int torn_down;
   int defer_taskrun; /* IORING_SETUP_DEFER_TASKRUN: run task work before reaping */
   int setup_mode;    /* the mode the kernel took (see ovl_ring_init) */
+  const char *failed_step; /* after a failed ovl_ring_init: what failed (static text) */
   uint32_t inflight; /* reported operations whose final CQE is not reaped yet */
 
   /* Per-id state, grown on demand (ids are small and reused by JS). */

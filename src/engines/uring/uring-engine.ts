@@ -106,7 +106,8 @@
  *   non-blocking socket would hand -EAGAIN back on some kernels.
  * - Host names are resolved with `dns.lookup` before connect/listen.
  * - Kernels before 5.19 (no multishot accept, no cancel by descriptor) are
- *   not supported; the probe does not check for them explicitly.
+ *   not supported: the start-up probe asks the kernel for both, and where it
+ *   refuses them the toolkit runs on the node engine and says why.
  */
 
 import { lookup } from 'node:dns';
@@ -264,10 +265,12 @@ export class UringEngine implements Engine {
     } catch (err) {
       const errno = (err as { errno?: unknown }).errno;
       const code = typeof errno === 'number' ? getSystemErrorName(errno) : 'unknown';
-      throw new Error(
-        `io_uring is not available (${code}: ${(err as Error).message}; ` +
-          'check kernel.io_uring_disabled and the seccomp profile)',
-      );
+      // Refused outright is policy (sysctl, seccomp); anything else is the kernel's age.
+      const hint =
+        code === 'EPERM' || code === 'ENOSYS' || code === 'EACCES'
+          ? 'check kernel.io_uring_disabled and the seccomp profile'
+          : 'the uring engine needs Linux 5.19 or later';
+      throw new Error(`io_uring is not available (${code}: ${(err as Error).message}; ${hint})`);
     }
   }
 
