@@ -6,8 +6,13 @@ import { Handle } from './handle.js';
 import type { Overlapped } from './overlapped.js';
 import { type SocketOptions, TcpSocket } from './tcp-socket.js';
 
-/** Default listen backlog (SOMAXCONN on most systems). */
-export const DEFAULT_BACKLOG = 511;
+/**
+ * Default listen backlog: Linux's default `net.core.somaxconn` since 5.4 (the
+ * kernel clamps a larger backlog to that sysctl). Node's 511 overflows when
+ * thousands of clients connect at once: the kernel then drops their final ACK
+ * and they reach accept() only after SYN-ACK retransmits, 1 s or more later.
+ */
+export const DEFAULT_BACKLOG = 4096;
 
 export interface ListenOptions extends SocketOptions {
   engine: Engine;
@@ -15,7 +20,7 @@ export interface ListenOptions extends SocketOptions {
   host?: string;
   /** Port to bind; 0 picks a free one (read it back from `address`). */
   port: number;
-  /** Connections the OS and engine queue before an accept takes them. Default 511. */
+  /** Connections the OS and engine queue before an accept takes them. Default 4096. */
   backlog?: number;
 }
 
