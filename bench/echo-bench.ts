@@ -248,14 +248,26 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Connects once, then closes gracefully and waits for the server's side to close
+ * too: the server must not still hold this probe's descriptor when the load
+ * generator counts its idle descriptors (the baseline of "all accepted").
+ */
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: HOST, port });
+    let connected = false;
+    const timer = setTimeout(() => socket.destroy(), 2000);
     socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
+      connected = true;
+      socket.end();
     });
-    socket.once('error', () => resolve(false));
+    socket.on('data', () => {});
+    socket.once('error', () => {});
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(connected);
+    });
   });
 }
 

@@ -63,6 +63,9 @@
 /* Accept wait: see ACCEPT_WAIT_MS in load-generator.ts (SYN-ACK retransmits). */
 #define ACCEPT_WAIT_MS 8000
 #define ACCEPT_POLL_MS 10
+/* Settling: see SETTLE_QUIET_MS in load-generator.ts. */
+#define SETTLE_QUIET_MS 100
+#define SETTLE_MAX_MS 3000
 
 #define MAX_EVENTS 512
 #define RECV_BUFFER 65536
@@ -318,6 +321,19 @@ static long server_fds(void) {
     }
     closedir(dir);
     return count;
+}
+
+/* Until the server used no CPU for SETTLE_QUIET_MS (at most SETTLE_MAX_MS). */
+static void wait_until_quiet(void) {
+    double cpu = server_cpu_us();
+    uint64_t deadline = now_ns() + (uint64_t)SETTLE_MAX_MS * 1000000;
+    while (cpu >= 0 && now_ns() < deadline) {
+        struct timespec pause = {0, SETTLE_QUIET_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        double next = server_cpu_us();
+        if (next == cpu) break;
+        cpu = next;
+    }
 }
 
 static double generator_cpu_us(void) {
@@ -750,6 +766,7 @@ int main(int argc, char **argv) {
                 nanosleep(&pause, NULL);
             }
         }
+        wait_until_quiet();
         rss_connected = server_rss_bytes();
     }
 

@@ -143,6 +143,13 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
  */
 const ACCEPT_WAIT_MS = 8000;
 const ACCEPT_POLL_MS = 10;
+/**
+ * Then RSS is read once the server used no CPU for this long (at most SETTLE_MAX_MS):
+ * with io_uring the kernel installs accepted descriptors before the server's code has
+ * seen them, so a full descriptor count can come before the per-connection state.
+ */
+const SETTLE_QUIET_MS = 100;
+const SETTLE_MAX_MS = 3000;
 
 interface Settings {
   host: string;
@@ -436,8 +443,9 @@ class LoadRun {
 
   /**
    * Waits (up to ACCEPT_WAIT_MS) until the server holds a descriptor for every
-   * connection, then reads its RSS. A connect completes once the kernel has put the
-   * connection in the listen backlog, which may be before the server accepted it.
+   * connection, then until it is quiet (see SETTLE_QUIET_MS), then reads its RSS. A
+   * connect completes once the kernel has put the connection in the listen backlog,
+   * which may be before the server accepted it.
    */
   private async sampleConnectedServer(idleFds: number | undefined): Promise<void> {
     const pid = this.settings.serverPid;
@@ -455,6 +463,7 @@ class LoadRun {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_POLL_MS));
       }
     }
+    await this.waitUntilServerQuiet();
     const connectedBytes = this.serverRssBytes();
     if (connectedBytes === undefined) {
       this.rss = undefined;
@@ -462,6 +471,17 @@ class LoadRun {
     }
     this.rss.connectedBytes = connectedBytes;
     this.rss.allAccepted = allAccepted;
+  }
+
+  private async waitUntilServerQuiet(): Promise<void> {
+    let cpu = this.serverCpuUs();
+    const deadline = performance.now() + SETTLE_MAX_MS;
+    while (cpu !== undefined && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_QUIET_MS));
+      const next = this.serverCpuUs();
+      if (next === cpu) break;
+      cpu = next;
+    }
   }
 
   private serverRssBytes(): number | undefined {

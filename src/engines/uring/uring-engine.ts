@@ -265,12 +265,14 @@ export class UringEngine implements Engine {
     } catch (err) {
       const errno = (err as { errno?: unknown }).errno;
       const code = typeof errno === 'number' ? getSystemErrorName(errno) : 'unknown';
-      // Refused outright is policy (sysctl, seccomp); anything else is the kernel's age.
+      // Refused outright is policy (sysctl, seccomp); ENOTSUP is a kernel too old for the engine.
       const hint =
         code === 'EPERM' || code === 'ENOSYS' || code === 'EACCES'
-          ? 'check kernel.io_uring_disabled and the seccomp profile'
-          : 'the uring engine needs Linux 5.19 or later';
-      throw new Error(`io_uring is not available (${code}: ${(err as Error).message}; ${hint})`);
+          ? '; check kernel.io_uring_disabled and the seccomp profile'
+          : code === 'ENOTSUP'
+            ? '; the uring engine needs Linux 5.19 or later'
+            : '';
+      throw new Error(`io_uring is not available (${code}: ${(err as Error).message}${hint})`);
     }
   }
 
