@@ -35,32 +35,41 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 }
 
 /*
- * The engine relies on multishot accept and on cancelling by descriptor
- * (IORING_ASYNC_CANCEL_FD), both 5.19+; before that the kernel refuses their
+ * One submit proves the ring works and has what the engine relies on: a NOP
+ * must complete with 0; multishot accept and cancelling by descriptor
+ * (IORING_ASYNC_CANCEL_FD) are 5.19+, and before that the kernel refuses their
  * flags with -EINVAL when it prepares the SQE. Both are asked of `fd` (the
  * ring's own descriptor: valid, and not a socket), so a kernel that has them
- * fails them later, with -ENOTSOCK and -ENOENT. Returns 0 or -ENOTSUP.
+ * fails them later, with -ENOTSOCK and -ENOENT. Sets r->failed_step on failure.
  */
-static int probe_features(struct io_uring *ring, int fd) {
+static int probe(ovl_ring *r, int fd) {
+  struct io_uring *ring = &r->ring;
+  struct io_uring_sqe *nop_sqe = io_uring_get_sqe(ring);
+  io_uring_prep_nop(nop_sqe);
+  io_uring_sqe_set_data64(nop_sqe, 0);
   struct io_uring_sqe *accept = io_uring_get_sqe(ring);
   io_uring_prep_multishot_accept(accept, fd, NULL, NULL, SOCK_CLOEXEC);
   io_uring_sqe_set_data64(accept, 1);
   struct io_uring_sqe *cancel = io_uring_get_sqe(ring);
   io_uring_prep_cancel_fd(cancel, fd, IORING_ASYNC_CANCEL_ALL);
   io_uring_sqe_set_data64(cancel, 2);
+  r->failed_step = "a NOP through the ring";
   int rc = io_uring_submit(ring);
   if (rc < 0) return rc;
-  int refused = 0;
-  for (int seen = 0; seen < 2;) {
+  int nop = 0, refused = 0;
+  for (int seen = 0; seen < 3;) {
     struct io_uring_cqe *cqe;
     struct __kernel_timespec timeout = {.tv_sec = 1, .tv_nsec = 0};
     rc = io_uring_wait_cqe_timeout(ring, &cqe, &timeout);
     if (rc == -EINTR) continue;
     if (rc < 0) return rc;
-    if (cqe->res == -EINVAL) refused = 1;
+    if (cqe->user_data == 0) nop = cqe->res;
+    else if (cqe->res == -EINVAL) refused = 1;
     io_uring_cqe_seen(ring, cqe);
     seen++;
   }
+  if (nop < 0) return nop;
+  r->failed_step = "multishot accept and cancel by descriptor (kernel 5.19+)";
   return refused ? -ENOTSUP : 0;
 }
 
@@ -114,26 +123,8 @@ int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
     return -ENOTSUP;
   }
 
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-  io_uring_prep_nop(sqe);
-  io_uring_sqe_set_data64(sqe, OVL_INTERNAL_UDATA);
-  rc = io_uring_submit(&r->ring);
-  if (rc >= 0) {
-    struct io_uring_cqe *cqe;
-    rc = io_uring_wait_cqe(&r->ring, &cqe);
-    if (rc == 0) {
-      rc = cqe->res;
-      io_uring_cqe_seen(&r->ring, cqe);
-    }
-  }
+  rc = probe(r, r->ring.ring_fd);
   if (rc < 0) {
-    r->failed_step = "a NOP through the ring";
-    io_uring_queue_exit(&r->ring);
-    return rc;
-  }
-  rc = probe_features(&r->ring, r->ring.ring_fd);
-  if (rc < 0) {
-    r->failed_step = "multishot accept and cancel by descriptor (kernel 5.19+)";
     io_uring_queue_exit(&r->ring);
     return rc;
   }
