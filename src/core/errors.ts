@@ -104,6 +104,20 @@ export const ERROR_CODES = {
     win32: { name: 'ERROR_SERVICE_SPECIFIC_ERROR', code: 1066 },
     message: "the pipe server's request handler failed on this request; the connection stays open",
   },
+  OVL_ERR_WOULD_BLOCK: {
+    win32: { name: 'WSAEWOULDBLOCK', code: 10035 },
+    message:
+      'the non-blocking call could not proceed now (nothing to receive, no room to send, no connection waiting): retry when select or a network event says the socket is ready',
+  },
+  OVL_ERR_NOT_SUPPORTED: {
+    win32: { name: 'WSAEOPNOTSUPP', code: 10045 },
+    message: 'this engine does not support the operation',
+  },
+  OVL_ERR_TOO_MANY_SOCKETS: {
+    win32: { name: 'WSAEINVAL', code: 10022 },
+    message:
+      'a select() set holds at most FD_SETSIZE (64) sockets: shard the sockets across several select loops, e.g. one loop per 63 clients plus the listener',
+  },
   OVL_ERR_INTERNAL: {
     win32: { name: 'ERROR_INTERNAL_ERROR', code: 1359 },
     message: 'internal error: an engine broke its contract (please report this)',

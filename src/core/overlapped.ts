@@ -10,7 +10,15 @@ import type { TcpSocket } from './tcp-socket.js';
  * The kind of operation an {@link Overlapped} was last posted for; `read` and
  * `write` are ReadFile/WriteFile on a pipe connection.
  */
-export type Operation = 'accept' | 'connect' | 'recv' | 'send' | 'shutdown' | 'read' | 'write';
+export type Operation =
+  | 'accept'
+  | 'connect'
+  | 'recv'
+  | 'send'
+  | 'shutdown'
+  | 'read'
+  | 'write'
+  | 'poll';
 
 /**
  * One posted operation's record: the `OVERLAPPED` structure plus the

@@ -1,4 +1,4 @@
-import type { Endpoint, Engine, EngineListener } from '../engines/contract.js';
+import { type Endpoint, type Engine, type EngineListener, Readiness } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine } from './delivery.js';
 import { check } from './errors.js';
@@ -76,6 +76,27 @@ export class TcpListener extends Handle {
   accept<T>(ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
     this.beginOperation(ov, 'accept', 0, routine);
     this.#listener.accept(ov);
+  }
+
+  /**
+   * Waits until a connection is there to take with {@link TcpListener.tryAccept}
+   * (`Readiness.READABLE` in `ov.bytes`), as select's read set and FD_ACCEPT
+   * learn it. Cancel or close abort it.
+   */
+  poll<T>(ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
+    this.beginOperation(ov, 'poll', 0, routine);
+    this.#listener.poll(ov, Readiness.READABLE);
+  }
+
+  /**
+   * Non-blocking accept: a waiting connection (not associated with any
+   * port), or null when none is there now. Posted accepts are served first.
+   * Throws an OsError (EMFILE, ENFILE, …) when accepting fails.
+   */
+  tryAccept(): TcpSocket | null {
+    check(!this.closed, 'OVL_ERR_HANDLE_CLOSED');
+    const stream = this.#listener.tryAccept();
+    return stream === null ? null : new TcpSocket(this.engine, stream, this.#socketOptions);
   }
 
   protected cancelPending(ov: Overlapped<unknown> | null): boolean {

@@ -1,4 +1,10 @@
-import type { Endpoint, Engine, EngineStream } from '../engines/contract.js';
+import {
+  type Endpoint,
+  type Engine,
+  type EngineStream,
+  Readiness,
+  WOULD_BLOCK,
+} from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, completeLater } from './delivery.js';
 import { check, OverlappedError, UsageError } from './errors.js';
@@ -42,6 +48,10 @@ function totalLength(data: Uint8Array | readonly Uint8Array[]): number {
   }
   return n;
 }
+
+const POLLABLE = Readiness.READABLE | Readiness.WRITABLE | Readiness.HANGUP;
+
+export { WOULD_BLOCK };
 
 function isQueueFull(error: Error | null): boolean {
   return error instanceof OverlappedError && error.code === 'OVL_ERR_SEND_QUEUE_FULL';
@@ -166,6 +176,77 @@ export class TcpSocket extends Handle {
     }
     this.#pendingSendBytes += size;
     this.#stream.send(ov, data, size);
+  }
+
+  /**
+   * Waits for readiness (the primitive below select, WSAAsyncSelect and
+   * WSAEventSelect): completes once, with `ov.bytes` set to the
+   * {@link Readiness} bits that hold, as soon as any of `events` does
+   * (`ERROR` is reported whether asked for or not). Cancel or close abort
+   * it. With `routine`, the completion goes to it (see {@link TcpSocket.recv}).
+   */
+  poll<T>(events: number, ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
+    check(
+      Number.isInteger(events) && events > 0 && (events & ~POLLABLE) === 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      'poll() takes a non-empty mask of Readiness.READABLE, WRITABLE and HANGUP',
+    );
+    this.beginOperation(ov, 'poll', 0, routine);
+    this.#stream.poll(ov, events);
+  }
+
+  /**
+   * Non-blocking receive (recv on a socket in FIONBIO mode): copies what is
+   * there now into `buffer` and returns the count, 0 at end of stream, or
+   * {@link WOULD_BLOCK} when nothing is there (or a posted recv is waiting
+   * for it). Throws the connection's OsError (ECONNRESET, …).
+   */
+  tryRecv(buffer: Uint8Array): number {
+    check(!this.closed, 'OVL_ERR_HANDLE_CLOSED');
+    check(
+      ArrayBuffer.isView(buffer) && buffer.byteLength > 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      'tryRecv() needs a non-empty Uint8Array (a zero-length recv could not be told from end of stream)',
+    );
+    return this.#stream.tryRecv(buffer);
+  }
+
+  /**
+   * Non-blocking send: the OS takes what fits now (1 to all of `data`'s
+   * bytes: a partial send is not an error) and the count is returned, or
+   * {@link WOULD_BLOCK} when nothing fits (or posted sends are still
+   * pending). `data` is yours again when this returns. Throws the
+   * connection's OsError (EPIPE, ECONNRESET, …).
+   */
+  trySend(data: Uint8Array): number {
+    check(!this.closed, 'OVL_ERR_HANDLE_CLOSED');
+    check(ArrayBuffer.isView(data), 'OVL_ERR_INVALID_ARGUMENT', 'trySend() takes a Uint8Array');
+    if (data.byteLength === 0) return 0;
+    return this.#stream.trySend(data);
+  }
+
+  /**
+   * Hands the connection's descriptor over, for a thread that does blocking
+   * I/O on it (`engine.blocking`); this socket is closed and the descriptor
+   * is the caller's to close. Only on engines whose descriptors can leave
+   * the event loop (uring), and only with nothing pending.
+   */
+  detach(): number {
+    check(!this.closed, 'OVL_ERR_HANDLE_CLOSED');
+    const stream = this.#stream;
+    check(
+      stream.detach !== undefined,
+      'OVL_ERR_NOT_SUPPORTED',
+      `the ${this.engine.name} engine cannot hand a connection's descriptor to another thread`,
+    );
+    check(
+      this.pendingOperations === 0 && stream.unreadBytes === 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      'detach() needs a socket with no operation pending and nothing received unread',
+    );
+    const fd = stream.detach();
+    this.markClosed();
+    return fd;
   }
 
   /** Half-closes (shutdown(SD_SEND)) after every earlier send; receiving goes on. */

@@ -40,7 +40,60 @@
  * a lease never released is a pool buffer lost to the pool. When the pool
  * is empty the recv stays pending until a lease is released (it is not an
  * error); cancel and close abort it like any other recv.
+ *
+ * ## Readiness and non-blocking attempts (the older Winsock models)
+ * `select`, `WSAAsyncSelect`, `WSAEventSelect` and non-blocking sockets learn
+ * that a socket *can* do I/O, then do it themselves without waiting. Two
+ * primitives serve them, on streams and listeners alike:
+ * - `poll(req, events)` is a posted operation like any other (rules 1, 5, 7
+ *   hold): it completes once, as `IORING_OP_POLL_ADD` does, when one of
+ *   `events` holds, with `req.bytes` set to the {@link Readiness} bits that
+ *   hold at that moment (a subset of `events`, plus `ERROR` whenever it
+ *   holds). It never completes synchronously, even when the socket is ready
+ *   already.
+ * - `tryRecv`, `trySend`, `tryAccept` move what can be moved now and return
+ *   at once: never a posted operation, never a completion, never a wait.
+ *   `WOULD_BLOCK` (null for `tryAccept`) means nothing could be moved. They
+ *   throw the connection's `OsError` (ECONNRESET, EPIPE, EMFILE, …).
+ *
+ * A readiness report is a fact about one moment: by the time the caller acts
+ * on it, another call may have taken the bytes, so a try-call after a
+ * `READABLE` report may still return `WOULD_BLOCK` (a spurious wake-up, which
+ * select(2) and Winsock allow too). A report is never *missed*: if the
+ * condition holds when `poll` is posted or becomes true later, the poll
+ * completes. Try-calls keep rule 7's order: `trySend` returns `WOULD_BLOCK`
+ * while posted sends are pending, and `tryRecv` while a recv is posted (the
+ * posted recv gets the bytes first). Received bytes the engine holds (rule 6)
+ * are served by `tryRecv` before anything is read from the kernel.
  */
+
+/**
+ * Readiness bits of `poll` (the values of poll(2)'s POLLIN, POLLOUT, POLLERR,
+ * POLLRDHUP, so the uring engine passes them through).
+ */
+export const Readiness = {
+  /**
+   * `tryRecv` would not return `WOULD_BLOCK`: bytes are there, or the peer's
+   * end of stream, or an error. On a listener: a connection is waiting for
+   * `tryAccept` (or accepting would fail at once, EMFILE).
+   */
+  READABLE: 0x1,
+  /** `trySend` would take at least one byte, or fail at once. */
+  WRITABLE: 0x4,
+  /**
+   * The connection failed (reset) or is closed in both directions: try-calls
+   * throw its error or return end of stream. Reported whether asked for or not.
+   */
+  ERROR: 0x8,
+  /**
+   * The peer has ended its sending side (FIN seen; bytes before it may still
+   * be unread). Reported only when asked for, as POLLRDHUP.
+   */
+  HANGUP: 0x2000,
+} as const;
+
+/** Returned by `tryRecv`/`trySend` when nothing could be moved now (EWOULDBLOCK / WSAEWOULDBLOCK). */
+export const WOULD_BLOCK = -1;
 
 /** Upper bound on received bytes an engine holds that no recv has asked for (rule 6). */
 export const MAX_UNREAD_BYTES = 64 * 1024;
@@ -117,12 +170,46 @@ export interface EngineStream {
   readonly remoteEndpoint: Endpoint | null;
   /** Received bytes held that no recv has asked for (rule 6), for tests and metrics. */
   readonly unreadBytes: number;
+  /**
+   * Readiness: completes once, with `req.bytes` = the {@link Readiness} bits
+   * of `events` that hold (plus `ERROR`), as soon as any does. `events` is
+   * a non-empty mask of READABLE, WRITABLE, HANGUP. Cancel and close abort it.
+   */
+  poll(req: EngineRequest, events: number): void;
+  /**
+   * Non-blocking receive into `buffer` (non-empty): bytes copied (> 0), 0 at
+   * end of stream, or {@link WOULD_BLOCK}. Throws the connection's OsError.
+   */
+  tryRecv(buffer: Uint8Array): number;
+  /**
+   * Non-blocking send of `data`: the bytes the OS took now (1 to all of
+   * them: a partial send is not an error), or {@link WOULD_BLOCK}. The
+   * caller's buffer is free again when this returns. Throws the
+   * connection's OsError (EPIPE after a shutdown or a close by the peer).
+   */
+  trySend(data: Uint8Array): number;
+  /**
+   * Hands the connection's descriptor to the caller, for another thread to
+   * do blocking I/O on (descriptors belong to the process): the stream lets
+   * go of it without closing it and is closed. Only with nothing pending and
+   * nothing held unread. Engines whose connections cannot leave their event
+   * loop (`node`) do not have it.
+   */
+  detach?(): number;
 }
 
 /** A listening socket. */
 export interface EngineListener {
   /** Completes with `result` set to the accepted stream. */
   accept(req: EngineRequest): void;
+  /** Readiness (see {@link EngineStream.poll}): READABLE when a connection waits for `tryAccept`. */
+  poll(req: EngineRequest, events: number): void;
+  /**
+   * Non-blocking accept: a waiting connection, or null when none is (it
+   * never waits, and never takes one a posted accept is waiting for: posted
+   * accepts are served first). Throws an OsError (EMFILE, ENFILE, …).
+   */
+  tryAccept(): EngineStream | null;
   cancel(req: EngineRequest | null): boolean;
   /** Stops listening; pending accepts complete with OVL_ERR_ABORTED. Idempotent. */
   close(): void;
@@ -154,4 +241,29 @@ export interface Engine {
   /** Starts a connect; `req` completes with `result` set, or with the error. */
   connectTcp(req: EngineRequest, host: string, port: number): EngineStream;
   connectPipe(req: EngineRequest, path: string): EngineStream;
+  /**
+   * Blocking calls on a descriptor from {@link EngineStream.detach}, for the
+   * thread-per-connection model: made from the worker thread that owns the
+   * descriptor, they block that thread only. Engines without `detach` do
+   * not have it.
+   */
+  readonly blocking?: BlockingDescriptorIo;
+}
+
+/**
+ * Plain blocking socket calls on a raw descriptor (a real blocking socket:
+ * the descriptor is switched to blocking mode). Each returns its result, or
+ * -errno; none throws for an OS error. Safe to call from any thread.
+ */
+export interface BlockingDescriptorIo {
+  /** Clears (or sets) O_NONBLOCK. */
+  setBlocking(fd: number, blocking: boolean): number;
+  /** recv(2): waits until at least one byte is there; 0 is end of stream. */
+  recv(fd: number, buffer: Uint8Array): number;
+  /** send(2) in a loop until every byte is written (MSG_NOSIGNAL): `buffer.byteLength`, or -errno. */
+  send(fd: number, buffer: Uint8Array): number;
+  /** shutdown(2): 0 = SHUT_RD, 1 = SHUT_WR, 2 = SHUT_RDWR. Unblocks a recv blocked on `fd` in another thread. */
+  shutdown(fd: number, how: number): number;
+  /** close(2); `abortive` sets SO_LINGER 0 first, so the peer sees a reset. */
+  close(fd: number, abortive: boolean): number;
 }
