@@ -32,6 +32,32 @@
  *   write callback fires (the OS took every byte): a slow reader holds the
  *   sender's sends pending, which is the flow control a server needs. Sends
  *   are FIFO per socket, so one callback bound per socket serves them all.
+ * - Readiness (`poll`) and non-blocking attempts (`tryRecv`, `trySend`,
+ *   `tryAccept`): Node reports no kernel readiness, so the engine derives
+ *   it from its own state, exactly and without timers or spinning. READABLE
+ *   holds when the stash has bytes no recv took, end of stream was seen, or
+ *   the socket failed (no posted recv pending: it is served first); HANGUP
+ *   when end of stream was seen; ERROR (always reported) once the socket
+ *   errored or closed in both directions. `tryRecv` copies from the stash
+ *   (which keeps its bound and pausing above), then throws the stored error
+ *   or returns 0 at end of stream. WRITABLE means the try-send buffer has
+ *   room: Node's unsent bytes (`writableLength`) plus staged bytes stay
+ *   under {@link TRY_SEND_LIMIT} (64 KiB), with no posted send pending and
+ *   the connect done (or a try-send would fail at once). That buffer stands
+ *   in for SO_SNDBUF on top of the kernel's own, which Node fills first.
+ *   64 KiB is the bound the stash and the stage have too: big enough for a
+ *   typical message in one call, small enough that a connection a slow
+ *   reader holds back keeps at most 64 KiB of copies. It is never below
+ *   Node's write high-water mark (16 KiB, 64 KiB from Node 22; a larger one
+ *   raises it), so a full buffer always ends in a 'drain' that wakes
+ *   WRITABLE polls. `trySend` stages its copy like a small posted
+ *   send (one write with the turn's others; the caller's buffer is free on
+ *   return) and may take part of `data`. Pending polls are woken wherever
+ *   that state changes (data stashed, end, error, close, connect, the last
+ *   posted send done, staged bytes written, Node's 'drain'), and a poll that
+ *   holds when posted completes right after the posting call. A listener
+ *   is READABLE while an accepted connection waits in its queue and no
+ *   posted accept is pending; `tryAccept` takes from that queue.
  * - A graceful close writes staged bytes out first; if Node still holds
  *   bytes the OS has not taken, it sends FIN after them and closes within
  *   10 s, as closesocket lets the send buffer drain. Sends still in Node then
@@ -46,7 +72,16 @@
  * - Accepted connections Node has taken from the kernel wait in a queue of at
  *   most `backlog` entries until an accept is posted; past that, new
  *   connections are reset, as a full kernel backlog would drop them.
- * - Raw descriptors cannot be passed between worker threads.
+ * - Raw descriptors cannot be passed between worker threads: a `net.Socket`
+ *   belongs to its event loop, so this engine has no `detach` and no
+ *   `blocking` descriptor calls (the thread-per-connection model needs the
+ *   uring engine).
+ * - Accept errors (EMFILE, …) come only as the server's 'error' event, for
+ *   a connection libuv has already dropped; they are not reported: a
+ *   listener poll does not complete for them and `tryAccept` does not throw.
+ * - `cancel()` of a recv or poll alone never resets the connection, even
+ *   while Node holds bytes of sends that already completed; only a pending
+ *   send, shutdown or connect the OS has not finished does.
  */
 import { chmod } from 'node:fs/promises';
 import net from 'node:net';
@@ -60,9 +95,12 @@ import {
   type EngineStream,
   MAX_UNREAD_BYTES,
   type PipeListenOptions,
+  Readiness,
   type TcpListenOptions,
+  WOULD_BLOCK,
 } from '../contract.js';
 import { PendingQueue } from './pending-queue.js';
+import { PollQueue } from './poll-queue.js';
 import { STAGED_SEND_LIMIT, type StagedWriter, Turn } from './turn.js';
 
 function tcpEndpoint(address: string | undefined, port: number | undefined, family?: string) {
@@ -98,6 +136,15 @@ const LINGER_MS = 10_000;
 const connectionClosedError = () =>
   new OsError('EPIPE', -32, 'write', 'the connection closed before the send completed');
 
+/**
+ * The try-send "send buffer": bytes Node holds that the OS has not taken
+ * (`writableLength`) plus staged bytes, past which `trySend` returns
+ * WOULD_BLOCK and WRITABLE does not hold (see notes).
+ */
+export const TRY_SEND_LIMIT = 64 * 1024;
+
+const { READABLE, WRITABLE, ERROR, HANGUP } = Readiness;
+
 /** A connected `net.Socket` behind the EngineStream contract. */
 class NodeStream implements EngineStream, StagedWriter {
   readonly #turn: Turn;
@@ -121,6 +168,9 @@ class NodeStream implements EngineStream, StagedWriter {
   #stagedBytes = 0;
   #shutdownReq: EngineRequest | null = null;
   #connectReq: EngineRequest | null;
+  // Pending polls; made on the first poll that has to wait.
+  #polls: PollQueue | null = null;
+  #drainHooked = false;
 
   #eof = false;
   #error: Error | null = null;
@@ -232,7 +282,95 @@ class NodeStream implements EngineStream, StagedWriter {
     this.writeStaged();
     this.#shutdownReq = req;
     this.#socket.end(this.#onFinished);
+    // trySend fails at once from now on (EPIPE): WRITABLE holds.
+    this.#wakePolls();
   }
+
+  poll(req: EngineRequest, events: number): void {
+    const bits = this.#holding() & (events | ERROR);
+    if (bits !== 0) {
+      // Ready already: still not inside the posting call (rule 1).
+      completeNow(this.#turn, req, bits, null);
+      return;
+    }
+    this.#polls ??= new PollQueue();
+    this.#polls.push(req, events);
+    if ((events & WRITABLE) !== 0 && !this.#drainHooked) {
+      // Room opens when Node hands its bytes to the OS: 'drain' says so (see #holding).
+      this.#drainHooked = true;
+      this.#socket.on('drain', this.#onDrain);
+    }
+  }
+
+  tryRecv(buffer: Uint8Array): number {
+    // A posted recv is served first (rule 7); it leaves the stash empty.
+    if (!this.#recvs.empty) return WOULD_BLOCK;
+    if (this.#stashBytes > 0) return this.#takeStash(buffer);
+    if (this.#error !== null) throw this.#error;
+    if (this.#eof || this.#gone) return 0;
+    return WOULD_BLOCK;
+  }
+
+  trySend(data: Uint8Array): number {
+    if (this.#error !== null) throw this.#error;
+    if (this.#gone || this.#socket.writableEnded) throw connectionClosedError();
+    // Posted sends leave first (rule 7); a connecting socket has no send buffer yet.
+    if (this.#connectReq !== null || !this.#sends.empty) return WOULD_BLOCK;
+    const room = this.#sendRoom();
+    if (room <= 0) return WOULD_BLOCK;
+    const n = Math.min(room, data.byteLength);
+    // Staged: copied now (the caller's buffer is free on return), written with the turn's other stages.
+    this.#stage(n === data.byteLength ? data : data.subarray(0, n), n);
+    return n;
+  }
+
+  /**
+   * Room left in the try-send buffer: {@link TRY_SEND_LIMIT}, or Node's
+   * high-water mark if that is higher (a full buffer must be past it, so
+   * that Node emits 'drain').
+   */
+  #sendRoom(): number {
+    const socket = this.#socket;
+    const limit = Math.max(TRY_SEND_LIMIT, socket.writableHighWaterMark);
+    return limit - socket.writableLength - this.#stagedBytes;
+  }
+
+  /**
+   * The {@link Readiness} bits that hold now, derived from this stream's
+   * state (Node reports none). Every change that can make a bit hold wakes
+   * the pending polls: data stashed, end of stream, an error or close, the
+   * connect, the last posted send done, staged bytes written, Node's 'drain'.
+   * WRITABLE can stop holding only while bytes are staged (they are written
+   * at the end of the turn, which wakes the polls) or while Node holds the
+   * whole limit: that is past its high-water mark, so it emits 'drain' once
+   * the OS has taken them all.
+   */
+  #holding(): number {
+    if (this.#error !== null || this.#gone) {
+      // Failed, or closed both ways: try-calls throw or return 0 at once.
+      return ERROR | READABLE | WRITABLE | HANGUP;
+    }
+    let bits = 0;
+    if (this.#eof) bits |= HANGUP;
+    if (this.#recvs.empty && (this.#stashBytes > 0 || this.#eof)) bits |= READABLE;
+    if (
+      this.#socket.writableEnded ||
+      (this.#connectReq === null && this.#sends.empty && this.#sendRoom() > 0)
+    ) {
+      bits |= WRITABLE;
+    }
+    return bits;
+  }
+
+  /** Completes the pending polls whose events now hold. Called wherever state changes. */
+  #wakePolls(): void {
+    const polls = this.#polls;
+    if (polls !== null && !polls.empty) polls.wake(this.#turn, this.#holding());
+  }
+
+  readonly #onDrain = (): void => {
+    this.#wakePolls();
+  };
 
   cancel(req: EngineRequest | null): boolean {
     if (req === null) {
@@ -240,23 +378,31 @@ class NodeStream implements EngineStream, StagedWriter {
         !this.#recvs.empty ||
         !this.#sends.empty ||
         this.#shutdownReq !== null ||
-        this.#connectReq !== null;
+        this.#connectReq !== null ||
+        (this.#polls !== null && !this.#polls.empty);
       this.#abortRecvs();
-      if (this.#connectReq !== null || this.#socket.writableLength > 0) {
-        // Unsent bytes cannot be withdrawn: reset the connection (see notes).
+      this.#polls?.abort(this.#turn);
+      if (
+        this.#connectReq !== null ||
+        ((!this.#sends.empty || this.#shutdownReq !== null) && this.#socket.writableLength > 0)
+      ) {
+        // Unsent bytes of a pending send cannot be withdrawn: reset the connection (see notes).
+        // Bytes Node holds for sends already completed (staged, try-sent) are no reason to.
         this.#resetToCancel();
       } else {
         this.#abortWrites();
       }
       return any;
     }
-    if (this.#recvs.remove(req)) {
+    if (this.#recvs.remove(req) || this.#polls?.remove(req)) {
       completeNow(this.#turn, req, 0, abortedError());
       return true;
     }
     if (req === this.#connectReq || req === this.#shutdownReq || this.#sends.includes(req)) {
       if (req !== this.#connectReq && this.#socket.writableLength === 0) {
         this.#abortWrites();
+        // No posted send left: a WRITABLE poll may hold now.
+        this.#wakePolls();
       } else {
         this.#resetToCancel();
       }
@@ -330,6 +476,8 @@ class NodeStream implements EngineStream, StagedWriter {
       socket.uncork();
     }
     if (socket.writableLength > 0) this.#turn.pinArena();
+    // The staged bytes are the OS's or Node's now: the try-send buffer may have room again.
+    this.#wakePolls();
   }
 
   /** Copies a send into the stage; it leaves with the rest at the end of the turn. */
@@ -401,6 +549,8 @@ class NodeStream implements EngineStream, StagedWriter {
         this.#paused = true;
         this.#socket.pause();
       }
+      // Bytes no recv took: READABLE holds (a pending poll never misses them).
+      this.#wakePolls();
     }
   };
 
@@ -408,6 +558,7 @@ class NodeStream implements EngineStream, StagedWriter {
     this.#eof = true;
     // Pending receives imply an empty stash: they see end of stream now.
     while (!this.#recvs.empty) complete(this.#turn, this.#recvs.shift() as EngineRequest, 0, null);
+    this.#wakePolls();
   };
 
   readonly #onError = (err: Error): void => {
@@ -419,6 +570,7 @@ class NodeStream implements EngineStream, StagedWriter {
       complete(this.#turn, connect, 0, error);
     }
     this.#failAll(error);
+    this.#wakePolls();
   };
 
   readonly #onClose = (): void => {
@@ -429,6 +581,7 @@ class NodeStream implements EngineStream, StagedWriter {
       complete(this.#turn, this.#recvs.shift() as EngineRequest, 0, this.#error);
     }
     this.#failAll(this.#error ?? connectionClosedError());
+    this.#wakePolls();
   };
 
   readonly #onConnect = (): void => {
@@ -437,6 +590,7 @@ class NodeStream implements EngineStream, StagedWriter {
     this.#connectReq = null;
     req.result = this;
     complete(this.#turn, req, 0, null);
+    this.#wakePolls();
   };
 
   readonly #onWritten = (err?: Error | null): void => {
@@ -452,6 +606,8 @@ class NodeStream implements EngineStream, StagedWriter {
     if (this.#closing) complete(this.#turn, req, err ? 0 : size, abortedError());
     else if (err) complete(this.#turn, req, 0, toOsError(err, 'write'));
     else complete(this.#turn, req, size, null);
+    // The last posted send is done: try-sends may go (rule 7 kept), WRITABLE may hold.
+    if (this.#sends.empty) this.#wakePolls();
   };
 
   readonly #onFinished = (err?: Error | null): void => {
@@ -506,7 +662,7 @@ class NodeStream implements EngineStream, StagedWriter {
     }
   }
 
-  /** Aborts what holds no buffer Node may still read: the connect, recvs, the shutdown. */
+  /** Aborts what holds no buffer Node may still read: the connect, recvs, polls, the shutdown. */
   #abortBufferless(): void {
     const connect = this.#connectReq;
     if (connect !== null) {
@@ -514,6 +670,7 @@ class NodeStream implements EngineStream, StagedWriter {
       complete(this.#turn, connect, 0, abortedError());
     }
     this.#abortRecvs();
+    this.#polls?.abort(this.#turn);
     this.#abortShutdown();
   }
 
@@ -546,6 +703,7 @@ class NodeListener implements EngineListener {
   readonly #pipePath: string | null;
   readonly #accepts: EngineRequest[] = [];
   readonly #ready: NodeStream[] = [];
+  #polls: PollQueue | null = null;
   #closed = false;
   readonly endpoint: Endpoint;
 
@@ -577,11 +735,38 @@ class NodeListener implements EngineListener {
     }
   }
 
+  poll(req: EngineRequest, events: number): void {
+    if (this.#closed) {
+      completeNow(this.#turn, req, 0, abortedError());
+    } else if ((this.#holding() & events) !== 0) {
+      completeNow(this.#turn, req, READABLE, null);
+    } else {
+      this.#polls ??= new PollQueue();
+      this.#polls.push(req, events);
+    }
+  }
+
+  tryAccept(): EngineStream | null {
+    // Posted accepts are served first; one pending means the queue is empty anyway.
+    if (this.#accepts.length > 0) return null;
+    return this.#ready.shift() ?? null;
+  }
+
+  /** READABLE when a connection waits in the queue for tryAccept (no posted accept wants it). */
+  #holding(): number {
+    return this.#accepts.length === 0 && this.#ready.length > 0 ? READABLE : 0;
+  }
+
   cancel(req: EngineRequest | null): boolean {
     if (req === null) {
       const any = this.#accepts.length > 0;
       for (const r of this.#accepts.splice(0)) complete(this.#turn, r, 0, abortedError());
-      return any;
+      const polled = this.#polls?.abort(this.#turn) ?? false;
+      return any || polled;
+    }
+    if (this.#polls?.remove(req)) {
+      completeNow(this.#turn, req, 0, abortedError());
+      return true;
     }
     const i = this.#accepts.indexOf(req);
     if (i < 0) return false;
@@ -608,6 +793,7 @@ class NodeListener implements EngineListener {
       stream.close(true);
     } else {
       this.#ready.push(stream);
+      this.#polls?.wake(this.#turn, READABLE);
     }
   };
 }
