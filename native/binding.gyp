@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "overlapped_uring",
-      "sources": ["src/addon.c", "src/ring.c", "src/sockets.c"],
+      "sources": ["src/addon.c", "src/ring.c", "src/sockets.c", "src/descriptors.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
       "libraries": ["-luring"],

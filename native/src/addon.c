@@ -4,7 +4,8 @@
  * to JavaScript in one call.
  *
  * Calling convention: the first argument of every ring function is the
- * ring (its index among this environment's rings). Operation functions return 0 (or a descriptor) on
+ * ring (its index among this environment's rings); the try-calls on a
+ * connected socket and the fd* blocking calls take no ring. Operation functions return 0 (or a descriptor) on
  * success and -errno when the SQE could not be prepared; they never throw
  * for OS conditions. Argument errors throw (they are bugs in the caller).
  */
@@ -598,6 +599,26 @@ static napi_value pool_release(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * poll(ring, id, fd, mask): a single-shot IORING_OP_POLL_ADD for the poll(2)
+ * events in `mask` (POLLIN, POLLOUT, POLLRDHUP); it completes once, with the
+ * revents as the CQE's res (POLLERR and POLLHUP are always reported).
+ * Cancelled like any operation (by id, or by descriptor), with -ECANCELED.
+ */
+static napi_value op_poll(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  RING_ARG(0);
+  I32_ARG(id, 1);
+  I32_ARG(fd, 2);
+  I32_ARG(mask, 3);
+  int err = 0;
+  struct io_uring_sqe *sqe = op_sqe(r, (uint32_t)id, OVL_KIND_PLAIN, NULL, &err);
+  if (sqe == NULL) return done(env, r, err);
+  io_uring_prep_poll_add(sqe, fd, (unsigned)mask);
+  io_uring_sqe_set_data64(sqe, (uint32_t)id);
+  return done(env, r, 0);
+}
+
 /* ---- synchronous socket calls ---- */
 
 /* listenTcp(ring, ip, port, backlog): fd or -errno. */
@@ -692,6 +713,102 @@ static napi_value sock_name(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * ---- calls that need no ring (descriptors.c) ----
+ * tryRecv/trySend: one non-blocking system call (MSG_DONTWAIT), -EAGAIN when
+ * nothing moves. The fd* functions are the blocking calls a worker thread
+ * makes on a detached descriptor: they block the calling thread (and only
+ * it) in the system call, which is what the thread-per-connection model asks
+ * for. None of them touches this environment's rings, so a worker can load
+ * the addon and call them without opening one.
+ */
+
+#define BYTES_ARG(name, len, i, what)                                       \
+  void *name;                                                              \
+  size_t len;                                                              \
+  if (get_bytes(env, argv[i], &name, &len) != 0) {                         \
+    napi_throw_type_error(env, NULL, "overlapped_uring: " what " needs a Uint8Array"); \
+    return NULL;                                                           \
+  }
+
+/* tryRecv(fd, buffer): bytes (> 0), 0 at end of stream, or -errno (-EAGAIN: nothing there). */
+static napi_value try_recv(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32_ARG(fd, 0);
+  BYTES_ARG(data, len, 1, "tryRecv");
+  return int_value(env, ovl_recv_now(fd, data, len));
+}
+
+/* trySend(fd, buffer): bytes the kernel took now (maybe fewer than given), or -errno. */
+static napi_value try_send(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32_ARG(fd, 0);
+  BYTES_ARG(data, len, 1, "trySend");
+  return int_value(env, ovl_send_now(fd, data, len));
+}
+
+/* tryAccept(ring, fd): the accepted descriptor (owned by the ring), or -errno (-EAGAIN: nobody waits). */
+static napi_value try_accept(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  RING_ARG(0);
+  I32_ARG(fd, 1);
+  int c = ovl_accept_now(fd);
+  if (c >= 0) ovl_own(r, c);
+  return int_value(env, c);
+}
+
+/* disown(ring, fd): the ring no longer closes `fd` at teardown (a detached stream's). */
+static napi_value disown(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  RING_ARG(0);
+  I32_ARG(fd, 1);
+  ovl_disown(r, fd);
+  return NULL;
+}
+
+/* fdSetBlocking(fd, blocking): 0 or -errno. */
+static napi_value fd_set_blocking(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32_ARG(fd, 0);
+  bool blocking;
+  NAPI_OK(napi_get_value_bool(env, argv[1], &blocking));
+  return int_value(env, ovl_set_blocking(fd, blocking));
+}
+
+/* fdRecv(fd, buffer): blocks until bytes (> 0) or end of stream (0); or -errno. */
+static napi_value fd_recv(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32_ARG(fd, 0);
+  BYTES_ARG(data, len, 1, "fdRecv");
+  if (len == 0) return int_value(env, -EINVAL); /* 0 would read as end of stream */
+  return int_value(env, ovl_recv_wait(fd, data, len));
+}
+
+/* fdSend(fd, buffer): blocks until every byte is written; the byte count, or -errno. */
+static napi_value fd_send(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32_ARG(fd, 0);
+  BYTES_ARG(data, len, 1, "fdSend");
+  return int_value(env, ovl_send_all(fd, data, len));
+}
+
+/* fdShutdown(fd, how): 0 or -errno. */
+static napi_value fd_shutdown(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32_ARG(fd, 0);
+  I32_ARG(how, 1);
+  return int_value(env, ovl_shutdown_fd(fd, how));
+}
+
+/* fdClose(fd, abortive): 0 or -errno (abortive: SO_LINGER {1, 0} first, the peer sees RST). */
+static napi_value fd_close(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32_ARG(fd, 0);
+  bool abortive;
+  NAPI_OK(napi_get_value_bool(env, argv[1], &abortive));
+  return int_value(env, ovl_close(fd, abortive));
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor fns[] = {
       {"create", NULL, create, NULL, NULL, NULL, napi_default, NULL},
@@ -715,6 +832,16 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"setNoDelay", NULL, set_nodelay, NULL, NULL, NULL, napi_default, NULL},
       {"sockName", NULL, sock_name, NULL, NULL, NULL, napi_default, NULL},
+      {"poll", NULL, op_poll, NULL, NULL, NULL, napi_default, NULL},
+      {"tryRecv", NULL, try_recv, NULL, NULL, NULL, napi_default, NULL},
+      {"trySend", NULL, try_send, NULL, NULL, NULL, napi_default, NULL},
+      {"tryAccept", NULL, try_accept, NULL, NULL, NULL, napi_default, NULL},
+      {"disown", NULL, disown, NULL, NULL, NULL, napi_default, NULL},
+      {"fdSetBlocking", NULL, fd_set_blocking, NULL, NULL, NULL, napi_default, NULL},
+      {"fdRecv", NULL, fd_recv, NULL, NULL, NULL, napi_default, NULL},
+      {"fdSend", NULL, fd_send, NULL, NULL, NULL, napi_default, NULL},
+      {"fdShutdown", NULL, fd_shutdown, NULL, NULL, NULL, napi_default, NULL},
+      {"fdClose", NULL, fd_close, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) return NULL;
   return exports;

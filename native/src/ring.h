@@ -22,6 +22,7 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <uv.h>
 
 /* user_data of SQEs the engine makes for itself (cancels): their CQEs are not reported. */
@@ -106,5 +107,14 @@ int ovl_listen_addr(const struct sockaddr_storage *addr, socklen_t len, int back
 int ovl_stream_socket(int family);
 int ovl_close(int fd, int abortive);
 int ovl_set_nodelay(int fd, int on);
+
+/* descriptors.c: calls that need no ring (non-blocking attempts, blocking calls); >= 0 or -errno. */
+ssize_t ovl_recv_now(int fd, void *buf, size_t len);
+ssize_t ovl_send_now(int fd, const void *buf, size_t len);
+int ovl_accept_now(int fd);
+int ovl_set_blocking(int fd, int blocking);
+ssize_t ovl_recv_wait(int fd, void *buf, size_t len);
+ssize_t ovl_send_all(int fd, const void *buf, size_t len);
+int ovl_shutdown_fd(int fd, int how);
 
 #endif

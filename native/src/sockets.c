@@ -1,6 +1,6 @@
 /*
  * Plain socket system calls the engine makes synchronously (listen, socket
- * creation, options, close). Each returns >= 0 or -errno; JavaScript turns
+ * creation, options, close; the try-calls and blocking calls are in descriptors.c). Each returns >= 0 or -errno; JavaScript turns
  * the errno into a Node-style error with the syscall Node would name.
  */
 #include <arpa/inet.h>
@@ -46,10 +46,15 @@ int ovl_parse_unix(const char *path, struct sockaddr_storage *out, socklen_t *le
   return 0;
 }
 
-/* socket + bind + listen. TCP gets SO_REUSEADDR (as libuv does), so TIME_WAIT does not block a restart. */
+/*
+ * socket + bind + listen. TCP gets SO_REUSEADDR (as libuv does), so TIME_WAIT does not block a restart.
+ * The listening socket is O_NONBLOCK, for tryAccept's accept4 (accept has no MSG_DONTWAIT): the
+ * ring's multishot accept does not mind (io_uring issues it non-blocking and waits by polling
+ * either way), and connections it accepts are blocking sockets (no SOCK_NONBLOCK asked).
+ */
 int ovl_listen_addr(const struct sockaddr_storage *addr, socklen_t len, int backlog) {
   int family = addr->ss_family;
-  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
   int one = 1;
   if (family != AF_UNIX && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) goto fail;

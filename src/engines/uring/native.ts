@@ -43,6 +43,28 @@ export interface UringAddon {
   close(ring: Ring, fd: number, abortive: boolean): number;
   setNoDelay(fd: number, on: boolean): number;
   sockName(fd: number, peer: boolean): [string, number, 'IPv4' | 'IPv6'] | null;
+  /** Single-shot IORING_OP_POLL_ADD for poll(2) events `mask`; the CQE's res is the revents. */
+  poll(ring: Ring, id: number, fd: number, mask: number): number;
+  /** recv(MSG_DONTWAIT) now, no SQE: bytes, 0 at end of stream, or -errno (-EAGAIN). */
+  tryRecv(fd: number, buffer: Uint8Array): number;
+  /** send(MSG_DONTWAIT | MSG_NOSIGNAL) now, no SQE: bytes taken (maybe fewer), or -errno. */
+  trySend(fd: number, buffer: Uint8Array): number;
+  /** accept4 on the non-blocking listening socket now: a descriptor the ring owns, or -errno. */
+  tryAccept(ring: Ring, fd: number): number;
+  /** The ring lets go of `fd` (it will not close it at teardown): a detached stream's. */
+  disown(ring: Ring, fd: number): void;
+
+  // Blocking calls on a raw descriptor; no ring needed (a worker_threads worker calls them).
+  /** Clears (`blocking`) or sets O_NONBLOCK: 0 or -errno. */
+  fdSetBlocking(fd: number, blocking: boolean): number;
+  /** Blocking recv (EINTR retried): bytes, 0 at end of stream, or -errno. */
+  fdRecv(fd: number, buffer: Uint8Array): number;
+  /** Blocking send of every byte (MSG_NOSIGNAL): `buffer.byteLength`, or -errno. */
+  fdSend(fd: number, buffer: Uint8Array): number;
+  /** shutdown(2): 0 or -errno. */
+  fdShutdown(fd: number, how: number): number;
+  /** close(2), SO_LINGER {1, 0} first when `abortive`: 0 or -errno. */
+  fdClose(fd: number, abortive: boolean): number;
 }
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));

@@ -68,6 +68,26 @@
  *   the pages the pool touches follow the peak of buffers in use. With all
  *   1024 out, the recv waits here until a lease is released, then is
  *   posted again (not an error).
+ * - Readiness and non-blocking attempts (select, WSAAsyncSelect,
+ *   WSAEventSelect, non-blocking sockets) use the kernel's own mechanisms.
+ *   `poll` is a single-shot IORING_OP_POLL_ADD for POLLIN/POLLOUT (and
+ *   POLLRDHUP when HANGUP is asked); the CQE's revents map to Readiness
+ *   bits (POLLERR/POLLHUP: ERROR, and READABLE when asked). Several may be
+ *   pending per handle; cancel and close cancel them like any operation,
+ *   and the descriptor stays open until their CQEs are in. Bytes the engine
+ *   holds for no recv (multishot arrivals, read-ahead) are served first:
+ *   a READABLE poll completes from them without the kernel, and one in the
+ *   kernel when such bytes come in is cancelled and completes from them,
+ *   since the kernel may no longer see them on the socket. The try-calls
+ *   make one plain system call, no SQE: recv/send with MSG_DONTWAIT (the
+ *   socket stays a blocking descriptor for io_uring) and accept4 on the
+ *   listening socket, which is O_NONBLOCK for that (accept has no per-call
+ *   flag; io_uring's multishot accept polls either way). Order (rule 7):
+ *   while a recv or send is posted the try-call says WOULD_BLOCK, and while
+ *   a pooled recv's multishot is armed tryRecv stops it rather than read past
+ *   it. `detach` disowns the descriptor (the ring would close it at
+ *   teardown) for a worker's blocking calls (`engine.blocking`, ring-less
+ *   addon functions).
  * - Memory safety: the native ring holds a strong reference to this
  *   engine's record callback, so every buffer in `#slots` stays reachable
  *   until its CQE is reaped, whatever the caller drops. Memory the kernel
@@ -102,8 +122,9 @@
  *   while asking yields completions. `plain` is the kernel default.
  * - liburing 2.3 has no io_uring_setup_buf_ring; the C side allocates the
  *   buffer ring page-aligned and registers it itself.
- * - Sockets are blocking descriptors: io_uring waits for them; a
- *   non-blocking socket would hand -EAGAIN back on some kernels.
+ * - Connected sockets are blocking descriptors: io_uring waits for them; a
+ *   non-blocking socket would hand -EAGAIN back on some kernels. Listening
+ *   sockets are O_NONBLOCK (for tryAccept); accept is not affected.
  * - Host names are resolved with `dns.lookup` before connect/listen.
  * - Kernels before 5.19 (no multishot accept, no cancel by descriptor) are
  *   not supported: the start-up probe asks the kernel for both, and where it
@@ -115,8 +136,9 @@ import { unlinkSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
-import { AbortedError, abortedError, OsError, toOsError } from '../../core/errors.js';
+import { AbortedError, abortedError, OsError, toOsError, UsageError } from '../../core/errors.js';
 import {
+  type BlockingDescriptorIo,
   type BufferLease,
   type CompletionSink,
   type Endpoint,
@@ -126,8 +148,11 @@ import {
   type EngineStream,
   type PipeListenOptions,
   POOL_BUFFER_SIZE,
+  Readiness,
   type TcpListenOptions,
+  WOULD_BLOCK,
 } from '../contract.js';
+import { uringBlockingIo } from './blocking-io.js';
 import { loadAddon, type Ring, type UringAddon } from './native.js';
 
 /** SQ entries; the CQ has four times as many (the kernel also keeps overflow, FEAT_NODROP). */
@@ -177,7 +202,15 @@ const ECANCELED = -125;
 const ENOBUFS = -105;
 const EINVAL = -22;
 const EPIPE = -32;
+const EAGAIN = -11;
 const ECONNABORTED = -103;
+
+// poll(2) events (Linux values): what a POLL_ADD asks for and its CQE's res reports.
+const POLLIN = 0x1;
+const POLLOUT = 0x4;
+const POLLERR = 0x8;
+const POLLHUP = 0x10;
+const POLLRDHUP = 0x2000;
 
 const KIND_RECV = 1;
 const KIND_SEND = 2;
@@ -185,6 +218,7 @@ const KIND_CONNECT = 3;
 const KIND_SHUTDOWN = 4;
 const KIND_ACCEPT = 5;
 const KIND_RECV_MULTI = 6;
+const KIND_POLL = 7;
 
 const RESOLVED = Promise.resolve();
 const EMPTY = new Uint8Array(0);
@@ -278,6 +312,15 @@ export class UringEngine implements Engine {
 
   setSink(sink: CompletionSink): void {
     this.#sink = sink;
+  }
+
+  /**
+   * Blocking calls on a descriptor from `detach()` (blocking-io.ts): the
+   * addon's ring-less functions, so a worker thread that owns the descriptor
+   * calls them without an engine of its own.
+   */
+  get blocking(): BlockingDescriptorIo {
+    return uringBlockingIo();
   }
 
   /** How the kernel runs this ring's task work: 'defer', 'coop' or 'plain' (see notes). */
@@ -535,6 +578,173 @@ function pipeEndpoint(path: string): Endpoint {
 const connectionClosedError = () =>
   new OsError('EPIPE', EPIPE, 'write', 'the connection closed before the send completed');
 
+/** The poll(2) events of a POLL_ADD asking for `events` (Readiness bits). */
+function pollEvents(events: number): number {
+  let mask = 0;
+  if ((events & Readiness.READABLE) !== 0) mask |= POLLIN;
+  if ((events & Readiness.WRITABLE) !== 0) mask |= POLLOUT;
+  if ((events & Readiness.HANGUP) !== 0) mask |= POLLRDHUP;
+  return mask;
+}
+
+/**
+ * The Readiness bits a POLL_ADD's revents report for a poll that asked for
+ * `events`: POLLERR or POLLHUP is ERROR, and READABLE too when asked (a recv
+ * then returns at once, with the error or end of stream).
+ */
+function readinessOf(revents: number, events: number): number {
+  let bits = 0;
+  if ((revents & POLLIN) !== 0) bits |= Readiness.READABLE;
+  if ((revents & POLLOUT) !== 0) bits |= Readiness.WRITABLE;
+  if ((revents & POLLRDHUP) !== 0) bits |= Readiness.HANGUP;
+  if ((revents & (POLLERR | POLLHUP)) !== 0) bits |= Readiness.ERROR | Readiness.READABLE;
+  return bits & (events | Readiness.ERROR);
+}
+
+/** A poll posted and not completed. */
+interface PollWaiting {
+  req: EngineRequest;
+  events: number;
+  /** Its POLL_ADD's id, or -1 while it waits for a descriptor (a connect resolving its host). */
+  id: number;
+  /** Cancelled (cancel, close): completes aborted, whatever the kernel answers. */
+  aborted: boolean;
+  /**
+   * Bits found to hold without the kernel (bytes the engine took in for no
+   * recv): its POLL_ADD is being cancelled, and it completes with these.
+   */
+  found: number;
+}
+
+/**
+ * The polls pending on one stream or listener, each a single-shot
+ * IORING_OP_POLL_ADD (several may be pending at once). Made on first use.
+ */
+class PollList {
+  readonly #engine: UringEngine;
+  readonly entries: PollWaiting[] = [];
+
+  constructor(engine: UringEngine) {
+    this.#engine = engine;
+  }
+
+  /** Posts a poll on `fd` (or, with fd -1, keeps it until {@link armWaiting}). */
+  add(owner: Owner, req: EngineRequest, events: number, fd: number): void {
+    const entry: PollWaiting = { req, events, id: -1, aborted: false, found: 0 };
+    this.entries.push(entry);
+    if (fd >= 0) this.#arm(owner, entry, fd);
+  }
+
+  #arm(owner: Owner, entry: PollWaiting, fd: number): void {
+    const engine = this.#engine;
+    const id = engine.id(owner, KIND_POLL);
+    const rc = engine.addon.poll(engine.ring, id, fd, pollEvents(entry.events));
+    if (rc < 0) {
+      engine.dropId(id);
+      this.#remove(entry);
+      engine.complete(entry.req, 0, uringError(rc, 'poll'));
+      return;
+    }
+    entry.id = id;
+    engine.submitSoon();
+  }
+
+  /** The descriptor exists now (the connect's socket): polls that waited for it go to the kernel. */
+  armWaiting(owner: Owner, fd: number): void {
+    for (const entry of this.entries.slice()) if (entry.id === -1) this.#arm(owner, entry, fd);
+  }
+
+  /** Completes the polls that wait for a descriptor (there will be none) with `bitsFor` their events. */
+  completeWaiting(bitsFor: (events: number) => number): void {
+    for (const entry of this.entries.slice()) {
+      if (entry.id !== -1) continue;
+      this.#remove(entry);
+      this.#engine.complete(entry.req, bitsFor(entry.events), null);
+    }
+  }
+
+  /** Some readiness now holds that the kernel may not see (bytes taken in for no recv). */
+  resolve(bitsFor: (events: number) => number): void {
+    const engine = this.#engine;
+    for (const entry of this.entries.slice()) {
+      if (entry.aborted || entry.found !== 0) continue;
+      const bits = bitsFor(entry.events);
+      if (bits === 0) continue;
+      if (entry.id === -1) {
+        this.#remove(entry);
+        engine.complete(entry.req, bits, null);
+      } else {
+        entry.found = bits;
+        engine.addon.cancel(engine.ring, entry.id);
+        engine.submitSoon();
+      }
+    }
+  }
+
+  /** The CQE of poll `id`. */
+  onCqe(id: number, res: number): void {
+    const entry = this.entries.find((e) => e.id === id);
+    if (entry === undefined) return;
+    this.#remove(entry);
+    const engine = this.#engine;
+    if (entry.aborted) {
+      engine.complete(entry.req, 0, abortedError());
+    } else if (entry.found !== 0) {
+      engine.complete(
+        entry.req,
+        entry.found | (res > 0 ? readinessOf(res, entry.events) : 0),
+        null,
+      );
+    } else if (res === ECANCELED) {
+      engine.complete(entry.req, 0, abortedError());
+    } else if (res < 0) {
+      engine.complete(entry.req, 0, uringError(res, 'poll'));
+    } else {
+      engine.complete(entry.req, readinessOf(res, entry.events), null);
+    }
+  }
+
+  /** Cancels the poll of `req`; false when it is not pending here or already cancelled. */
+  cancel(req: EngineRequest): boolean {
+    const entry = this.entries.find((e) => e.req === req);
+    if (entry === undefined || entry.aborted) return false;
+    this.#abort(entry, true);
+    return true;
+  }
+
+  /**
+   * Cancels every poll; `byId` false when the caller cancels everything of
+   * the descriptor itself (IORING_ASYNC_CANCEL_FD).
+   */
+  cancelAll(byId: boolean): void {
+    for (const entry of this.entries.slice()) if (!entry.aborted) this.#abort(entry, byId);
+  }
+
+  #abort(entry: PollWaiting, byId: boolean): void {
+    const engine = this.#engine;
+    if (entry.id === -1) {
+      this.#remove(entry);
+      engine.complete(entry.req, 0, abortedError());
+      return;
+    }
+    entry.aborted = true;
+    if (byId && entry.found === 0) {
+      engine.addon.cancel(engine.ring, entry.id);
+      engine.submitSoon();
+    }
+  }
+
+  /** A poll is in the kernel: the descriptor must not be closed yet. */
+  get inKernel(): boolean {
+    return this.entries.some((e) => e.id !== -1);
+  }
+
+  #remove(entry: PollWaiting): void {
+    const i = this.entries.indexOf(entry);
+    if (i >= 0) this.entries.splice(i, 1);
+  }
+}
+
 /** A recv waiting for the one in the kernel (buffer null: pooled). */
 interface RecvWaiting {
   req: EngineRequest;
@@ -567,6 +777,7 @@ class ColdState {
   connectId: number = -1;
   connectAddress: { address: string; port?: number } | null = null;
   linger: NodeJS.Timeout | null = null;
+  polls: PollList | null = null;
 }
 
 /**
@@ -805,6 +1016,13 @@ class UringStream implements EngineStream, Owner {
   private set linger(value: NodeJS.Timeout | null) {
     if (this.#cold !== null || value !== null) this.#coldState().linger = value;
   }
+  /** Polls pending (made on the first poll). */
+  private get polls(): PollList | null {
+    return this.#cold === null ? null : this.#cold.polls;
+  }
+  private set polls(value: PollList | null) {
+    if (this.#cold !== null || value !== null) this.#coldState().polls = value;
+  }
 
   get localEndpoint(): Endpoint | null {
     if (this.pipePath !== null) return pipeEndpoint(this.pipePath);
@@ -838,6 +1056,173 @@ class UringStream implements EngineStream, Owner {
     }
   }
 
+  // ---- readiness and non-blocking attempts ----
+
+  poll(req: EngineRequest, events: number): void {
+    const engine = this.#engine;
+    if (this.closed) {
+      engine.complete(req, 0, abortedError());
+      return;
+    }
+    // What the engine holds (or knows) already: no kernel poll (still delivered later, rule 1).
+    const now = this.#readyNow(events);
+    if (now !== 0) {
+      engine.complete(req, now, null);
+      return;
+    }
+    this.polls ??= new PollList(engine);
+    // While the host name resolves there is no descriptor yet: startConnect arms it.
+    this.polls.add(this, req, events, this.#fd >= 0 && !this.fdClosed ? this.#fd : -1);
+  }
+
+  /**
+   * The Readiness bits of `events` (plus ERROR) that hold without asking
+   * the kernel: bytes held (rule 6), an end of stream or error seen already,
+   * or a connection that failed or was reset (no descriptor to poll).
+   */
+  #readyNow(events: number): number {
+    if (this.reset || (this.#error !== null && (this.#fd < 0 || this.fdClosed))) {
+      return (
+        Readiness.ERROR | (events & (Readiness.READABLE | Readiness.WRITABLE | Readiness.HANGUP))
+      );
+    }
+    const end = this.heldEnd;
+    const ended = this.eof || end === true;
+    let bits = 0;
+    if (end instanceof Error) bits |= Readiness.ERROR;
+    if ((events & Readiness.HANGUP) !== 0 && ended) bits |= Readiness.HANGUP;
+    if ((events & Readiness.READABLE) !== 0 && (ended || end !== null || this.unreadBytes > 0)) {
+      bits |= Readiness.READABLE;
+    }
+    return bits;
+  }
+
+  tryRecv(buffer: Uint8Array): number {
+    if (this.closed || this.fdClosed) throw this.#error ?? connectionClosedError();
+    // A posted recv gets the bytes first (rule 7).
+    if (this.#recvReq !== null || (this.recvQueue?.length ?? 0) > 0 || this.connecting) {
+      return WOULD_BLOCK;
+    }
+    if (this.#heldBytes > 0) return this.#copyHeld(buffer);
+    const stage = this.stage;
+    if (stage !== null && stage.end > stage.at) {
+      const n = Math.min(stage.end - stage.at, buffer.length);
+      stage.buffer.copy(buffer, 0, stage.at, stage.at + n);
+      stage.at += n;
+      if (stage.at === stage.end) this.#dropStage();
+      return n;
+    }
+    const end = this.heldEnd;
+    if (end !== null) {
+      this.heldEnd = null;
+      if (end === true) {
+        this.eof = true;
+      } else {
+        this.#error ??= end;
+        throw end;
+      }
+    }
+    if (this.eof) return 0;
+    if (this.#error !== null) throw this.#error;
+    if (this.#multiId !== -1) {
+      // A pooled recv's multishot is still armed: what it takes from the kernel comes in
+      // order through it, so a direct recv now could overtake bytes it already took. Stop
+      // it; its arrivals are held for the next call, and after it calls go to the kernel.
+      this.#stopMulti();
+      return WOULD_BLOCK;
+    }
+    const n = this.#engine.addon.tryRecv(this.#fd, buffer);
+    if (n >= 0) {
+      if (n === 0) this.eof = true;
+      return n;
+    }
+    if (n === EAGAIN) return WOULD_BLOCK;
+    const error = uringError(n, 'read');
+    this.#error ??= error;
+    throw error;
+  }
+
+  /** Copies held pool bytes into `target` (oldest first, across arrivals), for tryRecv. */
+  #copyHeld(target: Uint8Array): number {
+    const engine = this.#engine;
+    const held = this.#held as number[];
+    let n = 0;
+    let i = 0;
+    while (i < held.length && n < target.length) {
+      const bid = held[i] as number;
+      const offset = held[i + 1] as number;
+      const bytes = held[i + 2] as number;
+      const take = Math.min(bytes, target.length - n);
+      engine.copyFromPool(bid, offset, take, n === 0 ? target : target.subarray(n));
+      n += take;
+      if (take < bytes) {
+        held[i + 1] = offset + take;
+        held[i + 2] = bytes - take;
+        break;
+      }
+      i += 3;
+      engine.releaseBuffer(bid);
+    }
+    if (i > 0) held.splice(0, i);
+    this.#heldBytes -= n;
+    return n;
+  }
+
+  trySend(data: Uint8Array): number {
+    if (this.#error !== null) throw this.#error;
+    // After a shutdown (posted, maybe not submitted yet) no byte may follow the FIN.
+    if (this.closed || this.fdClosed || this.shutdownReq !== null) throw connectionClosedError();
+    // Posted sends leave first (rule 7).
+    if (this.#sendId !== -1 || (this.sendQueue?.length ?? 0) > 0 || this.connecting) {
+      return WOULD_BLOCK;
+    }
+    const n = this.#engine.addon.trySend(this.#fd, data);
+    if (n >= 0) return n;
+    if (n === EAGAIN) return WOULD_BLOCK;
+    const error = uringError(n, 'write');
+    this.#error ??= error;
+    throw error;
+  }
+
+  detach(): number {
+    const busy =
+      this.#recvReq !== null ||
+      (this.recvQueue?.length ?? 0) > 0 ||
+      this.#sendId !== -1 ||
+      (this.sendQueue?.length ?? 0) > 0 ||
+      this.shutdownReq !== null ||
+      this.connecting ||
+      (this.polls?.entries.length ?? 0) > 0;
+    if (this.closed || this.fdClosed || this.#fd < 0) {
+      throw new UsageError(
+        'OVL_ERR_HANDLE_CLOSED',
+        'detach(): the stream has no descriptor any more',
+      );
+    }
+    if (busy || this.unreadBytes > 0) {
+      throw new UsageError(
+        'OVL_ERR_INVALID_ARGUMENT',
+        'detach() needs a stream with no operation pending and nothing received unread',
+      );
+    }
+    if (this.#multiId !== -1) {
+      // Armed by an earlier pooled recv: the kernel may still take bytes through it.
+      this.#stopMulti();
+      throw new UsageError(
+        'OVL_ERR_INVALID_ARGUMENT',
+        'detach(): a pooled recv left a multishot receive armed in the kernel; it is being stopped: ' +
+          'let the completions of this turn be delivered, take any bytes it held (unreadBytes), then detach again',
+      );
+    }
+    const fd = this.#fd;
+    this.closed = true;
+    this.fdClosed = true;
+    this.heldEnd = null;
+    this.#dropStage();
+    this.#engine.addon.disown(this.#engine.ring, fd);
+    return fd;
+  }
+
   // ---- connect ----
 
   /** @internal `address` is an IP literal (port >= 0) or a pipe path (port -1). */
@@ -859,6 +1244,8 @@ class UringStream implements EngineStream, Owner {
     this.connectId = id;
     this.connectAddress = port < 0 ? { address } : { address, port };
     engine.submitSoon();
+    // Polls posted while the host name resolved: after the connect, in the same submit.
+    this.polls?.armWaiting(this, fd);
   }
 
   /** @internal The connect failed before reaching the kernel (lookup, socket()). */
@@ -869,6 +1256,7 @@ class UringStream implements EngineStream, Owner {
     this.#error ??= error;
     this.#engine.complete(req, 0, error);
     this.#failWaiting(error);
+    this.polls?.completeWaiting((events) => this.#readyNow(events));
   }
 
   // ---- recv ----
@@ -1099,6 +1487,7 @@ class UringStream implements EngineStream, Owner {
         this.lastRecvFull = res > (buffer as Uint8Array).length;
         engine.complete(req, this.#takeStaged(req, stage, buffer), null);
         this.#nextRecv();
+        this.#heldChanged();
         return;
       }
       this.#dropStage();
@@ -1152,6 +1541,19 @@ class UringStream implements EngineStream, Owner {
     if (this.#recvReq !== null && this.#recvId === -1 && !gone && this.#serveRecv()) {
       this.#nextRecv();
     }
+    this.#heldChanged();
+  }
+
+  /**
+   * Bytes (or end of stream) were taken in from the kernel for no recv: a
+   * READABLE poll in the kernel might not see them there any more, so it
+   * completes from what is held (its POLL_ADD is cancelled).
+   */
+  #heldChanged(): void {
+    const polls = this.polls;
+    if (polls === null || polls.entries.length === 0 || this.closed) return;
+    if (this.unreadBytes === 0 && this.heldEnd === null) return;
+    polls.resolve((events) => this.#readyNow(events));
   }
 
   /** Gives back every held pool buffer (the stream is closing or reset). */
@@ -1361,7 +1763,7 @@ class UringStream implements EngineStream, Owner {
 
   // ---- completions ----
 
-  onCqe(kind: number, _id: number, res: number, flags: number): void {
+  onCqe(kind: number, id: number, res: number, flags: number): void {
     switch (kind) {
       case KIND_RECV:
         this.#onRecv(res, flags);
@@ -1377,6 +1779,9 @@ class UringStream implements EngineStream, Owner {
         break;
       case KIND_CONNECT:
         this.#onConnect(res);
+        break;
+      case KIND_POLL:
+        this.polls?.onCqe(id, res);
         break;
     }
     this.#maybeCloseFd();
@@ -1416,7 +1821,8 @@ class UringStream implements EngineStream, Owner {
         this.#sendId !== -1 ||
         (this.sendQueue?.length ?? 0) > 0 ||
         this.shutdownReq !== null ||
-        this.connectReq !== null;
+        this.connectReq !== null ||
+        (this.polls?.entries.length ?? 0) > 0;
       if (this.connectReq !== null || this.#sendId !== -1 || this.shutdownId !== -1) {
         // Something the kernel may have half done: reset (see notes).
         this.#resetToCancel();
@@ -1424,6 +1830,7 @@ class UringStream implements EngineStream, Owner {
       }
       this.#abortQueued();
       if (this.#recvReq !== null) this.#cancelRecv();
+      this.polls?.cancelAll(true);
       return any;
     }
     const queued = this.recvQueue?.findIndex((entry) => entry.req === req) ?? -1;
@@ -1461,7 +1868,7 @@ class UringStream implements EngineStream, Owner {
       this.#resetToCancel();
       return true;
     }
-    return false;
+    return this.polls?.cancel(req) ?? false;
   }
 
   #cancelRecv(): boolean {
@@ -1523,11 +1930,13 @@ class UringStream implements EngineStream, Owner {
       }
       if (this.#sendId !== -1) this.sendCancelled = true;
       if (this.#multiId !== -1) this.multiStopping = true;
+      this.polls?.cancelAll(false);
       engine.addon.cancelFd(engine.ring, this.#fd);
     } else {
       // A graceful close: everything but the send in flight, one by one.
       if (this.#recvReq !== null && !this.recvCancelled) this.#cancelRecv();
       this.#stopMulti();
+      this.polls?.cancelAll(true);
       for (const id of [this.connectId, this.shutdownId, sends ? this.#sendId : -1]) {
         if (id !== -1) engine.addon.cancel(engine.ring, id);
       }
@@ -1602,6 +2011,7 @@ class UringStream implements EngineStream, Owner {
     if (this.#recvId !== -1 || this.#sendId !== -1 || this.connectId !== -1) return;
     if (this.#multiId !== -1) return;
     if (this.shutdownId !== -1) return;
+    if (this.polls?.inKernel) return;
     if (this.linger !== null) {
       clearTimeout(this.linger);
       this.linger = null;
@@ -1625,6 +2035,7 @@ class UringListener implements EngineListener, Owner {
   #closed = false;
   #fdClosed = false;
   #retry: NodeJS.Timeout | null = null;
+  #polls: PollList | null = null;
   readonly endpoint: Endpoint;
 
   constructor(engine: UringEngine, fd: number, backlog: number, pipePath: string | null) {
@@ -1653,6 +2064,35 @@ class UringListener implements EngineListener, Owner {
     }
   }
 
+  poll(req: EngineRequest, events: number): void {
+    const engine = this.#engine;
+    if (this.#closed) {
+      engine.complete(req, 0, abortedError());
+    } else if ((events & Readiness.READABLE) !== 0 && this.#readyForTry()) {
+      engine.complete(req, Readiness.READABLE, null);
+    } else {
+      this.#polls ??= new PollList(engine);
+      this.#polls.add(this, req, events, this.#fd);
+    }
+  }
+
+  /** Connections the multishot accept took are waiting, and no posted accept wants them. */
+  #readyForTry(): boolean {
+    return this.#ready.length > 0 && this.#accepts.length === 0;
+  }
+
+  tryAccept(): EngineStream | null {
+    if (this.#closed) return null;
+    if (this.#accepts.length > 0) return null; // posted accepts are served first
+    const ready = this.#ready.shift();
+    if (ready !== undefined) return ready;
+    const engine = this.#engine;
+    const fd = engine.addon.tryAccept(engine.ring, this.#fd);
+    if (fd >= 0) return new UringStream(engine, fd, null, this.#pipePath);
+    if (fd === EAGAIN) return null;
+    throw uringError(fd, 'accept');
+  }
+
   /** Posts the multishot accept unless it is armed already. */
   #arm(): void {
     if (this.#acceptId !== -1 || this.#closed || this.#retry !== null) return;
@@ -1669,7 +2109,12 @@ class UringListener implements EngineListener, Owner {
     engine.submitSoon();
   }
 
-  onCqe(_kind: number, _id: number, res: number, flags: number): void {
+  onCqe(kind: number, id: number, res: number, flags: number): void {
+    if (kind === KIND_POLL) {
+      this.#polls?.onCqe(id, res);
+      if (this.#closed) this.#maybeCloseFd();
+      return;
+    }
     const engine = this.#engine;
     const more = (flags & IORING_CQE_F_MORE) !== 0;
     if (!more) this.#acceptId = -1;
@@ -1683,6 +2128,8 @@ class UringListener implements EngineListener, Owner {
         stream.close(true);
       } else {
         this.#ready.push(stream);
+        // A poll in the kernel might not see it: the connection left the listen queue.
+        this.#polls?.resolve((events) => events & Readiness.READABLE);
         // Enough connections wait for an accept: stop taking more from the kernel (the
         // multishot accept is cancelled; a CQE or two may still land), so that further
         // clients wait in the kernel's listen backlog, as with a plain listening socket,
@@ -1713,12 +2160,13 @@ class UringListener implements EngineListener, Owner {
   cancel(req: EngineRequest | null): boolean {
     const engine = this.#engine;
     if (req === null) {
-      const any = this.#accepts.length > 0;
+      const any = this.#accepts.length > 0 || (this.#polls?.entries.length ?? 0) > 0;
       for (const r of this.#accepts.splice(0)) engine.complete(r, 0, abortedError());
+      this.#polls?.cancelAll(true);
       return any;
     }
     const i = this.#accepts.indexOf(req);
-    if (i < 0) return false;
+    if (i < 0) return this.#polls?.cancel(req) ?? false;
     this.#accepts.splice(i, 1);
     engine.complete(req, 0, abortedError());
     return true;
@@ -1741,7 +2189,7 @@ class UringListener implements EngineListener, Owner {
   }
 
   #maybeCloseFd(): void {
-    if (this.#fdClosed || this.#acceptId !== -1) return;
+    if (this.#fdClosed || this.#acceptId !== -1 || this.#polls?.inKernel) return;
     this.#fdClosed = true;
     // As libuv does: unlink the socket file before closing, so a new listener's file is never removed.
     if (this.#pipePath !== null) {
