@@ -1,6 +1,7 @@
 import { OverlappedError } from '../core/errors.js';
-import type { Engine } from './contract.js';
+import type { BlockingDescriptorIo, Engine } from './contract.js';
 import { NodeEngine } from './node/node-engine.js';
+import { uringBlockingIo } from './uring/blocking-io.js';
 import { UringEngine } from './uring/uring-engine.js';
 
 /** Engine names `OVERLAPPED_ENGINE` and `engine:` accept. */
@@ -68,4 +69,14 @@ let defaultChoice: EngineChoice | undefined;
 export function defaultEngine(): EngineChoice {
   defaultChoice ??= chooseEngine();
   return defaultChoice;
+}
+
+/**
+ * The blocking descriptor calls of the engine that can hand descriptors to
+ * other threads (uring), loaded without starting that engine: a connection
+ * thread of the blocking model needs the calls, not a ring. Throws when the
+ * addon cannot load here.
+ */
+export function blockingDescriptorIo(): BlockingDescriptorIo {
+  return uringBlockingIo();
 }

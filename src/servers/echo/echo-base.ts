@@ -96,7 +96,8 @@ export interface EchoService {
   stop(options?: { deadlineMs?: number }): Promise<void>;
 }
 
-function describe(endpoint: Endpoint | null): string {
+/** `address:port` (IPv6 in brackets), for log lines. */
+export function describeEndpoint(endpoint: Endpoint | null): string {
   if (endpoint === null) return 'unknown';
   return endpoint.family === 'IPv6'
     ? `[${endpoint.address}]:${endpoint.port}`
@@ -251,7 +252,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       return null;
     }
     if (this.#connections.size >= this.settings.maxConnections) {
-      const peer = describe(socket.remoteAddress);
+      const peer = describeEndpoint(socket.remoteAddress);
       this.refused++;
       this.logger?.warn(
         { peer, maxConnections: this.settings.maxConnections },
@@ -268,7 +269,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       connection: null,
     });
     // Only info lines name the peer: with them off, a connection keeps no string for it.
-    const peer = this.#logPeers ? describe(socket.remoteAddress) : '';
+    const peer = this.#logPeers ? describeEndpoint(socket.remoteAddress) : '';
     const conn = this.createConnection(socket, peer, io);
     io.data.connection = conn;
     this.#connections.add(conn);

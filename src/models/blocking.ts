@@ -1,0 +1,371 @@
+/**
+ * The blocking model: a thread per connection, as the seeds' blocking
+ * server. An acceptor hands each accepted connection to a `worker_threads`
+ * thread of its own, which runs your handler with a {@link BlockingSocket}:
+ * `recv` blocks that thread until bytes arrive, `send` until every byte is
+ * written, and nothing else is disturbed. When the handler returns, the
+ * connection is closed and the thread waits for the next one (threads are
+ * kept and reused: starting one costs milliseconds and megabytes).
+ *
+ * At most `maxThreads` connections are served at once. Past that, the
+ * acceptor stops accepting, so new clients wait in the listen backlog (they
+ * are not reset) until a thread is free, and the log says so once.
+ *
+ * On the uring engine each thread gets the connection's descriptor and
+ * makes real blocking system calls on it. The node engine cannot hand a
+ * socket to another thread: there the thread blocks in `Atomics.wait` while
+ * this thread does the I/O for it (`mode` says which; see ./blocking-socket.ts).
+ *
+ * The handler is a module (so that each thread can load it): its default
+ * export is `(socket: BlockingSocket, options) => void`, and it runs
+ * synchronously; `options` is `handlerOptions`, copied to each thread.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { check, OverlappedError } from '../core/errors.js';
+import { Overlapped } from '../core/overlapped.js';
+import type { TcpListener } from '../core/tcp-listener.js';
+import type { TcpSocket } from '../core/tcp-socket.js';
+import { getOverlappedResult } from '../core/waits.js';
+import type { BlockingDescriptorIo, Endpoint } from '../engines/contract.js';
+import {
+  type BlockingMode,
+  encodeProxyError,
+  PROXY_DATA_BYTES,
+  ProxyCall,
+} from './blocking-socket.js';
+
+export type { BlockingMode, BlockingSocket } from './blocking-socket.js';
+
+/** Default cap on threads, and so on connections served at once. */
+export const DEFAULT_MAX_THREADS = 64;
+
+export interface ThreadPerConnectionOptions {
+  listener: TcpListener;
+  /** The handler module: a file URL (or path) whose default export serves one connection. */
+  handler: URL | string;
+  /** Copied to each thread and passed to the handler (structured clone). */
+  handlerOptions?: unknown;
+  /** Threads, and so connections, at once. Default {@link DEFAULT_MAX_THREADS}. */
+  maxThreads?: number;
+  /** Connections past this are accepted and reset at once (default: no limit below maxThreads). */
+  maxConnections?: number;
+  /** Info lines per connect and disconnect, a warning when the thread cap is reached. */
+  logger?: Logger;
+}
+
+/** One connection being served, and its thread. */
+interface Served {
+  readonly thread: Thread;
+  readonly peer: string;
+  /** uring: the descriptor the thread blocks on. */
+  readonly fd: number;
+  /** node: the socket this thread does the I/O of. */
+  readonly socket: TcpSocket | null;
+  /** node: the recv posted for the thread, cancelled by a graceful stop. */
+  recv: Overlapped | null;
+  /** A graceful stop has begun: the thread's next recv sees end of stream. */
+  ending: boolean;
+}
+
+interface Thread {
+  readonly worker: Worker;
+  served: Served | null;
+  /** Resolves when the worker has exited. */
+  readonly exited: Promise<void>;
+}
+
+const WORKER_URL = new URL('./blocking-worker.js', import.meta.url);
+
+function describe(endpoint: Endpoint | null): string {
+  if (endpoint === null) return 'unknown';
+  return endpoint.family === 'IPv6'
+    ? `[${endpoint.address}]:${endpoint.port}`
+    : `${endpoint.address}:${endpoint.port}`;
+}
+
+/** A server with a thread per connection. Start one with {@link ThreadPerConnectionServer.start}. */
+export class ThreadPerConnectionServer {
+  readonly listener: TcpListener;
+  readonly maxThreads: number;
+  readonly maxConnections: number;
+  /** How threads reach their connections: real descriptors, or calls proxied to this thread. */
+  readonly mode: BlockingMode;
+  readonly #io: BlockingDescriptorIo | undefined;
+  readonly #handler: string;
+  readonly #handlerOptions: unknown;
+  readonly #logger: Logger | undefined;
+  readonly #threads = new Set<Thread>();
+  readonly #idle: Thread[] = [];
+  #busy = 0;
+  #slotFree: (() => void) | null = null;
+  #drained: (() => void) | null = null;
+  #acceptor: Promise<void> = Promise.resolve();
+  #stopping: Promise<void> | null = null;
+  #warnedAtCap = false;
+  /** Connections refused because of maxConnections. */
+  refused = 0;
+  /** Threads started since start (the rest of the connections reused one). */
+  threadsStarted = 0;
+
+  private constructor(options: ThreadPerConnectionOptions) {
+    this.listener = options.listener;
+    this.maxThreads = options.maxThreads ?? DEFAULT_MAX_THREADS;
+    this.maxConnections = options.maxConnections ?? Number.POSITIVE_INFINITY;
+    this.#io = options.listener.engine.blocking;
+    this.mode = this.#io === undefined ? 'proxied' : 'descriptor';
+    this.#handler = options.handler instanceof URL ? options.handler.href : options.handler;
+    this.#handlerOptions = options.handlerOptions;
+    this.#logger = options.logger;
+  }
+
+  /** Starts accepting on `listener` and serving each connection on a thread of its own. */
+  static start(options: ThreadPerConnectionOptions): ThreadPerConnectionServer {
+    const max = options.maxThreads ?? DEFAULT_MAX_THREADS;
+    check(
+      Number.isSafeInteger(max) && max >= 1 && max <= 10_000,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `maxThreads must be a whole number from 1 to 10000, got ${String(max)}`,
+    );
+    const server = new ThreadPerConnectionServer(options);
+    server.#acceptor = server.#accept();
+    return server;
+  }
+
+  /** Connections being served now (one per busy thread). */
+  get connections(): number {
+    return this.#busy;
+  }
+
+  /** Threads alive: serving a connection or waiting for the next one. */
+  get threads(): number {
+    return this.#threads.size;
+  }
+
+  get address(): Endpoint {
+    return this.listener.address;
+  }
+
+  async #accept(): Promise<void> {
+    const ov = new Overlapped();
+    while (this.#stopping === null) {
+      if (this.#busy >= this.maxThreads) {
+        if (!this.#warnedAtCap) {
+          this.#warnedAtCap = true;
+          this.#logger?.warn(
+            { maxThreads: this.maxThreads },
+            'every thread is serving a connection (--max-threads): new clients wait in the listen backlog until one is free',
+          );
+        }
+        await new Promise<void>((resolve) => {
+          this.#slotFree = resolve;
+        });
+        continue;
+      }
+      this.listener.accept(ov);
+      try {
+        await getOverlappedResult(ov, { wait: true });
+      } catch (err) {
+        if (err instanceof OverlappedError && err.code === 'OVL_ERR_ABORTED') return;
+        this.#logger?.warn({ err }, 'accept failed');
+        continue;
+      }
+      const socket = ov.socket as TcpSocket;
+      if (this.#stopping !== null) {
+        socket.destroy();
+        return;
+      }
+      if (this.#busy >= this.maxConnections) {
+        this.refused++;
+        this.#logger?.warn(
+          { peer: describe(socket.remoteAddress), maxConnections: this.maxConnections },
+          'connection refused: at maxConnections',
+        );
+        socket.destroy();
+        continue;
+      }
+      this.#hand(socket);
+    }
+  }
+
+  #thread(): Thread {
+    const idle = this.#idle.pop();
+    if (idle !== undefined) return idle;
+    const worker = new Worker(WORKER_URL, {
+      workerData: { handler: this.#handler, options: this.#handlerOptions },
+    });
+    let exited: () => void = () => {};
+    const thread: Thread = {
+      worker,
+      served: null,
+      exited: new Promise<void>((resolve) => {
+        exited = resolve;
+      }),
+    };
+    worker.on('message', (message: { kind: string; error?: string }) => {
+      if (message.kind === 'error') {
+        this.#logger?.info({ peer: thread.served?.peer, err: message.error }, 'connection error');
+      } else if (message.kind === 'done') {
+        this.#finished(thread);
+      }
+    });
+    worker.on('error', (err) => {
+      this.#logger?.error({ err }, 'a connection thread failed');
+    });
+    worker.on('exit', () => {
+      this.#threads.delete(thread);
+      const i = this.#idle.indexOf(thread);
+      if (i >= 0) this.#idle.splice(i, 1);
+      if (thread.served !== null) this.#finished(thread);
+      exited();
+    });
+    this.#threads.add(thread);
+    this.threadsStarted++;
+    return thread;
+  }
+
+  #hand(socket: TcpSocket): void {
+    const peer = describe(socket.remoteAddress);
+    const thread = this.#thread();
+    this.#busy++;
+    if (this.#io !== undefined) {
+      const fd = socket.detach();
+      thread.served = { thread, peer, fd, socket: null, recv: null, ending: false };
+      thread.worker.postMessage({ kind: 'descriptor', fd, peer });
+    } else {
+      const shared = new SharedArrayBuffer(ProxyCall.CONTROL_BYTES + PROXY_DATA_BYTES);
+      const { port1, port2 } = new MessageChannel();
+      const served: Served = { thread, peer, fd: -1, socket, recv: null, ending: false };
+      thread.served = served;
+      port1.on('message', () => {
+        void this.#proxy(served, shared);
+      });
+      port1.unref();
+      thread.worker.postMessage({ kind: 'proxied', shared, port: port2, peer }, [port2]);
+    }
+    this.#logger?.info({ peer, connections: this.#busy }, 'connected');
+  }
+
+  /** Makes the call a proxied thread asked for, then wakes it with the result. */
+  async #proxy(served: Served, shared: SharedArrayBuffer): Promise<void> {
+    const control = new Int32Array(shared, 0, ProxyCall.CONTROL_BYTES / 4);
+    const length = Atomics.load(control, ProxyCall.LENGTH);
+    const data = new Uint8Array(shared, ProxyCall.CONTROL_BYTES, PROXY_DATA_BYTES);
+    const socket = served.socket as TcpSocket;
+    let result: number;
+    try {
+      result = await proxyCall(served, socket, Atomics.load(control, ProxyCall.OP), data, length);
+    } catch (err) {
+      result = encodeProxyError(data, err as Error);
+    }
+    Atomics.store(control, ProxyCall.LENGTH, result);
+    Atomics.store(control, ProxyCall.STATE, ProxyCall.DONE);
+    Atomics.notify(control, ProxyCall.STATE);
+  }
+
+  /** The handler returned (or its thread died): close the connection, free the thread. */
+  #finished(thread: Thread): void {
+    const served = thread.served;
+    if (served === null) return;
+    thread.served = null;
+    if (served.socket !== null) served.socket.close();
+    else this.#io?.close(served.fd, false);
+    this.#busy--;
+    this.#logger?.info({ peer: served.peer, connections: this.#busy }, 'disconnected');
+    if (this.#threads.has(thread)) this.#idle.push(thread);
+    const slotFree = this.#slotFree;
+    this.#slotFree = null;
+    slotFree?.();
+    if (this.#busy === 0) this.#drained?.();
+  }
+
+  /**
+   * Stops gracefully: no new connections; every thread's next (or current)
+   * recv sees end of stream, so a handler finishes what it was sending and
+   * returns; at `deadlineMs` the connections still served are cut (their
+   * blocked calls fail) and a thread still running a second later is
+   * terminated. Resolves when every thread has exited. Idempotent.
+   */
+  stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopping ??= this.#stop(options.deadlineMs ?? 5000);
+    return this.#stopping;
+  }
+
+  async #stop(deadlineMs: number): Promise<void> {
+    this.listener.close();
+    this.#slotFree?.();
+    await this.#acceptor;
+    const drained = new Promise<void>((resolve) => {
+      this.#drained = resolve;
+    });
+    if (this.#busy === 0) this.#drained?.();
+    for (const thread of this.#threads) {
+      const served = thread.served;
+      if (served === null) continue;
+      served.ending = true;
+      if (served.socket === null) this.#io?.shutdown(served.fd, 0);
+      else if (served.recv?.pending) served.socket.cancel(served.recv);
+    }
+    const deadline = (ms: number) =>
+      new Promise<'deadline'>((resolve) => setTimeout(resolve, ms, 'deadline').unref());
+    if ((await Promise.race([drained, deadline(deadlineMs)])) === 'deadline') {
+      this.#logger?.warn(
+        { connections: this.#busy, deadlineMs },
+        'stop deadline passed: cutting the remaining connections',
+      );
+      for (const thread of this.#threads) {
+        const served = thread.served;
+        if (served === null) continue;
+        if (served.socket === null) this.#io?.shutdown(served.fd, 2);
+        else served.socket.destroy();
+      }
+      if ((await Promise.race([drained, deadline(1000)])) === 'deadline') {
+        for (const thread of this.#threads)
+          if (thread.served !== null) void thread.worker.terminate();
+      }
+    }
+    const threads = [...this.#threads];
+    for (const thread of threads) void thread.worker.terminate();
+    await Promise.all(threads.map((thread) => thread.exited));
+  }
+}
+
+/** One proxied call on the main thread's socket: recv into, or send from, the shared area. */
+async function proxyCall(
+  served: Served,
+  socket: TcpSocket,
+  op: number,
+  data: Uint8Array,
+  length: number,
+): Promise<number> {
+  if (op === ProxyCall.RECV) {
+    if (served.ending) return 0;
+    const ov = new Overlapped();
+    served.recv = ov;
+    socket.recv(data.subarray(0, length), ov);
+    try {
+      return await getOverlappedResult(ov, { wait: true });
+    } catch (err) {
+      // A graceful stop cancels the recv: the thread sees end of stream.
+      if (served.ending && err instanceof OverlappedError && err.code === 'OVL_ERR_ABORTED') {
+        return 0;
+      }
+      throw err;
+    } finally {
+      served.recv = null;
+    }
+  }
+  if (op === ProxyCall.SEND) {
+    const ov = new Overlapped();
+    let sent = 0;
+    while (sent < length) {
+      socket.send(data.subarray(sent, length), ov);
+      sent += await getOverlappedResult(ov, { wait: true });
+    }
+    return sent;
+  }
+  const ov = new Overlapped();
+  socket.shutdown(ov);
+  await getOverlappedResult(ov, { wait: true });
+  return 0;
+}

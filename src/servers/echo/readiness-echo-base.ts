@@ -1,0 +1,245 @@
+/**
+ * What the echo servers of the readiness models (non-blocking polling,
+ * select, WSAAsyncSelect, WSAEventSelect) share: the connection records,
+ * the limit and log lines, graceful stop, and the echo step on a
+ * non-blocking socket.
+ *
+ * The step is the seeds' one for these models: when the socket is readable,
+ * `recv` once into the server's one scratch buffer and `send` it straight
+ * back; what the OS did not take waits in the connection's own buffer,
+ * reading stops (flow control) and the socket is watched for writability
+ * until that backlog is sent. An idle connection therefore holds no buffer
+ * at all: the scratch buffer is shared, since non-blocking calls return
+ * before anything else runs.
+ */
+import type { Logger } from 'pino';
+import type { TcpListener } from '../../core/tcp-listener.js';
+import type { Endpoint } from '../../engines/contract.js';
+import {
+  type NonBlockingListener,
+  type NonBlockingSocket,
+  setNonBlocking,
+  WOULD_BLOCK,
+} from '../../models/nonblocking.js';
+import {
+  describeEndpoint,
+  ECHO_DEFAULTS,
+  type EchoService,
+  type EchoSettings,
+} from './echo-base.js';
+
+/** Per-handle data of one connection of a readiness model. */
+export interface ReadinessConnection {
+  readonly socket: NonBlockingSocket;
+  /** `address:port` of the client; empty when info lines are off. */
+  readonly peer: string;
+  /** Echo bytes the OS has not taken yet (a copy), or null: then the connection reads. */
+  backlog: Buffer | null;
+  /** How much of `backlog` is sent. */
+  backlogSent: number;
+}
+
+/**
+ * What the step asks the model to watch next: `'read'` (readable), `'write'`
+ * (writable: a backlog waits), or nothing (`'closed'`).
+ */
+export type ReadinessStep = 'read' | 'write' | 'closed';
+
+/** Accepts taken per accept readiness, so a flood of connects cannot starve the connections. */
+const ACCEPTS_PER_WAKE = 16;
+
+export abstract class ReadinessEchoBase<C extends ReadinessConnection> implements EchoService {
+  protected readonly listener: NonBlockingListener;
+  protected readonly settings: EchoSettings;
+  protected readonly logger: Logger | undefined;
+  /** Every open connection, by its socket (the notification models are told the socket). */
+  protected readonly connectionsBySocket = new Map<NonBlockingSocket, C>();
+  readonly #logPeers: boolean;
+  readonly #scratch: Buffer;
+  #stopping: Promise<void> | null = null;
+  /** Bumped by every recv or send that moved bytes: the polling model's "did a sweep find anything". */
+  protected progress = 0;
+  #drained: (() => void) | null = null;
+  refused = 0;
+
+  protected constructor(listener: TcpListener, settings: EchoSettings) {
+    this.listener = setNonBlocking(listener);
+    this.settings = settings;
+    this.logger = settings.logger;
+    this.#logPeers = settings.logger?.isLevelEnabled('info') ?? false;
+    this.#scratch = Buffer.allocUnsafe(settings.bufferSize);
+  }
+
+  get address(): Endpoint {
+    return this.listener.address;
+  }
+
+  get connections(): number {
+    return this.connectionsBySocket.size;
+  }
+
+  protected get stopping(): boolean {
+    return this.#stopping !== null;
+  }
+
+  /**
+   * Stops gracefully: no new connections; connections with nothing left to
+   * send are closed at once; a backlog being sent is finished, until
+   * `deadlineMs`, after which the rest are closed. Idempotent.
+   */
+  stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopping ??= this.#stop(options.deadlineMs ?? ECHO_DEFAULTS.stopDeadlineMs);
+    return this.#stopping;
+  }
+
+  async #stop(deadlineMs: number): Promise<void> {
+    this.listener.close();
+    const drained = new Promise<void>((resolve) => {
+      this.#drained = resolve;
+    });
+    for (const conn of [...this.connectionsBySocket.values()]) {
+      if (conn.backlog === null) this.close(conn);
+    }
+    if (this.connectionsBySocket.size === 0) this.#drained?.();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs, 'deadline');
+    });
+    if ((await Promise.race([drained, deadline])) === 'deadline') {
+      this.logger?.warn(
+        { connections: this.connectionsBySocket.size, deadlineMs },
+        'stop deadline passed: closing the remaining connections',
+      );
+      for (const conn of [...this.connectionsBySocket.values()]) this.close(conn);
+    }
+    clearTimeout(timer);
+    await this.finish();
+  }
+
+  /** Ends the model's loops; called once every connection is closed. */
+  protected abstract finish(): Promise<void>;
+
+  /** Makes the model's record for an admitted socket and starts watching it. */
+  protected abstract createConnection(socket: NonBlockingSocket, peer: string): C;
+
+  /**
+   * Takes the connections waiting on the listener (up to a bound per call,
+   * so a flood of connects cannot starve the connections already served);
+   * each becomes a connection, or is reset when the server is full.
+   * Returns how many were taken.
+   */
+  protected acceptWaiting(): number {
+    let taken = 0;
+    while (taken < ACCEPTS_PER_WAKE && !this.stopping) {
+      let socket: NonBlockingSocket | null;
+      try {
+        socket = this.listener.accept();
+      } catch (err) {
+        this.logger?.warn({ err }, 'accept failed');
+        return taken;
+      }
+      if (socket === null) break;
+      taken++;
+      this.progress++;
+      this.#admit(socket);
+    }
+    return taken;
+  }
+
+  #admit(socket: NonBlockingSocket): void {
+    if (this.connectionsBySocket.size >= this.settings.maxConnections) {
+      this.refused++;
+      this.logger?.warn(
+        {
+          peer: describeEndpoint(socket.remoteAddress),
+          maxConnections: this.settings.maxConnections,
+        },
+        'connection refused: at maxConnections',
+      );
+      socket.destroy();
+      return;
+    }
+    const peer = this.#logPeers ? describeEndpoint(socket.remoteAddress) : '';
+    const conn = this.createConnection(socket, peer);
+    this.connectionsBySocket.set(socket, conn);
+    this.logger?.info({ peer, connections: this.connectionsBySocket.size }, 'connected');
+  }
+
+  /** True when the server has room for another connection (and is not stopping). */
+  protected get hasRoom(): boolean {
+    return !this.stopping && this.connectionsBySocket.size < this.settings.maxConnections;
+  }
+
+  /**
+   * The socket is readable: one `recv`, echoed at once; what the OS does not
+   * take becomes the backlog. End of stream or an error closes the connection.
+   */
+  protected readable(conn: C): ReadinessStep {
+    if (conn.backlog !== null) return 'write';
+    const scratch = this.#scratch;
+    let n: number;
+    try {
+      n = conn.socket.recv(scratch);
+      if (n === WOULD_BLOCK) return 'read';
+      if (n === 0) {
+        this.close(conn);
+        return 'closed';
+      }
+      let sent = conn.socket.send(n === scratch.length ? scratch : scratch.subarray(0, n));
+      if (sent === WOULD_BLOCK) sent = 0;
+      this.progress++;
+      if (sent === n) return 'read';
+      conn.backlog = Buffer.from(scratch.subarray(sent, n));
+      conn.backlogSent = 0;
+      // A short send did not say WSAEWOULDBLOCK: keep sending until it does (or all is gone),
+      // since only a WSAEWOULDBLOCK re-enables FD_WRITE.
+      return this.writable(conn);
+    } catch (err) {
+      this.#failed(conn, err as Error);
+      return 'closed';
+    }
+  }
+
+  /** The socket is writable: sends what it can of the backlog; reads again once it is gone. */
+  protected writable(conn: C): ReadinessStep {
+    const backlog = conn.backlog;
+    if (backlog === null) return 'read';
+    try {
+      while (conn.backlogSent < backlog.length) {
+        const sent = conn.socket.send(
+          conn.backlogSent === 0 ? backlog : backlog.subarray(conn.backlogSent),
+        );
+        if (sent === WOULD_BLOCK) return 'write';
+        conn.backlogSent += sent;
+        this.progress++;
+      }
+    } catch (err) {
+      this.#failed(conn, err as Error);
+      return 'closed';
+    }
+    conn.backlog = null;
+    conn.backlogSent = 0;
+    if (this.stopping) {
+      this.close(conn);
+      return 'closed';
+    }
+    return 'read';
+  }
+
+  #failed(conn: C, err: Error): void {
+    this.logger?.info({ peer: conn.peer, err: err.message }, 'connection error');
+    this.close(conn);
+  }
+
+  /** Closes and frees `conn` (idempotent); models extend it to drop their own records. */
+  protected close(conn: C): void {
+    if (!this.connectionsBySocket.delete(conn.socket)) return;
+    conn.socket.close();
+    conn.backlog = null;
+    this.logger?.info(
+      { peer: conn.peer, connections: this.connectionsBySocket.size },
+      'disconnected',
+    );
+    if (this.connectionsBySocket.size === 0) this.#drained?.();
+  }
+}
