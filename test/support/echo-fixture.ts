@@ -8,12 +8,10 @@
 import assert from 'node:assert/strict';
 import { connect, createServer, type Socket } from 'node:net';
 import { chooseEngine } from '../../src/engines/select.js';
-import type { EchoServerOptions, EchoService } from '../../src/servers/echo/echo-base.js';
-import { type EchoModel, startEchoServer } from '../../src/servers/echo/echo-models.js';
+import type { EchoService } from '../../src/servers/echo/echo-base.js';
+import { type EchoModelOptions, startEchoServer } from '../../src/servers/echo/echo-models.js';
 
-export type EchoFixtureOptions = Omit<EchoServerOptions, 'engine' | 'host' | 'port' | 'logger'> & {
-  model?: EchoModel;
-};
+export type EchoFixtureOptions = Omit<EchoModelOptions, 'engine' | 'host' | 'port' | 'logger'>;
 
 /** An echo server (completion-port model unless told) on this thread's engine (OVERLAPPED_ENGINE, else the default) at 127.0.0.1, on a port the OS picks. */
 export function startEcho(options: EchoFixtureOptions = {}): Promise<EchoService> {
