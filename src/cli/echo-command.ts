@@ -1,8 +1,14 @@
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { chooseEngine } from '../engines/select.js';
+import { DEFAULT_MAX_THREADS } from '../models/blocking.js';
+import { BlockingEchoServer } from '../servers/echo/blocking-echo-server.js';
 import { ECHO_DEFAULTS, type EchoService } from '../servers/echo/echo-base.js';
 import { ECHO_MODELS, type EchoModel, startEchoServer } from '../servers/echo/echo-models.js';
+import {
+  DEFAULT_SWEEP_INTERVAL_MS,
+  NonBlockingEchoServer,
+} from '../servers/echo/nonblocking-echo-server.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
@@ -19,9 +25,11 @@ interface EchoFlags {
   nagle?: boolean;
   quiet?: boolean;
   pooled?: boolean;
+  maxThreads?: number;
+  sweepInterval?: number;
 }
 
-/** `overlapped echo`: the echo server of the seeds, in one of its three models. */
+/** `overlapped echo`: the echo server of the seeds, in any of its eight models. */
 export function createEchoCommand(): Command {
   return new Command('echo')
     .description(
@@ -42,8 +50,9 @@ export function createEchoCommand(): Command {
     .addOption(
       new Option(
         '--model <model>',
-        'how completions reach the server: a completion port and worker loops, ' +
-          'event objects and wait loops (63 clients each), or completion routines in an alertable wait',
+        'the I/O model: overlapped I/O with a completion port, event objects (63 clients per wait loop) ' +
+          'or completion routines; blocking sockets with a thread per client; non-blocking sockets swept in a loop; ' +
+          'select (63 clients per loop); WSAAsyncSelect (window messages); WSAEventSelect (63 clients per wait loop)',
       )
         .choices(ECHO_MODELS)
         .default('completion-port'),
@@ -52,6 +61,16 @@ export function createEchoCommand(): Command {
       '--workers <n>',
       'completion-port model: worker loops draining the port (default: 2 x CPUs)',
       (v: string) => parseIntegerFlag('--workers', v, 1, 1024),
+    )
+    .option(
+      '--max-threads <n>',
+      `blocking model: threads, and so clients served, at once; more wait in the listen backlog (default: ${DEFAULT_MAX_THREADS})`,
+      (v: string) => parseIntegerFlag('--max-threads', v, 1, 10_000),
+    )
+    .option(
+      '--sweep-interval <ms>',
+      `nonblocking model: sleep after a sweep that found nothing: lower answers an idle server sooner, higher costs less CPU while idle (default: ${DEFAULT_SWEEP_INTERVAL_MS})`,
+      (v: string) => parseIntegerFlag('--sweep-interval', v, 1, 1000),
     )
     .option(
       '--buffer-size <bytes>',
@@ -72,7 +91,7 @@ export function createEchoCommand(): Command {
     )
     .option(
       '--pooled',
-      'pooled receive mode: no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives',
+      'pooled receive mode (overlapped models): no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives; the readiness models never hold one for an idle client',
     )
     .addOption(quietOption())
     .action(async (flags: EchoFlags) => {
@@ -99,6 +118,8 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       noDelay: flags.nagle !== true,
       pooled: flags.pooled === true,
       logger: connectionLogger,
+      ...(flags.maxThreads === undefined ? {} : { maxThreads: flags.maxThreads }),
+      ...(flags.sweepInterval === undefined ? {} : { sweepIntervalMs: flags.sweepInterval }),
     });
   } catch (err) {
     throw explainOsError(err, flags.host, flags.port);
@@ -106,11 +127,24 @@ async function runEcho(flags: EchoFlags): Promise<void> {
   const { address, port } = server.address;
   logger.info(
     { address, port, model: flags.model, engine: choice.engine.name, bufferSize: flags.bufferSize },
-    `echo server listening on ${address}:${port} (${flags.model} model; engine ${choice.engine.name}: ${choice.reason})`,
+    `echo server listening on ${address}:${port} (${describeModel(flags.model, server)}; engine ${choice.engine.name}: ${choice.reason})`,
   );
   await stopOnSignal(
     logger,
     () => server.stop(),
     () => ({ connections: server.connections }),
   );
+}
+
+/** The model part of the start-up line, saying what the model really is on this engine. */
+function describeModel(model: EchoModel, server: EchoService): string {
+  if (server instanceof BlockingEchoServer) {
+    return server.mode === 'descriptor'
+      ? 'blocking model: a thread per client, blocking recv/send on its descriptor'
+      : 'blocking model, proxied: a thread per client blocks in Atomics.wait while the main thread does its I/O (the node engine cannot hand a socket to a thread)';
+  }
+  if (server instanceof NonBlockingEchoServer) {
+    return `nonblocking model: sweeps every socket, sleeping ${server.sweepIntervalMs} ms after an idle sweep`;
+  }
+  return `${model} model`;
 }
