@@ -446,6 +446,51 @@ for (const { name, engine, skip } of enginesUnderTest()) {
       },
     );
 
+    test(
+      'cancel() of polls while try-sent bytes still wait to leave loses none of them',
+      TIMEOUT,
+      async () => {
+        const pair = await openPair(engine);
+        try {
+          pair.peer.pause();
+          const source = randomBytes(64 * 1024);
+          let taken = 0;
+          // Fill what the socket takes; the last WOULD_BLOCK leaves bytes queued behind a full peer.
+          for (let round = 0; round < 10_000; round++) {
+            const n = pair.socket.trySend(source);
+            if (n !== WOULD_BLOCK) {
+              assert.ok(n >= 1 && n <= source.length);
+              taken += n;
+              continue;
+            }
+            const ov = postPoll(pair.port, pair.socket, WRITABLE);
+            if ((await pair.port.dequeue({ timeoutMs: 300 })) === null) {
+              assert.equal(pair.socket.cancel(ov), true);
+              assert.ok(aborted((await next(pair.port)).error));
+              break;
+            }
+          }
+          assert.ok(taken > 0);
+          const polls = [
+            postPoll(pair.port, pair.socket, READABLE),
+            postPoll(pair.port, pair.socket, WRITABLE),
+          ];
+          assert.equal(pair.socket.cancel(), true);
+          for (let i = 0; i < polls.length; i++) assert.ok(aborted((await next(pair.port)).error));
+          assert.equal(pair.socket.pendingOperations, 0);
+          const peer = collect(pair.peer);
+          await peer.atLeast(taken);
+          await delay(50);
+          assert.equal(peer.bytes, taken, 'every byte trySend took arrives: cancel reset nothing');
+          pair.peer.write('alive');
+          const buffer = Buffer.alloc(16);
+          assert.equal(await tryRecvWaiting(pair.port, pair.socket, buffer), 5);
+        } finally {
+          pair.close();
+        }
+      },
+    );
+
     test('close() aborts every pending poll exactly once', TIMEOUT, async () => {
       const pair = await openPair(engine);
       try {
