@@ -71,24 +71,78 @@ export {
   waitForSingleObject,
 } from './core/waits.js';
 export {
+  type BlockingDescriptorIo,
   type BufferLease,
   type Endpoint,
   type Engine,
   POOL_BUFFER_SIZE,
+  Readiness,
 } from './engines/contract.js';
 
 export { chooseEngine, defaultEngine, ENGINE_NAMES, type EngineName } from './engines/select.js';
+export {
+  asyncSelect,
+  createWindow,
+  MessageWindow,
+  type WindowMessage,
+  type WindowProc,
+  WM_USER,
+  WSAGETSELECTERROR,
+  WSAGETSELECTEVENT,
+  WSAMAKESELECTREPLY,
+} from './models/async-select.js';
+export {
+  type BlockingMode,
+  type BlockingSocket,
+  DEFAULT_MAX_THREADS,
+  type ThreadPerConnectionOptions,
+  ThreadPerConnectionServer,
+} from './models/blocking.js';
+export {
+  createEvent,
+  enumNetworkEvents,
+  eventSelect,
+  type NetworkEvents,
+} from './models/event-select.js';
 export { EventWaitSet } from './models/event-wait-set.js';
+export {
+  describeNetworkEvents,
+  FD_ACCEPT,
+  FD_CLOSE,
+  FD_CONNECT,
+  FD_OOB,
+  FD_READ,
+  FD_WRITE,
+} from './models/network-events.js';
+export {
+  FIONBIO,
+  type NonBlockingHandle,
+  NonBlockingListener,
+  NonBlockingSocket,
+  setNonBlocking,
+  WOULD_BLOCK,
+} from './models/nonblocking.js';
+export { FD_SETSIZE, FdSet, type SelectSets, select } from './models/select.js';
+export { AsyncSelectEchoServer } from './servers/echo/async-select-echo-server.js';
+export { BlockingEchoServer } from './servers/echo/blocking-echo-server.js';
 export type { EchoService } from './servers/echo/echo-base.js';
-export { ECHO_MODELS, type EchoModel, startEchoServer } from './servers/echo/echo-models.js';
+export {
+  ECHO_MODELS,
+  type EchoModel,
+  type EchoModelOptions,
+  startEchoServer,
+} from './servers/echo/echo-models.js';
 export {
   ECHO_DEFAULTS,
   type EchoIo,
   EchoServer,
   type EchoServerOptions,
 } from './servers/echo/echo-server.js';
+export { EventSelectEchoServer } from './servers/echo/event-select-echo-server.js';
 export { EventsEchoServer } from './servers/echo/events-echo-server.js';
+export { NonBlockingEchoServer } from './servers/echo/nonblocking-echo-server.js';
 export { RoutinesEchoServer } from './servers/echo/routines-echo-server.js';
+export { SelectEchoServer } from './servers/echo/select-echo-server.js';
 
 export {
   PipeClient,
