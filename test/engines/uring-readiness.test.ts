@@ -191,6 +191,59 @@ describe('uring readiness: poll', { skip: uring?.skip ?? false }, () => {
     }));
 });
 
+describe('uring readiness: polls while connecting', { skip: uring?.skip ?? false }, () => {
+  async function connectAndPoll(host: string, port: number, events: number) {
+    const engine = uring?.engine;
+    assert.ok(engine !== undefined);
+    const { CompletionPort } = await import('../../src/core/completion-port.js');
+    const { TcpSocket } = await import('../../src/core/tcp-socket.js');
+    const cport = new CompletionPort<string, unknown>({ concurrency: 1 });
+    const connect = new Overlapped();
+    const socket = TcpSocket.connect({ engine, host, port }, connect);
+    cport.associate(socket, 'client');
+    const poll = new Overlapped();
+    socket.poll(events, poll); // before the host name is resolved: no descriptor yet
+    const seen = new Map<unknown, { bytes: number; error: Error | null }>();
+    for (let i = 0; i < 2; i++) {
+      const c = await next(cport);
+      seen.set(c.overlapped, c);
+    }
+    return { cport, socket, connect: seen.get(connect), poll: seen.get(poll) };
+  }
+
+  test('a poll posted while the host name resolves completes WRITABLE with the connection', async () => {
+    const server = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((resolve) => server.listen(0, 'localhost', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const r = await connectAndPoll('localhost', port, WRITABLE);
+    try {
+      assert.equal(r.connect?.error, null);
+      assert.equal(r.poll?.error, null);
+      assert.equal(r.poll?.bytes, WRITABLE);
+    } finally {
+      r.socket.close();
+      r.cport.close();
+      server.close();
+    }
+  });
+
+  test('a poll on a refused connect reports ERROR', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, 'localhost', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    const r = await connectAndPoll('localhost', port, WRITABLE | READABLE);
+    try {
+      assert.ok(r.connect?.error instanceof OsError);
+      assert.equal(r.poll?.error, null);
+      assert.equal((r.poll?.bytes ?? 0) & ERROR, ERROR);
+    } finally {
+      r.socket.close();
+      r.cport.close();
+    }
+  });
+});
+
 describe('uring readiness: tryRecv and trySend', { skip: uring?.skip ?? false }, () => {
   test('tryRecv: WOULD_BLOCK, then the bytes, then 0 at end of stream', () =>
     withPair(async ({ socket, peer }) => {
