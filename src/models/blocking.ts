@@ -20,7 +20,7 @@
  * export is `(socket: BlockingSocket, options) => void`, and it runs
  * synchronously; `options` is `handlerOptions`, copied to each thread.
  */
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { check, OverlappedError } from '../core/errors.js';
 import { Overlapped } from '../core/overlapped.js';
