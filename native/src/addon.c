@@ -747,12 +747,17 @@ static napi_value try_send(napi_env env, napi_callback_info info) {
   return int_value(env, ovl_send_now(fd, data, len));
 }
 
-/* tryAccept(ring, fd): the accepted descriptor (owned by the ring), or -errno (-EAGAIN: nobody waits). */
+/*
+ * tryAccept(ring, fd, pollFirst): the accepted descriptor (owned by the ring),
+ * or -errno (-EAGAIN: nobody waits). pollFirst: see ovl_accept_now.
+ */
 static napi_value try_accept(napi_env env, napi_callback_info info) {
-  ARGS(2);
+  ARGS(3);
   RING_ARG(0);
   I32_ARG(fd, 1);
-  int c = ovl_accept_now(fd);
+  bool poll_first;
+  NAPI_OK(napi_get_value_bool(env, argv[2], &poll_first));
+  int c = ovl_accept_now(fd, poll_first);
   if (c >= 0) ovl_own(r, c);
   return int_value(env, c);
 }

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -36,15 +37,25 @@ ssize_t ovl_send_now(int fd, const void *buf, size_t len) {
 
 /*
  * accept4 on the (non-blocking) listening socket: -EAGAIN when nobody waits.
+ * `poll_first`: the listening socket is blocking (see UringListener: a kernel
+ * whose io_uring accept fails O_NONBLOCK listeners with -EAGAIN), so accept4
+ * only after a zero-timeout poll(2) says a connection waits.
  * A connection reset while it waited in the queue (ECONNABORTED) is skipped,
  * as libuv does; the next one, if any, is taken instead.
  */
-int ovl_accept_now(int fd) {
-  int c;
-  do {
-    c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-  } while (c < 0 && (errno == EINTR || errno == ECONNABORTED));
-  return c < 0 ? -errno : c;
+int ovl_accept_now(int fd, int poll_first) {
+  for (;;) {
+    if (poll_first) {
+      struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+      int n = poll(&p, 1, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return -errno;
+      if (n == 0 || !(p.revents & POLLIN)) return -EAGAIN;
+    }
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c >= 0) return c;
+    if (errno != EINTR && errno != ECONNABORTED) return -errno;
+  }
 }
 
 /* Clears O_NONBLOCK (blocking != 0) or sets it. */

@@ -111,7 +111,7 @@ int ovl_set_nodelay(int fd, int on);
 /* descriptors.c: calls that need no ring (non-blocking attempts, blocking calls); >= 0 or -errno. */
 ssize_t ovl_recv_now(int fd, void *buf, size_t len);
 ssize_t ovl_send_now(int fd, const void *buf, size_t len);
-int ovl_accept_now(int fd);
+int ovl_accept_now(int fd, int poll_first);
 int ovl_set_blocking(int fd, int blocking);
 ssize_t ovl_recv_wait(int fd, void *buf, size_t len);
 ssize_t ovl_send_all(int fd, const void *buf, size_t len);

@@ -49,8 +49,12 @@ export interface UringAddon {
   tryRecv(fd: number, buffer: Uint8Array): number;
   /** send(MSG_DONTWAIT | MSG_NOSIGNAL) now, no SQE: bytes taken (maybe fewer), or -errno. */
   trySend(fd: number, buffer: Uint8Array): number;
-  /** accept4 on the non-blocking listening socket now: a descriptor the ring owns, or -errno. */
-  tryAccept(ring: Ring, fd: number): number;
+  /**
+   * accept4 on the non-blocking listening socket now: a descriptor the ring
+   * owns, or -errno. `pollFirst`: the listening socket is blocking, so only
+   * after a zero-timeout poll(2) says a connection waits.
+   */
+  tryAccept(ring: Ring, fd: number, pollFirst: boolean): number;
   /** The ring lets go of `fd` (it will not close it at teardown): a detached stream's. */
   disown(ring: Ring, fd: number): void;
 

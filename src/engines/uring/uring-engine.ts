@@ -2036,6 +2036,11 @@ class UringListener implements EngineListener, Owner {
   #fdClosed = false;
   #retry: NodeJS.Timeout | null = null;
   #polls: PollList | null = null;
+  /**
+   * The listening socket was made blocking: this kernel's io_uring accept
+   * fails at once on an O_NONBLOCK listener (-EAGAIN) instead of waiting.
+   */
+  #blockingFd = false;
   readonly endpoint: Endpoint;
 
   constructor(engine: UringEngine, fd: number, backlog: number, pipePath: string | null) {
@@ -2087,7 +2092,10 @@ class UringListener implements EngineListener, Owner {
     const ready = this.#ready.shift();
     if (ready !== undefined) return ready;
     const engine = this.#engine;
-    const fd = engine.addon.tryAccept(engine.ring, this.#fd);
+    // A blocking listener: accept4 only when poll(2) says one waits, and not while the
+    // multishot accept is armed (it would take a connection between the two calls).
+    if (this.#blockingFd && this.#acceptId !== -1) return null;
+    const fd = engine.addon.tryAccept(engine.ring, this.#fd, this.#blockingFd);
     if (fd >= 0) return new UringStream(engine, fd, null, this.#pipePath);
     if (fd === EAGAIN) return null;
     throw uringError(fd, 'accept');
@@ -2118,6 +2126,14 @@ class UringListener implements EngineListener, Owner {
     const engine = this.#engine;
     const more = (flags & IORING_CQE_F_MORE) !== 0;
     if (!more) this.#acceptId = -1;
+    // Kernels before "io_uring: allow async accept on O_NONBLOCK sockets" (5.18; 5.19+ is
+    // required, but distributions backport selectively) fail the accept instead of waiting:
+    // the listening socket becomes blocking, and tryAccept polls before accept4.
+    const unblocked = res === EAGAIN && !this.#blockingFd;
+    if (unblocked) {
+      this.#blockingFd = true;
+      engine.addon.fdSetBlocking(this.#fd, true);
+    }
     if (res >= 0) {
       const stream = new UringStream(engine, res, null, this.#pipePath);
       const req = this.#accepts.shift();
@@ -2145,7 +2161,7 @@ class UringListener implements EngineListener, Owner {
     if (this.#closed) {
       this.#maybeCloseFd();
     } else if (!more) {
-      if (res < 0 && res !== ECANCELED) {
+      if (res < 0 && res !== ECANCELED && !unblocked) {
         // EMFILE and friends: try again shortly rather than spin (libuv does the same).
         this.#retry = setTimeout(() => {
           this.#retry = null;
