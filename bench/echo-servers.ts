@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { ECHO_MODELS, type EchoModel } from '../src/servers/echo/echo-models.js';
 import { buildCPeer, CACHE_DIR, lastLine, ROOT } from './c-build.js';
 
 export { CACHE_DIR, ROOT };
@@ -17,8 +18,8 @@ export const HOST = '127.0.0.1';
 
 export const ENGINES = ['node', 'uring'] as const;
 export type EngineName = (typeof ENGINES)[number];
-export const MODELS = ['completion-port', 'events', 'routines'] as const;
-export type ModelName = (typeof MODELS)[number];
+export const MODELS = ECHO_MODELS;
+export type ModelName = EchoModel;
 /** The model `overlapped echo` runs without a `--model` flag. */
 export const DEFAULT_MODEL: ModelName = 'completion-port';
 
@@ -43,6 +44,8 @@ export interface ServerSpec {
   model?: ModelName;
   /** Runs only when named in `--servers`. */
   optIn?: boolean;
+  /** Clients it serves at once, when capped (the blocking model's threads): larger scenarios skip it. */
+  maxClients?: number;
   /**
    * Gets the server ready to run here, once per benchmark. Resolves with a reason
    * to skip it, or undefined when it can run. Absent: nothing to prepare.
@@ -130,9 +133,14 @@ export function serverCatalogue(): ServerSpec[] {
   for (const engine of ENGINES) {
     for (const model of MODELS) {
       const suffix = model === DEFAULT_MODEL ? '' : `-${model}`;
-      overlapped.push(
-        overlappedVariant(engine, model, suffix, `overlapped echo --engine ${engine}, ${model}`),
+      const variant = overlappedVariant(
+        engine,
+        model,
+        suffix,
+        `overlapped echo --engine ${engine}, ${model}`,
       );
+      // A thread per client, 64 at most by default: the scenarios of 50 clients only.
+      overlapped.push(model === 'blocking' ? { ...variant, maxClients: 64 } : variant);
     }
   }
   const nagle = ENGINES.map((engine) => ({
