@@ -247,7 +247,10 @@ export function select(sets: SelectSets, timeoutMs: number = INFINITE): Promise<
       if (count(sets, waiter, false) === 0 && !anyClosed(sets)) return;
       waiter.done = true;
       clearTimeout(timer);
-      resolve(count(sets, null, true));
+      // Woken by the first poll of a batch: the rest of the batch (other
+      // sockets ready at the same moment) is handed out before a microtask
+      // runs, so trim then, and report every ready socket as select does.
+      queueMicrotask(() => resolve(count(sets, null, true)));
     });
     count(sets, waiter, false);
     if (timeoutMs !== INFINITE) {
