@@ -50,6 +50,8 @@ export interface SelectionHooks {
  */
 export interface ReadinessRecord {
   known: number;
+  /** select's per-socket state (its posted polls), made on the socket's first select. */
+  tracker: object | null;
 }
 
 /** Anything the notification models watch: a connected socket or a listener. */
@@ -69,7 +71,7 @@ export class NonBlockingSocket {
   /** @internal The selection of WSAAsyncSelect/WSAEventSelect on this socket, if any. */
   selection: SelectionHooks | null = null;
   /** @internal Readiness known to `select`. */
-  readonly readiness: ReadinessRecord = { known: 0 };
+  readonly readiness: ReadinessRecord = { known: 0, tracker: null };
   #shutdownOv: Overlapped | null = null;
 
   /** @internal Use {@link setNonBlocking}. */
@@ -158,7 +160,7 @@ export class NonBlockingListener {
   /** @internal */
   selection: SelectionHooks | null = null;
   /** @internal */
-  readonly readiness: ReadinessRecord = { known: 0 };
+  readonly readiness: ReadinessRecord = { known: 0, tracker: null };
 
   /** @internal Use {@link setNonBlocking}. */
   constructor(listener: TcpListener) {

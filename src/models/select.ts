@@ -44,6 +44,8 @@ export class FdSet implements Iterable<NonBlockingHandle> {
   readonly capacity: number;
   /** @internal */
   readonly items: NonBlockingHandle[] = [];
+  /** Membership, so that FD_SET and FD_ISSET cost the same whatever the set holds. */
+  readonly #members = new Set<NonBlockingHandle>();
 
   constructor(capacity: number = FD_SETSIZE) {
     check(
@@ -60,32 +62,41 @@ export class FdSet implements Iterable<NonBlockingHandle> {
 
   /** FD_SET. Adding a socket already in the set does nothing; past `capacity` it throws OVL_ERR_TOO_MANY_SOCKETS. */
   add(handle: NonBlockingHandle): this {
-    if (this.items.includes(handle)) return this;
+    if (this.#members.has(handle)) return this;
     check(
       this.items.length < this.capacity,
       'OVL_ERR_TOO_MANY_SOCKETS',
       `an FdSet holds at most ${this.capacity} sockets (FD_SETSIZE): shard them across several select loops, e.g. one loop per ${this.capacity - 1} clients plus the listener`,
     );
     this.items.push(handle);
+    this.#members.add(handle);
     return this;
   }
 
   /** FD_CLR. Returns false when the socket was not in the set. */
   delete(handle: NonBlockingHandle): boolean {
-    const i = this.items.indexOf(handle);
-    if (i < 0) return false;
-    this.items.splice(i, 1);
+    if (!this.#members.delete(handle)) return false;
+    this.items.splice(this.items.indexOf(handle), 1);
     return true;
   }
 
   /** FD_ISSET. */
   has(handle: NonBlockingHandle): boolean {
-    return this.items.includes(handle);
+    return this.#members.has(handle);
   }
 
   /** FD_ZERO. */
   clear(): void {
     this.items.length = 0;
+    this.#members.clear();
+  }
+
+  /** @internal Keeps the first `n` items, which select has compacted the ready ones into. */
+  truncate(n: number): void {
+    const items = this.items;
+    items.length = n;
+    this.#members.clear();
+    for (let i = 0; i < n; i++) this.#members.add(items[i] as NonBlockingHandle);
   }
 
   [Symbol.iterator](): Iterator<NonBlockingHandle> {
@@ -165,15 +176,10 @@ class Tracker implements PollOwner {
   }
 }
 
-const trackers = new WeakMap<NonBlockingHandle, Tracker>();
-
 function trackerOf(handle: NonBlockingHandle): Tracker {
-  let tracker = trackers.get(handle);
-  if (tracker === undefined) {
-    tracker = new Tracker(handle);
-    trackers.set(handle, tracker);
-  }
-  return tracker;
+  const record = handle.readiness;
+  if (record.tracker === null) record.tracker = new Tracker(handle);
+  return record.tracker as Tracker;
 }
 
 /** Counts the ready sockets of `set` for `wanted`; with `trim`, leaves only those in the set. */
@@ -189,7 +195,7 @@ function scan(set: FdSet | undefined, wanted: number, waiter: Waiter | null, tri
       ready++;
     }
   }
-  if (trim) items.length = ready;
+  if (trim) set.truncate(ready);
   return ready;
 }
 
