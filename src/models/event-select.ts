@@ -63,7 +63,7 @@ export function eventSelect(socket: NonBlockingHandle, event: WaitableEvent, eve
     selectNetworkEvents(socket, 0, () => {});
     return;
   }
-  records.set(socket, new EventRecord(event));
+  const fresh = new EventRecord(event);
   selectNetworkEvents(socket, events, (handle, fired, error) => {
     let record = records.get(handle);
     if (record === undefined) {
@@ -78,6 +78,10 @@ export function eventSelect(socket: NonBlockingHandle, event: WaitableEvent, eve
     }
     record.event.set();
   });
+  // Only once the selection is in place (a refused call leaves the earlier
+  // one and its record untouched); its sink cannot run before this line, as
+  // polls never complete inside the call that posts them.
+  records.set(socket, fresh);
 }
 
 /**
