@@ -89,7 +89,7 @@ export class ModelScope {
   readonly #listeners: NonBlockingListener[] = [];
   readonly #sockets: NonBlockingSocket[] = [];
   readonly #peers: net.Socket[] = [];
-  readonly #cleanups: (() => void)[] = [];
+  readonly #cleanups: (() => void | Promise<void>)[] = [];
 
   constructor(engine: Engine) {
     this.engine = engine;
@@ -108,7 +108,7 @@ export class ModelScope {
    * A node:net peer connected to `listener` (records what it receives;
    * paused, or half-open: not ending its side when the server's FIN comes, when told).
    */
-  async connect(listener: NonBlockingListener, options: PeerOptions = {}) {
+  async connect(listener: { readonly address: { port: number } }, options: PeerOptions = {}) {
     const socket = net.connect({
       host: '127.0.0.1',
       port: listener.address.port,
@@ -193,16 +193,21 @@ export class ModelScope {
     return { listener, peer, socket };
   }
 
-  /** Runs `cleanup` at close (windows, servers). */
-  defer(cleanup: () => void): void {
+  /** Runs `cleanup` at close (windows, servers); a promise it returns is awaited (bounded). */
+  defer(cleanup: () => void | Promise<void>): void {
     this.#cleanups.push(cleanup);
   }
 
-  close(): void {
-    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+  async close(): Promise<void> {
+    const pending: Promise<void>[] = [];
+    for (const cleanup of this.#cleanups.splice(0)) {
+      const result = cleanup();
+      if (result !== undefined) pending.push(result);
+    }
     for (const peer of this.#peers.splice(0)) peer.destroy();
     for (const socket of this.#sockets.splice(0)) socket.close();
     for (const listener of this.#listeners.splice(0)) listener.close();
+    if (pending.length > 0) await within(Promise.all(pending), 10_000, 'the test cleans up');
   }
 }
 
@@ -215,7 +220,7 @@ export async function withScope(
   try {
     await body(scope);
   } finally {
-    scope.close();
+    await scope.close();
   }
 }
 
