@@ -643,10 +643,7 @@ function modelTable(cells: CellSummary[]): string | undefined {
       ];
     });
   if (rows.length === 0) return undefined;
-  return formatTable(
-    ['model variant', 'vs', 'CPU µs/msg ratio', 'msgs/s ratio', 'bar'],
-    rows,
-  );
+  return formatTable(['model variant', 'vs', 'CPU µs/msg ratio', 'msgs/s ratio', 'bar'], rows);
 }
 
 /** The soft limit on open files this process (and so every child) has, if the shell tells. */
