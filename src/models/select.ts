@@ -124,6 +124,12 @@ class Tracker implements PollOwner {
   readonly #handle: NonBlockingHandle;
   readonly #read: Overlapped<PollOwner>;
   readonly #write: Overlapped<PollOwner>;
+  /**
+   * The except set's poll, a record of its own: were it the read poll, a
+   * HANGUP-only poll left pending by an except-only select would keep a later
+   * read set from posting its READABLE poll, and data would go unreported.
+   */
+  readonly #except: Overlapped<PollOwner>;
   /** After a FIN, a HANGUP poll would complete at once for ever: the except set stops asking. */
   #hungUp = false;
   readonly #waiters: Waiter[] = [];
@@ -132,6 +138,7 @@ class Tracker implements PollOwner {
     this.#handle = handle;
     this.#read = pollRecord(this);
     this.#write = pollRecord(this);
+    this.#except = pollRecord(this);
     watch(handle instanceof NonBlockingListener ? handle.listener : handle.socket);
   }
 
@@ -144,9 +151,18 @@ class Tracker implements PollOwner {
       if (!this.#write.pending) this.#post(this.#write, Readiness.WRITABLE);
     } else if (wanted === READ_READY) {
       if (!this.#read.pending) this.#post(this.#read, Readiness.READABLE);
-    } else if (!this.#read.pending && !this.#hungUp) {
+    } else if (
+      !(this.#handle instanceof NonBlockingListener) &&
+      !this.#read.pending &&
+      !this.#except.pending &&
+      !this.#hungUp
+    ) {
       // except only: a poll that a FIN or a failure ends, not plain data.
-      this.#post(this.#read, Readiness.HANGUP);
+      // A listener has no except condition, and its poll completes for every
+      // waiting connection: posting one here would spin (re-posted at once,
+      // for as long as a connection waits), so a listener only in the except
+      // set is never reported and its wait ends at the timeout.
+      this.#post(this.#except, Readiness.HANGUP);
     }
     this.#listen(waiter);
     return known;

@@ -214,6 +214,49 @@ for (const { name, engine, skip } of enginesUnderTest()) {
     );
 
     test(
+      'a socket waited on in the except set alone is still reported readable by a later read set',
+      TEST_TIMEOUT,
+      async () =>
+        withScope(engine, async (scope) => {
+          const { peer, socket } = await scope.pair();
+          assert.equal(await bounded({ except: set(socket) }, 50), 0, 'nothing failed');
+          peer.socket.write('data');
+          const started = performance.now();
+          assert.equal(await bounded({ read: set(socket) }, 2000), 1, 'the bytes are reported');
+          const took = performance.now() - started;
+          assert.ok(
+            took < 1000,
+            `reported when they came, not at the timeout (${took.toFixed(0)} ms)`,
+          );
+          assert.equal((await recvExactly(socket, 4)).toString(), 'data');
+        }),
+    );
+
+    test(
+      'a listener in the except set is not reported while a connection waits (select times out)',
+      TEST_TIMEOUT,
+      async () =>
+        withScope(engine, async (scope) => {
+          const listener = await scope.listen();
+          await scope.connect(listener);
+          assert.equal(await bounded({ read: set(listener) }, 2000), 1, 'a connection waits');
+          const except = set(listener);
+          const cpu = process.cpuUsage();
+          assert.equal(await bounded({ except }, 200, 3000), 0);
+          const used = process.cpuUsage(cpu);
+          const cpuMs = (used.user + used.system) / 1000;
+          assert.ok(
+            cpuMs < 150,
+            `the wait does not spin (${cpuMs.toFixed(0)} ms of CPU in 200 ms)`,
+          );
+          assert.equal(except.size, 0);
+          const socket = listener.accept();
+          assert.notEqual(socket, null, 'the connection still waits for accept');
+          if (socket !== null) scope.adopt(socket);
+        }),
+    );
+
+    test(
       `an FdSet holds FD_SETSIZE (${FD_SETSIZE}) sockets; the next throws OVL_ERR_TOO_MANY_SOCKETS, saying to shard`,
       TEST_TIMEOUT,
       async () =>
