@@ -119,6 +119,10 @@ class Waiter {
   constructor(readonly wake: () => void) {}
 }
 
+/** Arms polls without waiting for them (a zero-timeout call). */
+const ARM_ONLY = new Waiter(() => {});
+ARM_ONLY.done = true;
+
 /** A socket's polls, kept posted across select calls. */
 class Tracker implements PollOwner {
   readonly #handle: NonBlockingHandle;
@@ -132,7 +136,12 @@ class Tracker implements PollOwner {
   readonly #except: Overlapped<PollOwner>;
   /** After a FIN, a HANGUP poll would complete at once for ever: the except set stops asking. */
   #hungUp = false;
-  readonly #waiters: Waiter[] = [];
+  /**
+   * The select calls waiting on this socket: one in the common case (a socket
+   * is in one loop's sets), more for a listener in several loops' read sets.
+   */
+  #waiter: Waiter | null = null;
+  #moreWaiters: Waiter[] | null = null;
 
   constructor(handle: NonBlockingHandle) {
     this.#handle = handle;
@@ -175,20 +184,33 @@ class Tracker implements PollOwner {
   }
 
   #listen(waiter: Waiter): void {
-    const waiters = this.#waiters;
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if ((waiters[i] as Waiter).done) waiters.splice(i, 1);
+    const first = this.#waiter;
+    if (first === null || first.done || first === waiter) {
+      this.#waiter = waiter;
+      return;
     }
-    if (!waiters.includes(waiter)) waiters.push(waiter);
+    let more = this.#moreWaiters;
+    if (more === null) {
+      more = [];
+      this.#moreWaiters = more;
+    }
+    for (let i = more.length - 1; i >= 0; i--) {
+      if ((more[i] as Waiter).done) more.splice(i, 1);
+    }
+    if (!more.includes(waiter)) more.push(waiter);
   }
 
   onPoll(ready: number, error: Error | null): void {
     if (error !== null && !isAborted(error)) ready = Readiness.ERROR;
     if ((ready & Readiness.HANGUP) !== 0) this.#hungUp = true;
     this.#handle.readiness.known |= ready;
-    if (this.#waiters.length === 0) return;
-    const waiters = this.#waiters.splice(0);
-    for (const waiter of waiters) if (!waiter.done) waiter.wake();
+    const first = this.#waiter;
+    this.#waiter = null;
+    if (first !== null && !first.done) first.wake();
+    const more = this.#moreWaiters;
+    if (more === null || more.length === 0) return;
+    this.#moreWaiters = null;
+    for (const waiter of more) if (!waiter.done) waiter.wake();
   }
 }
 
@@ -223,22 +245,37 @@ function count(sets: SelectSets, waiter: Waiter | null, trim: boolean): number {
   );
 }
 
-function anyClosed(sets: SelectSets): boolean {
-  for (const set of [sets.read, sets.write, sets.except]) {
-    if (set?.items.some((handle) => handle.closed)) return true;
-  }
+function anyClosed(set: FdSet | undefined): boolean {
+  if (set === undefined) return false;
+  const items = set.items;
+  for (let i = 0; i < items.length; i++) if ((items[i] as NonBlockingHandle).closed) return true;
   return false;
+}
+
+function anyClosedIn(sets: SelectSets): boolean {
+  return anyClosed(sets.read) || anyClosed(sets.write) || anyClosed(sets.except);
+}
+
+function checkOpen(set: FdSet | undefined): void {
+  check(
+    !anyClosed(set),
+    'OVL_ERR_HANDLE_CLOSED',
+    'select() was given a closed socket (WSAENOTSOCK): remove it from the sets when you close it',
+  );
 }
 
 /**
  * `select`: resolves with the number of ready sockets once at least one of
  * the sets' sockets is ready, each set then holding only its ready sockets;
- * or with 0 and every set empty when `timeoutMs` passes first (0 polls and
- * returns at once; the default waits for ever). A socket closed during the
- * wait is never reported, but ends the wait (which may then resolve 0
- * before its timeout, so the caller rebuilds its sets); a closed one in a set at the call throws OVL_ERR_HANDLE_CLOSED
- * (WSAENOTSOCK). At least one set must hold a socket, as Winsock refuses three
- * empty sets with WSAEINVAL (sleep with `sleepEx` instead).
+ * or with 0 and every set empty when `timeoutMs` passes first (the default
+ * waits for ever). `timeoutMs` 0 polls: it returns at once with what is
+ * known ready, and arms the polls that report the rest, so a socket that no
+ * earlier call watched is seen from the next call on. A socket closed during
+ * the wait is never reported, but ends the wait (which may then resolve 0
+ * before its timeout, so the caller rebuilds its sets); a closed one in a
+ * set at the call throws OVL_ERR_HANDLE_CLOSED (WSAENOTSOCK). At least one
+ * set must hold a socket, as Winsock refuses three empty sets with WSAEINVAL
+ * (sleep with `sleepEx` instead).
  */
 export function select(sets: SelectSets, timeoutMs: number = INFINITE): Promise<number> {
   check(
@@ -251,30 +288,39 @@ export function select(sets: SelectSets, timeoutMs: number = INFINITE): Promise<
     'OVL_ERR_INVALID_ARGUMENT',
     'select() needs at least one socket in its read, write or except set (WSAEINVAL); use sleepEx() to sleep',
   );
-  for (const set of [sets.read, sets.write, sets.except]) {
-    if (set === undefined) continue;
-    for (const handle of set.items) {
-      check(
-        !handle.closed,
-        'OVL_ERR_HANDLE_CLOSED',
-        'select() was given a closed socket (WSAENOTSOCK): remove it from the sets when you close it',
-      );
-    }
+  checkOpen(sets.read);
+  checkOpen(sets.write);
+  checkOpen(sets.except);
+  // Polls are armed even for a zero timeout: readiness is learnt from their
+  // completions, so a loop of zero-timeout calls sees it from the next turn on.
+  if (timeoutMs === 0) return Promise.resolve(count(sets, ARM_ONLY, true));
+  // One pass counts what is ready and arms the polls of what is not: those
+  // polls are wanted whatever this call returns, as the next call needs them.
+  let settle: ((n: number) => void) | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let scheduled = false;
+  // A wake-up looks at the sets once the batch of completions that caused it
+  // has been handed over, so that everything that became ready together is
+  // reported together, as one select(2) call sees it.
+  const evaluate = () => {
+    scheduled = false;
+    if (waiter.done) return;
+    if (count(sets, waiter, false) === 0 && !anyClosedIn(sets)) return;
+    waiter.done = true;
+    clearTimeout(timer);
+    settle?.(count(sets, null, true));
+  };
+  const waiter = new Waiter(() => {
+    if (scheduled) return;
+    scheduled = true;
+    queueMicrotask(evaluate);
+  });
+  if (count(sets, waiter, false) > 0) {
+    waiter.done = true;
+    return Promise.resolve(count(sets, null, true));
   }
-  const now = count(sets, null, false);
-  if (now > 0 || timeoutMs === 0) return Promise.resolve(count(sets, null, true));
   return new Promise<number>((resolve) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const waiter = new Waiter(() => {
-      if (count(sets, waiter, false) === 0 && !anyClosed(sets)) return;
-      waiter.done = true;
-      clearTimeout(timer);
-      // Woken by the first poll of a batch: the rest of the batch (other
-      // sockets ready at the same moment) is handed out before a microtask
-      // runs, so trim then, and report every ready socket as select does.
-      queueMicrotask(() => resolve(count(sets, null, true)));
-    });
-    count(sets, waiter, false);
+    settle = resolve;
     if (timeoutMs !== INFINITE) {
       timer = setTimeout(() => {
         waiter.done = true;
