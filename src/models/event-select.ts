@@ -65,7 +65,7 @@ export function eventSelect(socket: NonBlockingHandle, event: WaitableEvent, eve
   }
   const fresh = new EventRecord(event);
   selectNetworkEvents(socket, events, (handle, fired, error) => {
-    let record = records.get(handle);
+    let record = handle === socket ? fresh : records.get(handle);
     if (record === undefined) {
       // A socket accepted from a selected listener: its own record, the listener's event.
       record = new EventRecord(event);
