@@ -57,6 +57,10 @@ export interface ReadinessRecord {
 /** Anything the notification models watch: a connected socket or a listener. */
 export type NonBlockingHandle = NonBlockingSocket | NonBlockingListener;
 
+/** What a recv or accept uses up of known readiness; a short send uses up WRITABLE. */
+const READ_BITS = Readiness.READABLE | Readiness.HANGUP | Readiness.ERROR;
+const WRITE_BIT = Readiness.WRITABLE;
+
 function isAbortedOrClosed(err: unknown): boolean {
   return (
     err instanceof OverlappedError &&
@@ -197,10 +201,6 @@ export class NonBlockingListener {
     this.listener.close();
   }
 }
-
-/** What a recv or accept uses up of known readiness; a short send uses up WRITABLE. */
-const READ_BITS = Readiness.READABLE | Readiness.HANGUP | Readiness.ERROR;
-const WRITE_BIT = Readiness.WRITABLE;
 
 /**
  * `ioctlsocket(s, FIONBIO, &1)`: puts a socket (or listener) in non-blocking
