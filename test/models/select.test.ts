@@ -60,7 +60,7 @@ for (const { name, engine, skip } of enginesUnderTest()) {
           assert.equal(await bounded({ read, except }, 0), 0);
           const took = performance.now() - started;
           assert.ok(
-            took < 50,
+            took < 100,
             `a 0 timeout polls and returns at once (took ${took.toFixed(1)} ms)`,
           );
           assert.equal(read.size, 0, 'the read set is emptied');
