@@ -222,6 +222,13 @@ for (const model of ECHO_MODELS) {
         });
         // The server echoes only as fast as its sends complete, and they cannot while the
         // client does not read: it must stop receiving, so the client's writes back up.
+        // Wait (up to 5 s) for the first stall before sampling: a loaded machine, or a
+        // model that starts a thread per client, takes a while to fill every buffer.
+        for (let last = -1, waited = 0; waited < 5000; waited += 100) {
+          await delay(100);
+          if (data.length - accepted === last) break;
+          last = data.length - accepted;
+        }
         const samples: string[] = [];
         const unsent: number[] = [];
         for (let i = 0; i < 6; i++) {
