@@ -4,7 +4,7 @@ import { chooseEngine } from '../engines/select.js';
 import { ECHO_DEFAULTS, type EchoService } from '../servers/echo/echo-base.js';
 import { ECHO_MODELS, type EchoModel, startEchoServer } from '../servers/echo/echo-models.js';
 import { explainOsError } from './os-error-hints.js';
-import { engineOption, quietOption } from './server-options.js';
+import { engineOption, hostOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
@@ -28,11 +28,7 @@ export function createEchoCommand(): Command {
       'run the TCP echo server: every byte a client sends comes back; ' +
         'a client that closes its side is closed',
     )
-    .option(
-      '--host <host>',
-      'address to listen on (0.0.0.0 for every interface)',
-      ECHO_DEFAULTS.host,
-    )
+    .addOption(hostOption('address to listen on (0.0.0.0 for every interface)', ECHO_DEFAULTS.host))
     .option(
       '--port <port>',
       'TCP port (0 picks a free one)',

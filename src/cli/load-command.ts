@@ -11,6 +11,7 @@ import {
   type LoadReport,
   runLoad,
 } from '../load/load-generator.js';
+import { hostOption } from './server-options.js';
 import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
 
 interface LoadFlags {
@@ -37,7 +38,7 @@ export function createLoadCommand(): Command {
     .description(
       'drive an echo server with a closed-loop load and report messages/s, MB/s, latency and errors',
     )
-    .addOption(new Option('--host <host>', 'server address').default('127.0.0.1'))
+    .addOption(hostOption('server address', '127.0.0.1'))
     .addOption(
       new Option('--port <port>', 'server port')
         .default(5150)

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, lstatSync, unlinkSync } from 'node:fs';
+import { linkSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Engine, EngineListener } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, InternalRequest } from './delivery.js';
-import { check, OverlappedError } from './errors.js';
+import { check, OsError, OverlappedError } from './errors.js';
 import { Handle } from './handle.js';
 import type { Overlapped } from './overlapped.js';
 import { PipeConnection, type PipeConnectionOptions, pipeSettings } from './pipe-connection.js';
@@ -214,7 +215,12 @@ async function listenLinked(
 ): Promise<EngineListener | null> {
   const temp = join(dirname(path), `.ovl-${randomBytes(6).toString('hex')}`);
   if (Buffer.byteLength(temp) > MAX_SOCKET_PATH_BYTES) return null;
-  const listener = await engine.listenPipe({ path: temp, backlog, mode: fileMode });
+  let listener: EngineListener;
+  try {
+    listener = await engine.listenPipe({ path: temp, backlog, mode: fileMode });
+  } catch (err) {
+    throw directoryError(err, path);
+  }
   try {
     try {
       linkSync(temp, path);
@@ -263,7 +269,10 @@ async function listenInPlace(
   backlog: number,
   fileMode: number,
 ): Promise<EngineListener> {
-  const listenOnce = () => engine.listenPipe({ path, backlog, mode: fileMode });
+  const listenOnce = () =>
+    engine.listenPipe({ path, backlog, mode: fileMode }).catch((err: unknown) => {
+      throw directoryError(err, path);
+    });
   try {
     return await listenOnce();
   } catch (err) {
@@ -272,6 +281,36 @@ async function listenInPlace(
     removeStale(path);
     return await listenOnce();
   }
+}
+
+/**
+ * A bind that failed because of the directory (missing, not a directory, not
+ * writable) is reported against the pipe path and its directory: the error of
+ * the private name bound first would name a file the user never asked for.
+ * Other errors pass through.
+ */
+function directoryError(err: unknown, path: string): unknown {
+  let code = errnoCode(err);
+  if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EACCES') return err;
+  const dir = dirname(path);
+  // The directory itself says which it is: libuv reports a missing directory as
+  // EACCES (as Windows would), the io_uring engine as ENOENT.
+  try {
+    if (!statSync(dir).isDirectory()) code = 'ENOTDIR';
+  } catch (statError) {
+    code = errnoCode(statError) === 'ENOTDIR' ? 'ENOTDIR' : 'ENOENT';
+  }
+  const why =
+    code === 'ENOENT'
+      ? `the directory ${dir} does not exist`
+      : code === 'ENOTDIR'
+        ? `${dir} is not a directory`
+        : `no permission to create a socket in ${dir}`;
+  const errno = -(osConstants.errno[code as keyof typeof osConstants.errno] ?? 0);
+  return new OsError(code, errno, 'listen', `cannot listen on ${path}: ${why}`, {
+    address: path,
+    cause: err,
+  });
 }
 
 function refuseNonSocket(path: string): void {

@@ -3,6 +3,7 @@ import type { CompletionRoutine } from './apc.js';
 import { attachEngine } from './delivery.js';
 import { check } from './errors.js';
 import { Handle } from './handle.js';
+import { checkHost } from './host-address.js';
 import type { Overlapped } from './overlapped.js';
 import { type SocketOptions, TcpSocket } from './tcp-socket.js';
 
@@ -43,6 +44,7 @@ export class TcpListener extends Handle {
   /** Binds and listens. Rejects with an OsError such as EADDRINUSE or EACCES. */
   static async listen(options: ListenOptions): Promise<TcpListener> {
     const { engine, host = '127.0.0.1', port, backlog = DEFAULT_BACKLOG } = options;
+    checkHost(host);
     check(
       Number.isInteger(port) && port >= 0 && port <= 65535,
       'OVL_ERR_INVALID_ARGUMENT',

@@ -3,6 +3,7 @@ import type { CompletionRoutine } from './apc.js';
 import { attachEngine, completeLater } from './delivery.js';
 import { check, OverlappedError, UsageError } from './errors.js';
 import { Handle } from './handle.js';
+import { checkHost } from './host-address.js';
 import type { Overlapped } from './overlapped.js';
 
 /** Default cap on bytes of sends posted and not yet completed, per socket. */
@@ -81,6 +82,7 @@ export class TcpSocket extends Handle {
    */
   static connect(options: ConnectOptions, ov: Overlapped<unknown>): TcpSocket {
     const { engine, host = '127.0.0.1', port } = options;
+    checkHost(host);
     check(
       Number.isInteger(port) && port >= 1 && port <= 65535,
       'OVL_ERR_INVALID_ARGUMENT',

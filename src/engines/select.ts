@@ -14,19 +14,29 @@ export interface EngineChoice {
 }
 
 /**
+ * Checks an engine name (`OVERLAPPED_ENGINE`, `--engine`, `engine:`) without
+ * starting any engine: undefined or '' means "choose", an unknown name throws
+ * `OVL_ERR_ENGINE_UNAVAILABLE`.
+ */
+export function parseEngineName(requested: string | undefined): EngineName | undefined {
+  if (requested === undefined || requested === '') return undefined;
+  if (!(ENGINE_NAMES as readonly string[]).includes(requested)) {
+    throw new OverlappedError(
+      'OVL_ERR_ENGINE_UNAVAILABLE',
+      `unknown engine '${requested}': use one of ${ENGINE_NAMES.join(', ')} (OVERLAPPED_ENGINE, --engine or engine:)`,
+    );
+  }
+  return requested as EngineName;
+}
+
+/**
  * The one place an engine is chosen. `requested` (or `OVERLAPPED_ENGINE`)
  * forces a choice; forcing one that cannot run here throws
  * `OVL_ERR_ENGINE_UNAVAILABLE`. Otherwise the fastest engine that works here
  * is taken. One engine serves a whole event loop (thread).
  */
 export function chooseEngine(requested = process.env.OVERLAPPED_ENGINE): EngineChoice {
-  const name = requested === undefined || requested === '' ? undefined : requested;
-  if (name !== undefined && !(ENGINE_NAMES as readonly string[]).includes(name)) {
-    throw new OverlappedError(
-      'OVL_ERR_ENGINE_UNAVAILABLE',
-      `unknown engine '${name}': use one of ${ENGINE_NAMES.join(', ')} (OVERLAPPED_ENGINE or engine:)`,
-    );
-  }
+  const name = parseEngineName(requested);
   if (name === 'node') return { engine: sharedNodeEngine(), reason: 'requested' };
   const uring = sharedUringEngine();
   if (uring instanceof UringEngine) {

@@ -112,6 +112,9 @@ describe('overlapped pipe-server / pipe-client', { skip: unixOnly }, () => {
       const refused = await run(['pipe-client', '--name', path, 'x']);
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /^overlapped: .*busy.*\(OVL_ERR_PIPE_BUSY\)\n$/);
+      // A command-line user is told of the flag, not of the API's waitNamedPipe.
+      assert.match(refused.stderr, /--timeout/);
+      assert.doesNotMatch(refused.stderr, /waitNamedPipe/);
       setTimeout(() => holder.stdin.end(), 200);
       const waited = await run(['pipe-client', '--name', path, '--timeout', '5000', 'x']);
       assert.equal(waited.code, 0, waited.stderr);

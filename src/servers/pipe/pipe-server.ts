@@ -297,7 +297,7 @@ export class PipeServer {
       );
       conn.closeWithError(
         'OVL_ERR_PIPE_BUSY',
-        `all ${this.instanceLimit} instances of ${this.path} are busy: retry, or wait with waitNamedPipe`,
+        `all ${this.instanceLimit} instances of ${this.path} are busy: retry later, or wait for a free one (PipeClient's timeoutMs, pipe-client --timeout)`,
       );
       return;
     }
