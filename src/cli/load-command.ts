@@ -89,9 +89,12 @@ socket error or an unexpected close is an error. Latency runs from the write of 
 message to the arrival of its last byte.
 
 Server CPU time has a resolution of 10 ms: use windows of several seconds.
-Ctrl-C stops the load early and still prints the report.
-Exit code: 0 if the run was clean, 1 if any error or mismatch was counted or no
-connection could be opened, 2 for a bad flag.`,
+Ctrl-C stops the load early and still prints the report of what was measured;
+before the measured window it prints no report, only that nothing was measured
+(--json: "stoppedEarly": true, with "stoppedIn" the phase).
+Exit code: 0 if the run was clean, 1 if any error or mismatch was counted (the
+first wrong byte is named), no message came back whole, nothing was measured,
+or no connection could be opened; 2 for a bad flag.`,
     )
     .action(async (_options: unknown, command: Command) => {
       await runLoadCommand(command.opts<LoadFlags>());
@@ -110,11 +113,7 @@ async function runLoadCommand(flags: LoadFlags): Promise<void> {
     serverPid: flags.serverPid,
   };
   const controller = new AbortController();
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
-    controller.abort();
-  };
+  const onSigint = () => controller.abort();
   process.on('SIGINT', onSigint);
   const progress = !flags.json && process.stderr.isTTY ? progressLine(flags) : undefined;
   let report: LoadReport;
@@ -130,17 +129,49 @@ async function runLoadCommand(flags: LoadFlags): Promise<void> {
     process.off('SIGINT', onSigint);
   }
 
+  const measured = !(report.stoppedEarly && report.stoppedIn !== 'measuring');
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(report)}\n`);
-  } else {
-    process.stdout.write(formatReport(report, flags.warmup, interrupted));
+  } else if (measured && report.messages > 0) {
+    // A run that measured nothing has no figures: a report of zeros would read as a result.
+    // The verdict line below says what happened.
+    process.stdout.write(formatReport(report, flags.warmup));
   }
-  if (report.errors > 0 || report.mismatches > 0) {
-    throw new UserError(
-      `the load counted ${report.errors} connection error(s) and ${report.mismatches} mismatch(es)`,
-      1,
+  const failure = verdict(report);
+  if (failure !== undefined) throw new UserError(failure, 1);
+}
+
+/** Why the run is a failure (exit 1), or undefined for a clean run. */
+export function verdict(report: LoadReport): string | undefined {
+  const where = `${report.host.includes(':') ? `[${report.host}]` : report.host}:${report.port}`;
+  if (report.stoppedEarly && report.stoppedIn !== 'measuring') {
+    const when = report.stoppedIn === 'warmup' ? 'during the warm-up' : 'while connecting';
+    return `stopped by Ctrl-C ${when}: nothing was measured`;
+  }
+  const m = report.firstMismatch;
+  if (report.mismatches > 0 && m !== undefined) {
+    const got = `0x${m.actual.toString(16).padStart(2, '0')}`;
+    const what =
+      m.expected === undefined
+        ? `an extra byte (${got}) beyond what was sent`
+        : `0x${m.expected.toString(16).padStart(2, '0')} sent, ${got} came back`;
+    return (
+      `the echoes differed from what was sent on ${report.mismatches} connection(s): ` +
+      `the first wrong byte is at offset ${m.offset} of message ${m.message} on connection ${m.connection} (${what})` +
+      (report.errors > 0 ? `; also ${report.errors} connection error(s)` : '')
     );
   }
+  if (report.errors > 0) {
+    return `the load counted ${report.errors} connection error(s) (the server closed or reset them)`;
+  }
+  if (report.messages === 0) {
+    const back =
+      report.bytesReceived === 0
+        ? 'no byte came back'
+        : `only ${report.bytesReceived} byte(s) came back, never a whole message`;
+    return `no message was echoed in ${report.durationSec.toFixed(2)} s measured (${back}): is ${where} an echo server?`;
+  }
+  return undefined;
 }
 
 function toUserError(err: unknown): unknown {
@@ -185,7 +216,7 @@ function formatInteger(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-function formatReport(report: LoadReport, warmupSec: number, interrupted: boolean): string {
+function formatReport(report: LoadReport, warmupSec: number): string {
   const { latencyUs } = report;
   const rows: [string, string][] = [
     ['messages/s', formatInteger(report.messagesPerSec)],
@@ -209,7 +240,7 @@ function formatReport(report: LoadReport, warmupSec: number, interrupted: boolea
     `${report.conns} connection(s) × ${report.size} B, depth ${report.depth}, ` +
     `${report.host}:${report.port}: ${report.durationSec.toFixed(2)} s measured` +
     (warmupSec > 0 ? ` after ${warmupSec} s warm-up` : '') +
-    (interrupted ? ' (stopped early by Ctrl-C)' : '');
+    (report.stoppedEarly ? ' (stopped early by Ctrl-C)' : '');
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return `${header}\n${rows.map(([label, value]) => `  ${label.padEnd(width)}${value}`).join('\n')}\n`;
 }

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { ECHO_MODELS } from '../../src/servers/echo/echo-models.js';
 import { type RunResult, runCli, spawnCli } from '../support/cli-runner.js';
 import { unusedPort } from '../support/echo-fixture.js';
+import { startPlainServer } from '../support/plain-server.js';
 
 /** Asserts stderr is exactly one line `overlapped: …` and returns that line. */
 function assertOneLineError(result: RunResult, what: string): string {
@@ -324,6 +325,94 @@ describe('overlapped load against overlapped echo', () => {
         assert.equal(typeof report.serverCpuUsPerMessage, 'number');
         const exit = await server.stop('SIGTERM');
         assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${server.stderr}`);
+      } finally {
+        await server.stop('SIGKILL');
+      }
+    });
+  }
+});
+
+describe('overlapped load never reports a bad run as a good one', { concurrency: true }, () => {
+  const short = ['--conns', '2', '--size', '64', '--duration', '1'];
+
+  it('a server that never answers: exit 1, no zero report, a hint that it may not be an echo server', async () => {
+    const silent = await startPlainServer(() => {});
+    try {
+      const result = await runCli(['load', '--port', String(silent.port), ...short], '', 20_000);
+      const line = assertOneLineError(result, 'load against a silent server');
+      assert.equal(result.code, 1);
+      assert.match(line, /no message was echoed .*no byte came back.*an echo server\?/);
+      assert.equal(result.stdout, '', 'no report of zeros');
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('echoes that differ: exit 1 naming the offset of the first wrong byte', async () => {
+    // Flips stream byte 70 of the first connection: message 2, offset 6.
+    let done = false;
+    const corrupting = await startPlainServer((socket) => {
+      let seen = 0;
+      socket.on('data', (data) => {
+        const copy = Buffer.from(data);
+        if (!done && seen + copy.length > 70) {
+          done = true;
+          copy[70 - seen] = (copy[70 - seen] as number) ^ 0xff;
+        }
+        seen += copy.length;
+        socket.write(copy);
+      });
+    });
+    try {
+      const args = ['load', '--port', String(corrupting.port), ...short, '--depth', '2'];
+      const result = await runCli(args, '', 20_000);
+      const line = assertOneLineError(result, 'load against a corrupting server');
+      assert.equal(result.code, 1);
+      assert.match(line, /first wrong byte is at offset 6 of message 2 on connection \d/);
+    } finally {
+      await corrupting.close();
+    }
+  });
+
+  for (const json of [false, true]) {
+    it(`Ctrl-C during the warm-up${json ? ' (--json)' : ''}: says nothing was measured, exit 1`, async () => {
+      const server = new EchoProcess(['--port', '0', '--quiet']);
+      try {
+        const port = await server.listeningPort();
+        const child = spawnCli([
+          'load',
+          '--port',
+          String(port),
+          ...short,
+          '--warmup',
+          '30',
+          ...(json ? ['--json'] : []),
+        ]);
+        child.stdin.end();
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (s: string) => {
+          stdout += s;
+        });
+        child.stderr.setEncoding('utf8').on('data', (s: string) => {
+          stderr += s;
+        });
+        const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+        setTimeout(() => child.kill('SIGINT'), 1500);
+        const code = await exited;
+        const line = assertOneLineError(
+          { code, signal: null, stdout, stderr },
+          'Ctrl-C during the warm-up',
+        );
+        assert.equal(code, 1);
+        assert.match(line, /during the warm-up: nothing was measured/);
+        if (json) {
+          const report = JSON.parse(stdout) as { stoppedEarly: boolean; stoppedIn: string };
+          assert.equal(report.stoppedEarly, true);
+          assert.equal(report.stoppedIn, 'warmup');
+        } else {
+          assert.equal(stdout, '', 'no report of zeros');
+        }
       } finally {
         await server.stop('SIGKILL');
       }
