@@ -1,14 +1,14 @@
 import { Command, Option } from 'commander';
-import { pino } from 'pino';
 import { chooseEngine } from '../engines/select.js';
 import { ECHO_DEFAULTS, type EchoService } from '../servers/echo/echo-base.js';
 import { ECHO_MODELS, type EchoModel, startEchoServer } from '../servers/echo/echo-models.js';
+import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, hostOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
-interface EchoFlags {
+interface EchoFlags extends LogFlags {
   host: string;
   port: number;
   workers?: number;
@@ -17,13 +17,12 @@ interface EchoFlags {
   engine?: string;
   model: EchoModel;
   nagle?: boolean;
-  quiet?: boolean;
   pooled?: boolean;
 }
 
 /** `overlapped echo`: the echo server of the seeds, in one of its three models. */
 export function createEchoCommand(): Command {
-  return new Command('echo')
+  const command = new Command('echo')
     .description(
       'run the TCP echo server: every byte a client sends comes back; ' +
         'a client that closes its side is closed',
@@ -70,16 +69,15 @@ export function createEchoCommand(): Command {
       '--pooled',
       'pooled receive mode: no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives',
     )
-    .addOption(quietOption())
-    .action(async (flags: EchoFlags) => {
-      await runEcho(flags);
-    });
+    .addOption(quietOption());
+  for (const option of logOptions()) command.addOption(option);
+  return command.action(async (flags: EchoFlags) => {
+    await runEcho(flags);
+  });
 }
 
 async function runEcho(flags: EchoFlags): Promise<void> {
-  const logger = pino({ base: { pid: process.pid } });
-  // --quiet silences the per-connection lines only: the listening line carries the port.
-  const connectionLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
+  const { logger, connectionLogger } = await createLoggers(flags);
   let choice: ReturnType<typeof chooseEngine>;
   let server: EchoService;
   try {
@@ -100,10 +98,19 @@ async function runEcho(flags: EchoFlags): Promise<void> {
     throw explainOsError(err, flags.host, flags.port);
   }
   const { address, port } = server.address;
-  logger.info(
-    { address, port, model: flags.model, engine: choice.engine.name, bufferSize: flags.bufferSize },
-    `echo server listening on ${address}:${port} (${flags.model} model; engine ${choice.engine.name}: ${choice.reason})`,
-  );
+  logStart(logger, {
+    what: 'echo server',
+    where: { address, port },
+    details: [`${flags.model} model${flags.pooled ? ', pooled receives (--pooled)' : ''}`],
+    choice,
+    fields: {
+      address,
+      port,
+      model: flags.model,
+      bufferSize: flags.bufferSize,
+      pooled: flags.pooled === true,
+    },
+  });
   await stopOnSignal(
     logger,
     () => server.stop(),

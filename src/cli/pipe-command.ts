@@ -1,23 +1,22 @@
 import { createInterface } from 'node:readline';
 import { Command, Option } from 'commander';
-import { pino } from 'pino';
 import { OverlappedError } from '../core/errors.js';
 import { MAX_MESSAGE_LIMIT, PIPE_MODES, type PipeMode } from '../core/pipe-connection.js';
 import { chooseEngine } from '../engines/select.js';
 import { PipeClient } from '../servers/pipe/pipe-client.js';
 import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
+import { createLoggers, type LogFlags, logOptions, logStart, plural } from './logging.js';
 import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, UserError } from './user-error.js';
 
-interface PipeServerFlags {
+interface PipeServerFlags extends LogFlags {
   name: string;
   instances?: number;
   maxMessage: number;
   mode: PipeMode;
   fileMode: number;
   engine?: string;
-  quiet?: boolean;
 }
 
 interface PipeClientFlags {
@@ -108,7 +107,7 @@ function serverClosedByteMode(): UserError {
 
 /** `overlapped pipe-server`: the seeds' named-pipe server. */
 export function createPipeServerCommand(): Command {
-  return new Command('pipe-server')
+  const command = new Command('pipe-server')
     .description(
       'run the named-pipe request/reply server (completion routines in an alertable wait): ' +
         "each request gets the reply 'Default answer from server'",
@@ -139,15 +138,15 @@ export function createPipeServerCommand(): Command {
         .argParser(parseFileMode),
     )
     .addOption(engineOption())
-    .addOption(quietOption())
-    .action(async (flags: PipeServerFlags) => {
-      await runPipeServer(flags);
-    });
+    .addOption(quietOption());
+  for (const option of logOptions()) command.addOption(option);
+  return command.action(async (flags: PipeServerFlags) => {
+    await runPipeServer(flags);
+  });
 }
 
 async function runPipeServer(flags: PipeServerFlags): Promise<void> {
-  const logger = pino({ base: { pid: process.pid } });
-  const instanceLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
+  const { logger, connectionLogger: instanceLogger } = await createLoggers(flags);
   let server: PipeServer;
   let choice: ReturnType<typeof chooseEngine>;
   try {
@@ -165,10 +164,15 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
     throw explainPipeError(err);
   }
   const instances = flags.instances ?? 'unlimited';
-  logger.info(
-    { path: server.path, mode: flags.mode, instances, maxMessage: flags.maxMessage },
-    `pipe server listening on ${server.path} (${flags.mode} mode, ${instances} instances; engine ${choice.engine.name}: ${choice.reason})`,
-  );
+  logStart(logger, {
+    what: 'pipe server',
+    where: server.path,
+    details: [
+      `${flags.mode} mode, ${flags.instances === undefined ? 'unlimited instances' : plural(flags.instances, 'instance')}`,
+    ],
+    choice,
+    fields: { path: server.path, mode: flags.mode, instances, maxMessage: flags.maxMessage },
+  });
   await stopOnSignal(
     logger,
     () => server.stop(),

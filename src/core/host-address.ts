@@ -37,3 +37,8 @@ export function checkHost(host: unknown): asserts host is string {
     `host ${JSON.stringify(host)} is invalid: ${typeof host === 'string' ? hostProblem(host) : 'it must be a string'}; use an address such as 127.0.0.1, ::1 or 0.0.0.0 (every interface), or a host name`,
   );
 }
+
+/** `host:port`, with an IPv6 address in brackets (`[::1]:5150`) as in a URL, so the port reads apart. */
+export function hostPort(host: string, port: number): string {
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}

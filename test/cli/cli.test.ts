@@ -4,12 +4,15 @@
  * (`overlapped: …`) with no stack trace; the echo server logs JSON lines.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ECHO_MODELS } from '../../src/servers/echo/echo-models.js';
-import { type RunResult, runCli, spawnCli } from '../support/cli-runner.js';
-import { unusedPort } from '../support/echo-fixture.js';
+import { MAIN, type RunResult, runCli, spawnCli } from '../support/cli-runner.js';
+import { delay, unusedPort } from '../support/echo-fixture.js';
 import { startPlainServer } from '../support/plain-server.js';
 
 /** Asserts stderr is exactly one line `overlapped: …` and returns that line. */
@@ -418,4 +421,124 @@ describe('overlapped load never reports a bad run as a good one', { concurrency:
       }
     });
   }
+});
+
+/** True if this machine can listen on ::1 (some containers have no IPv6 loopback). */
+async function hasIpv6Loopback(): Promise<boolean> {
+  const probe = createServer();
+  return new Promise((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.listen(0, '::1', () => probe.close(() => resolve(true)));
+  });
+}
+
+const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe('server logs', { concurrency: true }, () => {
+  it('--log-format pretty: readable lines, not JSON, and the same events', async () => {
+    const server = new EchoProcess(['--port', '0', '--log-format', 'pretty']);
+    try {
+      const line = await server.waitForLog((l) => l.level === -1, 'a pretty line');
+      assert.match(
+        line.msg,
+        /^\(not JSON\) \[\d\d:\d\d:\d\d\.\d{3}\] INFO: echo server listening on 127\.0\.0\.1:\d+ /,
+      );
+      assert.ok(!line.msg.includes('\u001b['), 'no colours when stdout is not a terminal');
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  it('on a terminal the default is pretty; piped it is JSON', {
+    skip: !hasScript && 'script (util-linux) is not installed',
+  }, async () => {
+    // script(1) gives the command a pseudo-terminal as stdout.
+    const tty = spawn(
+      'script',
+      ['-qec', `${process.execPath} ${MAIN} echo --port 0`, '/dev/null'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    tty.stdout.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no start line on the terminal: ${out}`)),
+          10_000,
+        );
+        tty.stdout.on('data', () => {
+          if (out.includes('listening on')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      assert.match(out, /INFO.*echo server listening on/);
+      assert.ok(!out.trimStart().startsWith('{'), `JSON on a terminal: ${out}`);
+    } finally {
+      tty.kill('SIGKILL');
+    }
+    const piped = new EchoProcess(['--port', '0']);
+    try {
+      await piped.listeningPort();
+    } finally {
+      await piped.stop('SIGKILL');
+    }
+  });
+
+  it('--log-level warn drops the info lines, --log-level bogus is a usage error', async () => {
+    const server = new EchoProcess(['--port', '0', '--log-level', 'warn']);
+    try {
+      await delay(1500);
+      assert.deepEqual(server.logs, [], 'info lines logged at --log-level warn');
+      assert.equal(server.child.exitCode, null, `the server is running; stderr: ${server.stderr}`);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+    const bad = await runCli(['echo', '--log-level', 'loud']);
+    assert.equal(bad.code, 2);
+    assertOneLineError(bad, '--log-level loud');
+  });
+
+  it('start lines: IPv6 in brackets, --pooled named, the engine and why', async (t) => {
+    if (!(await hasIpv6Loopback())) {
+      t.skip('no IPv6 loopback here');
+      return;
+    }
+    const server = new EchoProcess(['--port', '0', '--host', '::1', '--pooled']);
+    try {
+      await server.listeningPort();
+      const line = server.logs.find((l) => l.msg.startsWith('echo server listening on '));
+      assert.match(
+        String(line?.msg),
+        /listening on \[::1\]:\d+ \(completion-port model, pooled receives \(--pooled\); engine (node|uring): .+\)$/,
+      );
+      assert.equal(line?.pooled, true);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  it('pipe-server start line: "1 instance", and the engine and why', {
+    skip: process.platform === 'win32',
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ovl-log-'));
+    const child = spawnCli(['pipe-server', '--name', join(dir, 'p.sock'), '--instances', '1']);
+    child.stdin.end();
+    try {
+      const first = await new Promise<string>((resolve, reject) => {
+        child.stdout.setEncoding('utf8').once('data', resolve);
+        child.once('close', () => reject(new Error('pipe-server exited')));
+      });
+      const line = JSON.parse(first.split('\n')[0] as string) as { msg: string };
+      assert.match(line.msg, /\(message mode, 1 instance; engine (node|uring): .+\)$/);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
