@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { CompletionPort } from '../core/completion-port.js';
 import { OverlappedError } from '../core/errors.js';
+import { hostPort } from '../core/host-address.js';
 import { Overlapped } from '../core/overlapped.js';
 import { TcpSocket } from '../core/tcp-socket.js';
 import { chooseEngine, type EngineName } from '../engines/select.js';
@@ -100,7 +101,7 @@ class EchoClient {
     const engine = chooseEngine(flags.engine).engine;
     const client = new EchoClient(
       TcpSocket.connect({ engine, host, port }, ov),
-      `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      hostPort(host, port),
       flags.timeout,
     );
     client.#timed = true;

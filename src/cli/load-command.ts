@@ -4,6 +4,7 @@
  */
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
+import { hostPort } from '../core/host-address.js';
 import {
   LoadConnectError,
   type LoadOptions,
@@ -143,7 +144,7 @@ async function runLoadCommand(flags: LoadFlags): Promise<void> {
 
 /** Why the run is a failure (exit 1), or undefined for a clean run. */
 export function verdict(report: LoadReport): string | undefined {
-  const where = `${report.host.includes(':') ? `[${report.host}]` : report.host}:${report.port}`;
+  const where = hostPort(report.host, report.port);
   if (report.stoppedEarly && report.stoppedIn !== 'measuring') {
     const when = report.stoppedIn === 'warmup' ? 'during the warm-up' : 'while connecting';
     return `stopped by Ctrl-C ${when}: nothing was measured`;
