@@ -4,7 +4,7 @@ import { OverlappedError } from '../core/errors.js';
 import { hostPort } from '../core/host-address.js';
 import { Overlapped } from '../core/overlapped.js';
 import { TcpSocket } from '../core/tcp-socket.js';
-import { chooseEngine, type EngineName } from '../engines/select.js';
+import type { EngineName } from '../engines/select.js';
 import { ECHO_DEFAULTS } from '../servers/echo/echo-server.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, hostOption } from './server-options.js';
@@ -98,9 +98,8 @@ class EchoClient {
   static async connect(flags: ClientFlags): Promise<EchoClient> {
     const { host, port } = flags;
     const ov = new Overlapped();
-    const engine = chooseEngine(flags.engine).engine;
     const client = new EchoClient(
-      TcpSocket.connect({ engine, host, port }, ov),
+      TcpSocket.connect({ engine: flags.engine, host, port }, ov),
       hostPort(host, port),
       flags.timeout,
     );

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline';
 import { Command, Option } from 'commander';
 import { OverlappedError } from '../core/errors.js';
 import { MAX_MESSAGE_LIMIT, PIPE_MODES, type PipeMode } from '../core/pipe-connection.js';
-import { chooseEngine } from '../engines/select.js';
+import { chooseEngine, type EngineName } from '../engines/select.js';
 import { PipeClient } from '../servers/pipe/pipe-client.js';
 import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
 import { createLoggers, type LogFlags, logOptions, logStart, plural } from './logging.js';
@@ -24,7 +24,7 @@ interface PipeClientFlags {
   timeout: number;
   mode: PipeMode;
   maxMessage: number;
-  engine?: string;
+  engine?: EngineName;
 }
 
 /** Parses an octal permission mode such as 600 or 0660. */
@@ -204,7 +204,7 @@ export function createPipeClientCommand(): Command {
       let client: PipeClient;
       try {
         client = await PipeClient.connect(flags.name, {
-          engine: chooseEngine(flags.engine).engine,
+          engine: flags.engine,
           timeoutMs: flags.timeout,
           mode: flags.mode,
           maxMessage: flags.maxMessage,

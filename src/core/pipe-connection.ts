@@ -15,9 +15,10 @@
  * Byte mode passes reads and writes straight to the stream: a read returns
  * what arrived, 0 bytes is end of stream (rule 4).
  */
-import type { Engine, EngineStream } from '../engines/contract.js';
+import type { Engine, EngineOption, EngineStream } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, completeLater, deliverInBatch, InternalRequest } from './delivery.js';
+import { resolveEngine } from './engine-option.js';
 import {
   abortedError,
   check,
@@ -56,7 +57,8 @@ export interface PipeConnectionOptions {
 }
 
 export interface PipeConnectOptions extends PipeConnectionOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /** A resolved pipe path (see `resolvePipeName`). */
   path: string;
 }
@@ -199,13 +201,14 @@ export class PipeConnection extends Handle {
    * on success.
    */
   static connect(options: PipeConnectOptions, ov: Overlapped<unknown>): PipeConnection {
-    const { engine, path } = options;
+    const { path } = options;
     check(
       typeof path === 'string' && path.length > 0,
       'OVL_ERR_INVALID_ARGUMENT',
       'connect needs a pipe path (resolvePipeName(name))',
     );
     check(!ov.pending, 'OVL_ERR_OVERLAPPED_IN_USE');
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     const conn = new PipeConnection(engine, null, 'client', path, options);
     const req = new Internal((r) => conn.#onConnected(r));

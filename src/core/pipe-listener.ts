@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { linkSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Engine, EngineListener } from '../engines/contract.js';
+import type { Engine, EngineListener, EngineOption } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, InternalRequest } from './delivery.js';
+import { resolveEngine } from './engine-option.js';
 import { check, OsError, OverlappedError } from './errors.js';
 import { Handle } from './handle.js';
 import type { Overlapped } from './overlapped.js';
@@ -17,7 +18,8 @@ export const DEFAULT_PIPE_FILE_MODE = 0o600;
 export const DEFAULT_PIPE_BACKLOG = 511;
 
 export interface PipeListenOptions extends PipeConnectionOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /** A resolved pipe path (see `resolvePipeName`). */
   path: string;
   /** Socket file permissions (Unix); default 0o600. */
@@ -96,7 +98,7 @@ export class PipeListener extends Handle {
    * server, or a file that is not a socket), or an OsError (EACCES, …).
    */
   static async listen(options: PipeListenOptions): Promise<PipeListener> {
-    const { engine, path } = options;
+    const { path } = options;
     const settings = pipeSettings(options);
     const fileMode = options.fileMode ?? DEFAULT_PIPE_FILE_MODE;
     const backlog = options.backlog ?? DEFAULT_PIPE_BACKLOG;
@@ -115,6 +117,7 @@ export class PipeListener extends Handle {
       'OVL_ERR_INVALID_ARGUMENT',
       `backlog must be a whole number >= 1, got ${String(backlog)}`,
     );
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     if (process.platform === 'win32') {
       // A named pipe leaves no file behind: EADDRINUSE always means a live server.

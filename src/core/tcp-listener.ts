@@ -1,6 +1,7 @@
-import type { Endpoint, Engine, EngineListener } from '../engines/contract.js';
+import type { Endpoint, Engine, EngineListener, EngineOption } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine } from './delivery.js';
+import { resolveEngine } from './engine-option.js';
 import { check } from './errors.js';
 import { Handle } from './handle.js';
 import { checkHost } from './host-address.js';
@@ -16,7 +17,8 @@ import { type SocketOptions, TcpSocket } from './tcp-socket.js';
 export const DEFAULT_BACKLOG = 4096;
 
 export interface ListenOptions extends SocketOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /** Address to bind. Default 127.0.0.1: listen on every interface only when told to. */
   host?: string;
   /** Port to bind; 0 picks a free one (read it back from `address`). */
@@ -43,7 +45,7 @@ export class TcpListener extends Handle {
 
   /** Binds and listens. Rejects with an OsError such as EADDRINUSE or EACCES. */
   static async listen(options: ListenOptions): Promise<TcpListener> {
-    const { engine, host = '127.0.0.1', port, backlog = DEFAULT_BACKLOG } = options;
+    const { host = '127.0.0.1', port, backlog = DEFAULT_BACKLOG } = options;
     checkHost(host);
     check(
       Number.isInteger(port) && port >= 0 && port <= 65535,
@@ -55,6 +57,7 @@ export class TcpListener extends Handle {
       'OVL_ERR_INVALID_ARGUMENT',
       `backlog must be a whole number >= 1, got ${String(backlog)}`,
     );
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     const listener = await engine.listenTcp({ host, port, backlog });
     const socketOptions: SocketOptions = {};

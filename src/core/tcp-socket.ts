@@ -1,6 +1,7 @@
-import type { Endpoint, Engine, EngineStream } from '../engines/contract.js';
+import type { Endpoint, Engine, EngineOption, EngineStream } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, completeLater } from './delivery.js';
+import { resolveEngine } from './engine-option.js';
 import { check, OverlappedError, UsageError } from './errors.js';
 import { Handle } from './handle.js';
 import { checkHost } from './host-address.js';
@@ -25,7 +26,8 @@ export interface SocketOptions {
 }
 
 export interface ConnectOptions extends SocketOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   host?: string;
   port: number;
 }
@@ -81,7 +83,7 @@ export class TcpSocket extends Handle {
    * has failed (`ECONNREFUSED`, …).
    */
   static connect(options: ConnectOptions, ov: Overlapped<unknown>): TcpSocket {
-    const { engine, host = '127.0.0.1', port } = options;
+    const { host = '127.0.0.1', port } = options;
     checkHost(host);
     check(
       Number.isInteger(port) && port >= 1 && port <= 65535,
@@ -89,6 +91,7 @@ export class TcpSocket extends Handle {
       `port must be a whole number from 1 to 65535, got ${String(port)}`,
     );
     check(!ov.pending, 'OVL_ERR_OVERLAPPED_IN_USE');
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     const socket = new TcpSocket(engine, engine.connectTcp(ov, host, port), options);
     // The engine completes `ov` only after this call returns (rule 1), so marking it now is safe.

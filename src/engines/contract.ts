@@ -42,6 +42,17 @@
  * error); cancel and close abort it like any other recv.
  */
 
+/** The engines by name: `node` (portable, over node:net) and `uring` (Linux io_uring). */
+export type EngineName = 'node' | 'uring';
+
+/**
+ * What every `engine:` option takes: a name (this thread's engine of that
+ * kind, probed once, failing with `OVL_ERR_ENGINE_UNAVAILABLE` where it
+ * cannot run), or an {@link Engine} itself. Omitted, it is this thread's
+ * default engine. `src/engines/select.ts` resolves it.
+ */
+export type EngineOption = EngineName | Engine;
+
 /** Upper bound on received bytes an engine holds that no recv has asked for (rule 6). */
 export const MAX_UNREAD_BYTES = 64 * 1024;
 

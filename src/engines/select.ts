@@ -1,11 +1,18 @@
+import { setEngineResolver } from '../core/engine-option.js';
 import { OverlappedError } from '../core/errors.js';
-import type { Engine } from './contract.js';
+import type { Engine, EngineName } from './contract.js';
 import { NodeEngine } from './node/node-engine.js';
 import { UringEngine } from './uring/uring-engine.js';
 
-/** Engine names `OVERLAPPED_ENGINE` and `engine:` accept. */
-export const ENGINE_NAMES = ['node', 'uring'] as const;
-export type EngineName = (typeof ENGINE_NAMES)[number];
+/**
+ * `engine:` option → Engine. Core's entry points call it too; importing it from
+ * here guarantees the resolver below is installed.
+ */
+export { resolveEngine } from '../core/engine-option.js';
+export type { EngineName, EngineOption } from './contract.js';
+
+/** Engine names `OVERLAPPED_ENGINE`, `--engine` and `engine:` accept. */
+export const ENGINE_NAMES = ['node', 'uring'] as const satisfies readonly EngineName[];
 
 export interface EngineChoice {
   readonly engine: Engine;
@@ -79,3 +86,10 @@ export function defaultEngine(): EngineChoice {
   defaultChoice ??= chooseEngine();
   return defaultChoice;
 }
+
+/**
+ * What every `engine:` option resolves through (see src/core/engine-option.ts):
+ * a name is {@link chooseEngine}'s engine of that name (OVERLAPPED_ENGINE does
+ * not override a name given in code), nothing is {@link defaultEngine}.
+ */
+setEngineResolver((name) => (name === undefined ? defaultEngine() : chooseEngine(name)).engine);

@@ -15,12 +15,12 @@ import {
 } from '../../core/pipe-connection.js';
 import { DEFAULT_PIPE_NAME, resolvePipeName } from '../../core/pipe-name.js';
 import { getOverlappedResult } from '../../core/waits.js';
-import type { Engine } from '../../engines/contract.js';
-import { defaultEngine } from '../../engines/select.js';
+import type { Engine, EngineOption } from '../../engines/contract.js';
+import { resolveEngine } from '../../engines/select.js';
 
 export interface PipeClientOptions {
-  /** Default: this thread's engine. */
-  engine?: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /**
    * How long to keep retrying while every instance is busy
    * (`OVL_ERR_PIPE_BUSY`), as `WaitNamedPipe` then `CreateFile`. Default 0:
@@ -103,7 +103,7 @@ async function connectWithWait(path: string, options: PipeClientOptions): Promis
     'OVL_ERR_INVALID_ARGUMENT',
     `readyTimeoutMs must be a number > 0, got ${String(readyTimeoutMs)}`,
   );
-  const engine = options.engine ?? defaultEngine().engine;
+  const engine = resolveEngine(options.engine);
   const deadline = performance.now() + timeoutMs;
   let pause = RETRY_FIRST_MS;
   for (;;) {
