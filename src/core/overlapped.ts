@@ -84,7 +84,11 @@ export class Overlapped<T = undefined> implements EngineRequest {
     if (this.#extra !== null || value !== null) this.#more().event = value;
   }
 
-  /** @internal Engine output for accept/connect (see EngineRequest). */
+  /**
+   * Engine output for accept/connect (see EngineRequest, which Overlapped
+   * implements, so it stays in the published types); core turns it into
+   * `socket` or `pipe` and clears it before delivery.
+   */
   get result(): EngineStream | null {
     return this.#extra === null ? null : this.#extra.result;
   }
@@ -96,6 +100,7 @@ export class Overlapped<T = undefined> implements EngineRequest {
   get routine(): StoredRoutine | null {
     return this.#extra === null ? null : this.#extra.routine;
   }
+  /** @internal */
   set routine(value: StoredRoutine | null) {
     if (this.#extra !== null || value !== null) this.#more().routine = value;
   }

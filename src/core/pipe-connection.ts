@@ -175,8 +175,18 @@ export class PipeConnection extends Handle {
   #connectOv: Overlapped<unknown> | null = null;
   #draining = false;
 
-  /** @internal Connections come from `PipeListener.accept` or {@link PipeConnection.connect}. */
-  constructor(
+  /** @internal A connected server-side instance (PipeListener). See TcpSocket.fromStream. */
+  static fromStream(
+    engine: Engine,
+    stream: EngineStream,
+    path: string,
+    options: PipeConnectionOptions,
+  ): PipeConnection {
+    return new PipeConnection(engine, stream, 'server', path, options);
+  }
+
+  /** Connections come from `PipeListener.accept` or {@link PipeConnection.connect}. */
+  private constructor(
     engine: Engine,
     stream: EngineStream | null,
     side: 'server' | 'client',
@@ -307,7 +317,7 @@ export class PipeConnection extends Handle {
   }
 
   /**
-   * Server side: sends the control frame `CODE message` (message mode), then
+   * @internal Server side: sends the control frame `CODE message` (message mode), then
    * half-closes and reads and discards what the client still sends, for up to
    * 2 s, before closing. Closing at once would make the client's own write
    * of a large message fail, and it might never read the reason.

@@ -176,7 +176,7 @@ export class PipeListener extends Handle {
     const stream = ov.result;
     if (stream !== null) {
       ov.result = null;
-      ov.pipe = new PipeConnection(this.engine, stream, 'server', this.path, this.#options);
+      ov.pipe = PipeConnection.fromStream(this.engine, stream, this.path, this.#options);
     }
   }
 }

@@ -98,7 +98,7 @@ export class TcpListener extends Handle {
     const stream = ov.result;
     if (stream !== null) {
       ov.result = null;
-      ov.socket = new TcpSocket(this.engine, stream, this.#socketOptions);
+      ov.socket = TcpSocket.fromStream(this.engine, stream, this.#socketOptions);
     }
   }
 }

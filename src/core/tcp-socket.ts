@@ -63,8 +63,16 @@ export class TcpSocket extends Handle {
   readonly maxPendingSendBytes: number;
   #pendingSendBytes = 0;
 
-  /** @internal Sockets come from `accept` or {@link TcpSocket.connect}. */
-  constructor(engine: Engine, stream: EngineStream, options: SocketOptions = {}) {
+  /**
+   * @internal An accepted connection (TcpListener). Private constructor and a
+   * stripped factory: the published types show no way to construct a socket.
+   */
+  static fromStream(engine: Engine, stream: EngineStream, options: SocketOptions): TcpSocket {
+    return new TcpSocket(engine, stream, options);
+  }
+
+  /** Sockets come from `accept` or {@link TcpSocket.connect}. */
+  private constructor(engine: Engine, stream: EngineStream, options: SocketOptions = {}) {
     super(engine);
     this.#stream = stream;
     const max = options.maxPendingSendBytes ?? DEFAULT_MAX_PENDING_SEND_BYTES;
