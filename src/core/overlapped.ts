@@ -24,7 +24,7 @@ export type Operation = 'accept' | 'connect' | 'recv' | 'send' | 'shutdown' | 'r
  * The Overlapped, not the completion port, is what ties a completion back to
  * your state: keep whatever the next step needs in `data`.
  *
- * How you learn of the completion (DESIGN.md, "Completion delivery"): a
+ * How you learn of the completion (docs/models.md, in the package): a
  * completion routine passed with the operation runs at the posting thread's
  * next alertable wait; otherwise the handle's completion port gets the entry;
  * and in both cases {@link Overlapped.event}, if set, is signalled.

@@ -12,7 +12,7 @@
  * writes `bytes`, `error` and, for accept/connect, `result`, and hands the
  * request to the sink in a batch.
  *
- * ## Rules (DESIGN.md, "The engine contract"); every engine keeps all seven
+ * ## Rules: every engine keeps all seven (the README lists them for users too)
  * 1. Each posted request completes exactly once, and never synchronously
  *    inside the call that posted it.
  * 2. A completion carries bytes transferred and an error (or null). A send
