@@ -89,6 +89,9 @@ is sent only then. Data that differs is a mismatch and closes that connection; a
 socket error or an unexpected close is an error. Latency runs from the write of a
 message to the arrival of its last byte.
 
+The generator runs on plain node:net sockets, never on overlapped's own engines, so
+the toolkit is never measured with itself (it has no --engine: choose the server's
+with \`overlapped echo --engine\`).
 Server CPU time has a resolution of 10 ms: use windows of several seconds.
 Ctrl-C stops the load early and still prints the report of what was measured;
 before the measured window it prints no report, only that nothing was measured
