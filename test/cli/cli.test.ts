@@ -141,9 +141,14 @@ describe('overlapped --help', { concurrency: true }, () => {
         '--model',
         '--nagle',
         '--quiet',
+        '--log-format',
+        '--log-level',
       ],
     },
-    { args: ['client', '--help'], mentions: ['--host', '--port', 'message'] },
+    {
+      args: ['client', '--help'],
+      mentions: ['--host', '--port', '--timeout', '--engine', 'message'],
+    },
     {
       args: ['load', '--help'],
       mentions: ['--host', '--port', '--conns', '--size', '--depth', '--duration', '--json'],

@@ -68,8 +68,10 @@ describe('overlapped pipe-server / pipe-client', { skip: unixOnly }, () => {
     ]) {
       assert.ok(server.stdout.includes(flag), `pipe-server --help lacks ${flag}`);
     }
+    // An octal flag shows its default in octal, as it is typed (not 384).
+    assert.match(server.stdout, /\(default: 600\)/);
     const client = await run(['pipe-client', '--help']);
-    for (const flag of ['--name', '--timeout', '--mode']) {
+    for (const flag of ['--name', '--timeout', '--mode', '--max-message', '--engine']) {
       assert.ok(client.stdout.includes(flag), `pipe-client --help lacks ${flag}`);
     }
   });
