@@ -1,15 +1,13 @@
 /**
  * overlapped: I/O completion ports and the Winsock I/O models for Node.js.
  *
- * Handles take the engine they run on; `listenTcp` and `connectTcp` fill in
- * this thread's engine (chosen once: `OVERLAPPED_ENGINE`, else the fastest
- * that works here).
+ * Every entry point takes `engine?: 'node' | 'uring' | Engine`; omitted, it
+ * is this thread's engine (chosen once: `OVERLAPPED_ENGINE`, else the fastest
+ * that works here). src/engines/select.ts resolves it, in one place.
  */
 import type { Overlapped } from './core/overlapped.js';
 import { type ListenOptions, TcpListener } from './core/tcp-listener.js';
 import { type ConnectOptions, TcpSocket } from './core/tcp-socket.js';
-import type { Engine } from './engines/contract.js';
-import { defaultEngine } from './engines/select.js';
 
 export { type CompletionRoutine, pendingApcs, queueUserApc } from './core/apc.js';
 export {
@@ -75,11 +73,19 @@ export {
   type BufferLease,
   type Endpoint,
   type Engine,
+  type EngineName,
+  type EngineOption,
   POOL_BUFFER_SIZE,
   Readiness,
 } from './engines/contract.js';
 
-export { chooseEngine, defaultEngine, ENGINE_NAMES, type EngineName } from './engines/select.js';
+export {
+  chooseEngine,
+  defaultEngine,
+  ENGINE_NAMES,
+  type EngineChoice,
+  resolveEngine,
+} from './engines/select.js';
 export {
   asyncSelect,
   createWindow,
@@ -158,17 +164,12 @@ export {
   type PipeServerOptions,
 } from './servers/pipe/pipe-server.js';
 
-type WithEngine<T> = Omit<T, 'engine'> & { engine?: Engine };
-
-/** `TcpListener.listen` on this thread's engine unless `engine` is given. */
-export function listenTcp(options: WithEngine<ListenOptions>): Promise<TcpListener> {
-  return TcpListener.listen({ ...options, engine: options.engine ?? defaultEngine().engine });
+/** `TcpListener.listen(options)`: binds and listens (engine: see {@link ListenOptions}). */
+export function listenTcp(options: ListenOptions): Promise<TcpListener> {
+  return TcpListener.listen(options);
 }
 
-/** `TcpSocket.connect` on this thread's engine unless `engine` is given. */
-export function connectTcp(
-  options: WithEngine<ConnectOptions>,
-  ov: Overlapped<unknown>,
-): TcpSocket {
-  return TcpSocket.connect({ ...options, engine: options.engine ?? defaultEngine().engine }, ov);
+/** `TcpSocket.connect(options, ov)`: starts a connection (ConnectEx). */
+export function connectTcp(options: ConnectOptions, ov: Overlapped<unknown>): TcpSocket {
+  return TcpSocket.connect(options, ov);
 }

@@ -1,5 +1,4 @@
 import { Command, Option } from 'commander';
-import { pino } from 'pino';
 import { chooseEngine } from '../engines/select.js';
 import { DEFAULT_MAX_THREADS } from '../models/blocking.js';
 import { BlockingEchoServer } from '../servers/echo/blocking-echo-server.js';
@@ -9,12 +8,13 @@ import {
   DEFAULT_SWEEP_INTERVAL_MS,
   NonBlockingEchoServer,
 } from '../servers/echo/nonblocking-echo-server.js';
+import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js';
 import { explainOsError } from './os-error-hints.js';
-import { engineOption, quietOption } from './server-options.js';
+import { engineOption, hostOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
-interface EchoFlags {
+interface EchoFlags extends LogFlags {
   host: string;
   port: number;
   workers?: number;
@@ -23,7 +23,6 @@ interface EchoFlags {
   engine?: string;
   model: EchoModel;
   nagle?: boolean;
-  quiet?: boolean;
   pooled?: boolean;
   maxThreads?: number;
   sweepInterval?: number;
@@ -31,16 +30,12 @@ interface EchoFlags {
 
 /** `overlapped echo`: the echo server of the seeds, in any of its eight models. */
 export function createEchoCommand(): Command {
-  return new Command('echo')
+  const command = new Command('echo')
     .description(
       'run the TCP echo server: every byte a client sends comes back; ' +
         'a client that closes its side is closed',
     )
-    .option(
-      '--host <host>',
-      'address to listen on (0.0.0.0 for every interface)',
-      ECHO_DEFAULTS.host,
-    )
+    .addOption(hostOption('address to listen on (0.0.0.0 for every interface)', ECHO_DEFAULTS.host))
     .option(
       '--port <port>',
       'TCP port (0 picks a free one)',
@@ -93,16 +88,15 @@ export function createEchoCommand(): Command {
       '--pooled',
       'pooled receive mode (overlapped models): no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives; the readiness models never hold one for an idle client',
     )
-    .addOption(quietOption())
-    .action(async (flags: EchoFlags) => {
-      await runEcho(flags);
-    });
+    .addOption(quietOption());
+  for (const option of logOptions()) command.addOption(option);
+  return command.action(async (flags: EchoFlags) => {
+    await runEcho(flags);
+  });
 }
 
 async function runEcho(flags: EchoFlags): Promise<void> {
-  const logger = pino({ base: { pid: process.pid } });
-  // --quiet silences the per-connection lines only: the listening line carries the port.
-  const connectionLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
+  const { logger, connectionLogger } = await createLoggers(flags);
   let choice: ReturnType<typeof chooseEngine>;
   let server: EchoService;
   try {
@@ -125,10 +119,21 @@ async function runEcho(flags: EchoFlags): Promise<void> {
     throw explainOsError(err, flags.host, flags.port);
   }
   const { address, port } = server.address;
-  logger.info(
-    { address, port, model: flags.model, engine: choice.engine.name, bufferSize: flags.bufferSize },
-    `echo server listening on ${address}:${port} (${describeModel(flags.model, server)}; engine ${choice.engine.name}: ${choice.reason})`,
-  );
+  logStart(logger, {
+    what: 'echo server',
+    where: { address, port },
+    details: [
+      `${describeModel(flags.model, server)}${flags.pooled ? ', pooled receives (--pooled)' : ''}`,
+    ],
+    choice,
+    fields: {
+      address,
+      port,
+      model: flags.model,
+      bufferSize: flags.bufferSize,
+      pooled: flags.pooled === true,
+    },
+  });
   await stopOnSignal(
     logger,
     () => server.stop(),

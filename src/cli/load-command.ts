@@ -4,6 +4,7 @@
  */
 import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
+import { hostPort } from '../core/host-address.js';
 import {
   LoadConnectError,
   type LoadOptions,
@@ -11,6 +12,7 @@ import {
   type LoadReport,
   runLoad,
 } from '../load/load-generator.js';
+import { hostOption } from './server-options.js';
 import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
 
 interface LoadFlags {
@@ -37,7 +39,7 @@ export function createLoadCommand(): Command {
     .description(
       'drive an echo server with a closed-loop load and report messages/s, MB/s, latency and errors',
     )
-    .addOption(new Option('--host <host>', 'server address').default('127.0.0.1'))
+    .addOption(hostOption('server address', '127.0.0.1'))
     .addOption(
       new Option('--port <port>', 'server port')
         .default(5150)
@@ -87,10 +89,16 @@ is sent only then. Data that differs is a mismatch and closes that connection; a
 socket error or an unexpected close is an error. Latency runs from the write of a
 message to the arrival of its last byte.
 
+The generator runs on plain node:net sockets, never on overlapped's own engines, so
+the toolkit is never measured with itself (it has no --engine: choose the server's
+with \`overlapped echo --engine\`).
 Server CPU time has a resolution of 10 ms: use windows of several seconds.
-Ctrl-C stops the load early and still prints the report.
-Exit code: 0 if the run was clean, 1 if any error or mismatch was counted or no
-connection could be opened, 2 for a bad flag.`,
+Ctrl-C stops the load early and still prints the report of what was measured;
+before the measured window it prints no report, only that nothing was measured
+(--json: "stoppedEarly": true, with "stoppedIn" the phase).
+Exit code: 0 if the run was clean, 1 if any error or mismatch was counted (the
+first wrong byte is named), no message came back whole, nothing was measured,
+or no connection could be opened; 2 for a bad flag.`,
     )
     .action(async (_options: unknown, command: Command) => {
       await runLoadCommand(command.opts<LoadFlags>());
@@ -109,11 +117,7 @@ async function runLoadCommand(flags: LoadFlags): Promise<void> {
     serverPid: flags.serverPid,
   };
   const controller = new AbortController();
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
-    controller.abort();
-  };
+  const onSigint = () => controller.abort();
   process.on('SIGINT', onSigint);
   const progress = !flags.json && process.stderr.isTTY ? progressLine(flags) : undefined;
   let report: LoadReport;
@@ -129,17 +133,49 @@ async function runLoadCommand(flags: LoadFlags): Promise<void> {
     process.off('SIGINT', onSigint);
   }
 
+  const measured = !(report.stoppedEarly && report.stoppedIn !== 'measuring');
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(report)}\n`);
-  } else {
-    process.stdout.write(formatReport(report, flags.warmup, interrupted));
+  } else if (measured && report.messages > 0) {
+    // A run that measured nothing has no figures: a report of zeros would read as a result.
+    // The verdict line below says what happened.
+    process.stdout.write(formatReport(report, flags.warmup));
   }
-  if (report.errors > 0 || report.mismatches > 0) {
-    throw new UserError(
-      `the load counted ${report.errors} connection error(s) and ${report.mismatches} mismatch(es)`,
-      1,
+  const failure = verdict(report);
+  if (failure !== undefined) throw new UserError(failure, 1);
+}
+
+/** Why the run is a failure (exit 1), or undefined for a clean run. */
+export function verdict(report: LoadReport): string | undefined {
+  const where = hostPort(report.host, report.port);
+  if (report.stoppedEarly && report.stoppedIn !== 'measuring') {
+    const when = report.stoppedIn === 'warmup' ? 'during the warm-up' : 'while connecting';
+    return `stopped by Ctrl-C ${when}: nothing was measured`;
+  }
+  const m = report.firstMismatch;
+  if (report.mismatches > 0 && m !== undefined) {
+    const got = `0x${m.actual.toString(16).padStart(2, '0')}`;
+    const what =
+      m.expected === undefined
+        ? `an extra byte (${got}) beyond what was sent`
+        : `0x${m.expected.toString(16).padStart(2, '0')} sent, ${got} came back`;
+    return (
+      `the echoes differed from what was sent on ${report.mismatches} connection(s): ` +
+      `the first wrong byte is at offset ${m.offset} of message ${m.message} on connection ${m.connection} (${what})` +
+      (report.errors > 0 ? `; also ${report.errors} connection error(s)` : '')
     );
   }
+  if (report.errors > 0) {
+    return `the load counted ${report.errors} connection error(s) (the server closed or reset them)`;
+  }
+  if (report.messages === 0) {
+    const back =
+      report.bytesReceived === 0
+        ? 'no byte came back'
+        : `only ${report.bytesReceived} byte(s) came back, never a whole message`;
+    return `no message was echoed in ${report.durationSec.toFixed(2)} s measured (${back}): is ${where} an echo server?`;
+  }
+  return undefined;
 }
 
 function toUserError(err: unknown): unknown {
@@ -184,7 +220,7 @@ function formatInteger(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-function formatReport(report: LoadReport, warmupSec: number, interrupted: boolean): string {
+function formatReport(report: LoadReport, warmupSec: number): string {
   const { latencyUs } = report;
   const rows: [string, string][] = [
     ['messages/s', formatInteger(report.messagesPerSec)],
@@ -208,7 +244,7 @@ function formatReport(report: LoadReport, warmupSec: number, interrupted: boolea
     `${report.conns} connection(s) × ${report.size} B, depth ${report.depth}, ` +
     `${report.host}:${report.port}: ${report.durationSec.toFixed(2)} s measured` +
     (warmupSec > 0 ? ` after ${warmupSec} s warm-up` : '') +
-    (interrupted ? ' (stopped early by Ctrl-C)' : '');
+    (report.stoppedEarly ? ' (stopped early by Ctrl-C)' : '');
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return `${header}\n${rows.map(([label, value]) => `  ${label.padEnd(width)}${value}`).join('\n')}\n`;
 }

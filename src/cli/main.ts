@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { OverlappedError } from '../core/errors.js';
+import { ENGINE_NAMES, parseEngineName } from '../engines/select.js';
 import { createClientCommand } from './client-command.js';
 import { createEchoCommand } from './echo-command.js';
 import { createLoadCommand } from './load-command.js';
@@ -26,7 +28,20 @@ const program = new Command('overlapped')
       write(`overlapped: ${message.replace(/^error: /, '').replace(/\s*\n(?=.)/g, ' ')}`),
   })
   .showSuggestionAfterError()
-  .exitOverride();
+  .exitOverride()
+  // A bad OVERLAPPED_ENGINE is refused by every command alike, before it starts
+  // anything, even by those that would never have asked for an engine.
+  .hook('preAction', () => {
+    const name = process.env.OVERLAPPED_ENGINE;
+    try {
+      parseEngineName(name);
+    } catch {
+      throw new UserError(
+        `OVERLAPPED_ENGINE=${JSON.stringify(name)} is not an engine: set it to ${ENGINE_NAMES.join(' or ')}, or unset it to let overlapped choose`,
+        EXIT_USAGE,
+      );
+    }
+  });
 
 for (const command of [
   createEchoCommand(),
@@ -44,6 +59,12 @@ try {
   if (err instanceof UserError) {
     process.stderr.write(`overlapped: ${err.message}\n`);
     process.exit(err.exitCode);
+  }
+  // An engine that is unknown or cannot run here is a setting to change, wherever it
+  // was found (OVERLAPPED_ENGINE, --engine), so it is a usage error on every command.
+  if (err instanceof OverlappedError && err.code === 'OVL_ERR_ENGINE_UNAVAILABLE') {
+    process.stderr.write(`overlapped: ${err.message}\n`);
+    process.exit(EXIT_USAGE);
   }
   // Commander has already printed its message (or the help/version text).
   if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);

@@ -1,4 +1,5 @@
 import { OsError, OverlappedError } from '../core/errors.js';
+import { hostPort } from '../core/host-address.js';
 import { UserError } from './user-error.js';
 
 /**
@@ -7,7 +8,7 @@ import { UserError } from './user-error.js';
  * Anything else is returned unchanged.
  */
 export function explainOsError(err: unknown, host: string, port: number): unknown {
-  const where = `${host}:${port}`;
+  const where = hostPort(host, port);
   if (err instanceof OverlappedError && err.code === 'OVL_ERR_ENGINE_UNAVAILABLE') {
     return new UserError(err.message, 2);
   }

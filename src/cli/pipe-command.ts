@@ -1,23 +1,22 @@
 import { createInterface } from 'node:readline';
 import { Command, Option } from 'commander';
-import { pino } from 'pino';
 import { OverlappedError } from '../core/errors.js';
 import { MAX_MESSAGE_LIMIT, PIPE_MODES, type PipeMode } from '../core/pipe-connection.js';
-import { chooseEngine } from '../engines/select.js';
+import { chooseEngine, type EngineName } from '../engines/select.js';
 import { PipeClient } from '../servers/pipe/pipe-client.js';
 import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
+import { createLoggers, type LogFlags, logOptions, logStart, plural } from './logging.js';
 import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, UserError } from './user-error.js';
 
-interface PipeServerFlags {
+interface PipeServerFlags extends LogFlags {
   name: string;
   instances?: number;
   maxMessage: number;
   mode: PipeMode;
   fileMode: number;
   engine?: string;
-  quiet?: boolean;
 }
 
 interface PipeClientFlags {
@@ -25,6 +24,7 @@ interface PipeClientFlags {
   timeout: number;
   mode: PipeMode;
   maxMessage: number;
+  engine?: EngineName;
 }
 
 /** Parses an octal permission mode such as 600 or 0660. */
@@ -48,9 +48,29 @@ const maxMessageOption = (what: string) =>
     .argParser((v: string) => parseIntegerFlag('--max-message', v, 1, MAX_MESSAGE_LIMIT))
     .default(PIPE_DEFAULTS.maxMessage);
 
-/** Pipe errors the user can act on, as one line with exit code 1. */
-function explainPipeError(err: unknown): unknown {
+/** What a pipe-client run was doing, for its error lines. */
+interface ClientContext {
+  mode: PipeMode;
+  timeoutMs: number;
+}
+
+/**
+ * Pipe errors the user can act on, as one line with exit code 1. For the
+ * client (`context`), the lines name its flags rather than the API.
+ */
+function explainPipeError(err: unknown, context?: ClientContext): unknown {
   if (err instanceof OverlappedError) {
+    if (context !== undefined) {
+      if (err.code === 'OVL_ERR_PIPE_BUSY' && context.timeoutMs === 0) {
+        return new UserError(
+          "every instance of the pipe is busy: retry, wait for a free one with --timeout <ms>, or raise the server's --instances (OVL_ERR_PIPE_BUSY)",
+          1,
+        );
+      }
+      if (err.code === 'OVL_ERR_BROKEN_PIPE' && context.mode === 'byte') {
+        return serverClosedByteMode();
+      }
+    }
     switch (err.code) {
       case 'OVL_ERR_PIPE_NAME_IN_USE':
       case 'OVL_ERR_PIPE_NOT_FOUND':
@@ -68,15 +88,26 @@ function explainPipeError(err: unknown): unknown {
     }
   }
   const code = (err as { code?: string } | null)?.code;
-  if (code === 'EACCES' || code === 'ENOENT') {
+  if (code === 'EACCES' || code === 'ENOENT' || code === 'ENOTDIR') {
     return new UserError(`${(err as Error).message} (${code}): check --name`, 1);
   }
   return err;
 }
 
+/**
+ * A byte-mode server closed the pipe without a reply. A byte stream has no
+ * way to say "busy", so that is what a busy byte-mode server does.
+ */
+function serverClosedByteMode(): UserError {
+  return new UserError(
+    'the server closed the pipe without replying: a byte-mode server does so when every instance is busy; retry later (OVL_ERR_BROKEN_PIPE)',
+    1,
+  );
+}
+
 /** `overlapped pipe-server`: the seeds' named-pipe server. */
 export function createPipeServerCommand(): Command {
-  return new Command('pipe-server')
+  const command = new Command('pipe-server')
     .description(
       'run the named-pipe request/reply server (completion routines in an alertable wait): ' +
         "each request gets the reply 'Default answer from server'",
@@ -97,22 +128,25 @@ export function createPipeServerCommand(): Command {
       ),
     )
     .addOption(modeOption())
-    .option(
-      '--file-mode <octal>',
-      'permissions of the socket file (Unix), e.g. 660 to let your group connect (with a full --name path in a directory they can reach: the per-user directory is 0700)',
-      parseFileMode,
-      0o600,
+    .addOption(
+      new Option(
+        '--file-mode <octal>',
+        'permissions of the socket file (Unix), e.g. 660 to let your group connect (with a full --name path in a directory they can reach: the per-user directory is 0700)',
+      )
+        // Shown as octal, as it is typed: the number itself would print as 384.
+        .default(PIPE_DEFAULTS.fileMode, PIPE_DEFAULTS.fileMode.toString(8))
+        .argParser(parseFileMode),
     )
     .addOption(engineOption())
-    .addOption(quietOption())
-    .action(async (flags: PipeServerFlags) => {
-      await runPipeServer(flags);
-    });
+    .addOption(quietOption());
+  for (const option of logOptions()) command.addOption(option);
+  return command.action(async (flags: PipeServerFlags) => {
+    await runPipeServer(flags);
+  });
 }
 
 async function runPipeServer(flags: PipeServerFlags): Promise<void> {
-  const logger = pino({ base: { pid: process.pid } });
-  const instanceLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
+  const { logger, connectionLogger: instanceLogger } = await createLoggers(flags);
   let server: PipeServer;
   let choice: ReturnType<typeof chooseEngine>;
   try {
@@ -130,10 +164,15 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
     throw explainPipeError(err);
   }
   const instances = flags.instances ?? 'unlimited';
-  logger.info(
-    { path: server.path, mode: flags.mode, instances, maxMessage: flags.maxMessage },
-    `pipe server listening on ${server.path} (${flags.mode} mode, ${instances} instances; engine ${choice.engine.name}: ${choice.reason})`,
-  );
+  logStart(logger, {
+    what: 'pipe server',
+    where: server.path,
+    details: [
+      `${flags.mode} mode, ${flags.instances === undefined ? 'unlimited instances' : plural(flags.instances, 'instance')}`,
+    ],
+    choice,
+    fields: { path: server.path, mode: flags.mode, instances, maxMessage: flags.maxMessage },
+  });
   await stopOnSignal(
     logger,
     () => server.stop(),
@@ -153,27 +192,31 @@ export function createPipeClientCommand(): Command {
     .option('--name <name>', 'pipe name or full path', PIPE_DEFAULTS.name)
     .option(
       '--timeout <ms>',
-      'how long to wait while every instance is busy (WaitNamedPipe)',
+      'how long to wait while every instance is busy (WaitNamedPipe; message mode: a byte-mode server cannot say it is busy)',
       (v: string) => parseIntegerFlag('--timeout', v, 0, 3_600_000),
       0,
     )
     .addOption(modeOption())
     .addOption(maxMessageOption('largest reply accepted'))
+    .addOption(engineOption())
     .action(async (messages: string[], flags: PipeClientFlags) => {
+      const context: ClientContext = { mode: flags.mode, timeoutMs: flags.timeout };
       let client: PipeClient;
       try {
         client = await PipeClient.connect(flags.name, {
-          engine: chooseEngine().engine,
+          engine: flags.engine,
           timeoutMs: flags.timeout,
           mode: flags.mode,
           maxMessage: flags.maxMessage,
         });
       } catch (err) {
-        throw explainPipeError(err);
+        throw explainPipeError(err, context);
       }
       try {
         const send = async (message: string) => {
           const reply = await client.transact(message);
+          // Byte mode: an empty read is end of stream, not a reply.
+          if (flags.mode === 'byte' && reply.length === 0) throw serverClosedByteMode();
           process.stdout.write(`${reply.toString()}\n`);
         };
         if (messages.length > 0) {
@@ -184,7 +227,7 @@ export function createPipeClientCommand(): Command {
           }
         }
       } catch (err) {
-        throw explainPipeError(err);
+        throw explainPipeError(err, context);
       } finally {
         client.close();
       }

@@ -7,7 +7,7 @@ import type { Overlapped } from './overlapped.js';
 /**
  * Completion delivery: the sink every engine hands its batches to.
  *
- * For each completed Overlapped (DESIGN.md, "Completion delivery"): mark it
+ * For each completed Overlapped (docs/models.md has the user's view): mark it
  * finished and let its handle settle its bookkeeping; then its completion
  * routine goes on the APC queue, or else an entry goes on the handle's port;
  * and its event, if any, is set. Ports are dispatched once per batch, so a

@@ -23,7 +23,7 @@ export abstract class Handle {
   #closed = false;
   #pending = 0;
 
-  constructor(engine: Engine) {
+  protected constructor(engine: Engine) {
     this.engine = engine;
   }
 

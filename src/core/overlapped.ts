@@ -32,7 +32,7 @@ export type Operation =
  * The Overlapped, not the completion port, is what ties a completion back to
  * your state: keep whatever the next step needs in `data`.
  *
- * How you learn of the completion (DESIGN.md, "Completion delivery"): a
+ * How you learn of the completion (docs/models.md, in the package): a
  * completion routine passed with the operation runs at the posting thread's
  * next alertable wait; otherwise the handle's completion port gets the entry;
  * and in both cases {@link Overlapped.event}, if set, is signalled.
@@ -92,7 +92,11 @@ export class Overlapped<T = undefined> implements EngineRequest {
     if (this.#extra !== null || value !== null) this.#more().event = value;
   }
 
-  /** @internal Engine output for accept/connect (see EngineRequest). */
+  /**
+   * Engine output for accept/connect (see EngineRequest, which Overlapped
+   * implements, so it stays in the published types); core turns it into
+   * `socket` or `pipe` and clears it before delivery.
+   */
   get result(): EngineStream | null {
     return this.#extra === null ? null : this.#extra.result;
   }
@@ -104,6 +108,7 @@ export class Overlapped<T = undefined> implements EngineRequest {
   get routine(): StoredRoutine | null {
     return this.#extra === null ? null : this.#extra.routine;
   }
+  /** @internal */
   set routine(value: StoredRoutine | null) {
     if (this.#extra !== null || value !== null) this.#more().routine = value;
   }

@@ -15,9 +15,10 @@
  * Byte mode passes reads and writes straight to the stream: a read returns
  * what arrived, 0 bytes is end of stream (rule 4).
  */
-import type { Engine, EngineStream } from '../engines/contract.js';
+import type { Engine, EngineOption, EngineStream } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, completeLater, deliverInBatch, InternalRequest } from './delivery.js';
+import { resolveEngine } from './engine-option.js';
 import {
   abortedError,
   check,
@@ -56,7 +57,8 @@ export interface PipeConnectionOptions {
 }
 
 export interface PipeConnectOptions extends PipeConnectionOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /** A resolved pipe path (see `resolvePipeName`). */
   path: string;
 }
@@ -173,8 +175,18 @@ export class PipeConnection extends Handle {
   #connectOv: Overlapped<unknown> | null = null;
   #draining = false;
 
-  /** @internal Connections come from `PipeListener.accept` or {@link PipeConnection.connect}. */
-  constructor(
+  /** @internal A connected server-side instance (PipeListener). See TcpSocket.fromStream. */
+  static fromStream(
+    engine: Engine,
+    stream: EngineStream,
+    path: string,
+    options: PipeConnectionOptions,
+  ): PipeConnection {
+    return new PipeConnection(engine, stream, 'server', path, options);
+  }
+
+  /** Connections come from `PipeListener.accept` or {@link PipeConnection.connect}. */
+  private constructor(
     engine: Engine,
     stream: EngineStream | null,
     side: 'server' | 'client',
@@ -199,13 +211,14 @@ export class PipeConnection extends Handle {
    * on success.
    */
   static connect(options: PipeConnectOptions, ov: Overlapped<unknown>): PipeConnection {
-    const { engine, path } = options;
+    const { path } = options;
     check(
       typeof path === 'string' && path.length > 0,
       'OVL_ERR_INVALID_ARGUMENT',
       'connect needs a pipe path (resolvePipeName(name))',
     );
     check(!ov.pending, 'OVL_ERR_OVERLAPPED_IN_USE');
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     const conn = new PipeConnection(engine, null, 'client', path, options);
     const req = new Internal((r) => conn.#onConnected(r));
@@ -304,7 +317,7 @@ export class PipeConnection extends Handle {
   }
 
   /**
-   * Server side: sends the control frame `CODE message` (message mode), then
+   * @internal Server side: sends the control frame `CODE message` (message mode), then
    * half-closes and reads and discards what the client still sends, for up to
    * 2 s, before closing. Closing at once would make the client's own write
    * of a large message fail, and it might never read the reason.
@@ -397,8 +410,12 @@ export class PipeConnection extends Handle {
         if (--this.#writesInFlight === 0) this.#frame[1] = this.#header;
         // The caller wrote the payload; the header is the framing's business.
         ov.bytes = Math.max(0, ov.bytes - FRAME_HEADER_BYTES);
-        if (ov.error !== null) ov.error = this.#mapStreamError(ov.error);
       }
+      // Both modes: a pipe whose other end went away is broken, as on Windows, whatever
+      // the socket called it (a byte-mode server that is busy closes at once: EPIPE here).
+      if (ov.error !== null) ov.error = this.#mapStreamError(ov.error);
+    } else if (op === 'read' && this.mode === 'byte') {
+      if (ov.error !== null) ov.error = this.#mapStreamError(ov.error);
     } else if (op === 'read' || op === 'connect') {
       // Every read (message mode) and connect completes through #completeUser, in order.
       if (this.#deferred > 0 && (op === 'connect' || this.mode === 'message')) this.#deferred--;
@@ -627,9 +644,12 @@ export class PipeConnection extends Handle {
           return CONTROL_ERROR;
         }
         if (header > this.maxMessage) {
+          // Name whose limit it is: the client is told the server's, the server logs its own.
           this.#failure = new OverlappedError(
             'OVL_ERR_MESSAGE_TOO_LARGE',
-            `a ${header}-byte message arrived; this pipe takes at most ${this.maxMessage} bytes (--max-message)`,
+            this.#side === 'server'
+              ? `a ${header}-byte request arrived; this server takes at most ${this.maxMessage} bytes: send smaller requests or raise the server's maxMessage (pipe-server --max-message)`
+              : `a ${header}-byte reply arrived; this client accepts at most ${this.maxMessage} bytes: raise the client's maxMessage (pipe-client --max-message)`,
           );
           return FAILED;
         }
@@ -663,7 +683,7 @@ export class PipeConnection extends Handle {
     if (stage !== null && stage.length >= bytes) {
       stage.copyWithin(0, this.#start, this.#end);
     } else {
-      const limit = this.maxMessage + FRAME_HEADER_BYTES;
+      const limit = this.#largestFrame();
       const size = Math.min(limit, Math.max(bytes, (stage?.length ?? 0) * 2, INITIAL_STAGE_BYTES));
       const grown = Buffer.allocUnsafe(size);
       if (stage !== null) stage.copy(grown, 0, this.#start, this.#end);
@@ -673,13 +693,22 @@ export class PipeConnection extends Handle {
     this.#end = held;
   }
 
+  /**
+   * The largest frame the stage must hold: one largest message, and on the
+   * client side also one largest control frame (READY must fit even when
+   * `maxMessage` is a few bytes).
+   */
+  #largestFrame(): number {
+    const payload =
+      this.#side === 'client' ? Math.max(this.maxMessage, MAX_CONTROL_BYTES) : this.maxMessage;
+    return FRAME_HEADER_BYTES + payload;
+  }
+
   #postRecv(): void {
     if (this.#recvPending || this.#eof || this.#failure !== null || this.closed) return;
     let stage = this.#stage;
     if (stage === null) {
-      stage = Buffer.allocUnsafe(
-        Math.min(INITIAL_STAGE_BYTES, this.maxMessage + FRAME_HEADER_BYTES),
-      );
+      stage = Buffer.allocUnsafe(Math.min(INITIAL_STAGE_BYTES, this.#largestFrame()));
       this.#stage = stage;
     }
     if (this.#end === stage.length && this.#start > 0) {

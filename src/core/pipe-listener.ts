@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, lstatSync, unlinkSync } from 'node:fs';
+import { linkSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Engine, EngineListener } from '../engines/contract.js';
+import type { Engine, EngineListener, EngineOption } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, InternalRequest } from './delivery.js';
-import { check, OverlappedError } from './errors.js';
+import { resolveEngine } from './engine-option.js';
+import { check, OsError, OverlappedError } from './errors.js';
 import { Handle } from './handle.js';
 import type { Overlapped } from './overlapped.js';
 import { PipeConnection, type PipeConnectionOptions, pipeSettings } from './pipe-connection.js';
@@ -16,7 +18,8 @@ export const DEFAULT_PIPE_FILE_MODE = 0o600;
 export const DEFAULT_PIPE_BACKLOG = 511;
 
 export interface PipeListenOptions extends PipeConnectionOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /** A resolved pipe path (see `resolvePipeName`). */
   path: string;
   /** Socket file permissions (Unix); default 0o600. */
@@ -95,7 +98,7 @@ export class PipeListener extends Handle {
    * server, or a file that is not a socket), or an OsError (EACCES, …).
    */
   static async listen(options: PipeListenOptions): Promise<PipeListener> {
-    const { engine, path } = options;
+    const { path } = options;
     const settings = pipeSettings(options);
     const fileMode = options.fileMode ?? DEFAULT_PIPE_FILE_MODE;
     const backlog = options.backlog ?? DEFAULT_PIPE_BACKLOG;
@@ -114,6 +117,7 @@ export class PipeListener extends Handle {
       'OVL_ERR_INVALID_ARGUMENT',
       `backlog must be a whole number >= 1, got ${String(backlog)}`,
     );
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     if (process.platform === 'win32') {
       // A named pipe leaves no file behind: EADDRINUSE always means a live server.
@@ -172,7 +176,7 @@ export class PipeListener extends Handle {
     const stream = ov.result;
     if (stream !== null) {
       ov.result = null;
-      ov.pipe = new PipeConnection(this.engine, stream, 'server', this.path, this.#options);
+      ov.pipe = PipeConnection.fromStream(this.engine, stream, this.path, this.#options);
     }
   }
 }
@@ -214,7 +218,12 @@ async function listenLinked(
 ): Promise<EngineListener | null> {
   const temp = join(dirname(path), `.ovl-${randomBytes(6).toString('hex')}`);
   if (Buffer.byteLength(temp) > MAX_SOCKET_PATH_BYTES) return null;
-  const listener = await engine.listenPipe({ path: temp, backlog, mode: fileMode });
+  let listener: EngineListener;
+  try {
+    listener = await engine.listenPipe({ path: temp, backlog, mode: fileMode });
+  } catch (err) {
+    throw directoryError(err, path);
+  }
   try {
     try {
       linkSync(temp, path);
@@ -263,7 +272,10 @@ async function listenInPlace(
   backlog: number,
   fileMode: number,
 ): Promise<EngineListener> {
-  const listenOnce = () => engine.listenPipe({ path, backlog, mode: fileMode });
+  const listenOnce = () =>
+    engine.listenPipe({ path, backlog, mode: fileMode }).catch((err: unknown) => {
+      throw directoryError(err, path);
+    });
   try {
     return await listenOnce();
   } catch (err) {
@@ -272,6 +284,36 @@ async function listenInPlace(
     removeStale(path);
     return await listenOnce();
   }
+}
+
+/**
+ * A bind that failed because of the directory (missing, not a directory, not
+ * writable) is reported against the pipe path and its directory: the error of
+ * the private name bound first would name a file the user never asked for.
+ * Other errors pass through.
+ */
+function directoryError(err: unknown, path: string): unknown {
+  let code = errnoCode(err);
+  if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EACCES') return err;
+  const dir = dirname(path);
+  // The directory itself says which it is: libuv reports a missing directory as
+  // EACCES (as Windows would), the io_uring engine as ENOENT.
+  try {
+    if (!statSync(dir).isDirectory()) code = 'ENOTDIR';
+  } catch (statError) {
+    code = errnoCode(statError) === 'ENOTDIR' ? 'ENOTDIR' : 'ENOENT';
+  }
+  const why =
+    code === 'ENOENT'
+      ? `the directory ${dir} does not exist`
+      : code === 'ENOTDIR'
+        ? `${dir} is not a directory`
+        : `no permission to create a socket in ${dir}`;
+  const errno = -(osConstants.errno[code as keyof typeof osConstants.errno] ?? 0);
+  return new OsError(code, errno, 'listen', `cannot listen on ${path}: ${why}`, {
+    address: path,
+    cause: err,
+  });
 }
 
 function refuseNonSocket(path: string): void {

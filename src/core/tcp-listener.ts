@@ -1,8 +1,16 @@
-import { type Endpoint, type Engine, type EngineListener, Readiness } from '../engines/contract.js';
+import {
+  type Endpoint,
+  type Engine,
+  type EngineListener,
+  type EngineOption,
+  Readiness,
+} from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine } from './delivery.js';
+import { resolveEngine } from './engine-option.js';
 import { check } from './errors.js';
 import { Handle } from './handle.js';
+import { checkHost } from './host-address.js';
 import type { Overlapped } from './overlapped.js';
 import { type SocketOptions, TcpSocket } from './tcp-socket.js';
 
@@ -15,7 +23,8 @@ import { type SocketOptions, TcpSocket } from './tcp-socket.js';
 export const DEFAULT_BACKLOG = 4096;
 
 export interface ListenOptions extends SocketOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /** Address to bind. Default 127.0.0.1: listen on every interface only when told to. */
   host?: string;
   /** Port to bind; 0 picks a free one (read it back from `address`). */
@@ -42,7 +51,8 @@ export class TcpListener extends Handle {
 
   /** Binds and listens. Rejects with an OsError such as EADDRINUSE or EACCES. */
   static async listen(options: ListenOptions): Promise<TcpListener> {
-    const { engine, host = '127.0.0.1', port, backlog = DEFAULT_BACKLOG } = options;
+    const { host = '127.0.0.1', port, backlog = DEFAULT_BACKLOG } = options;
+    checkHost(host);
     check(
       Number.isInteger(port) && port >= 0 && port <= 65535,
       'OVL_ERR_INVALID_ARGUMENT',
@@ -53,6 +63,7 @@ export class TcpListener extends Handle {
       'OVL_ERR_INVALID_ARGUMENT',
       `backlog must be a whole number >= 1, got ${String(backlog)}`,
     );
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     const listener = await engine.listenTcp({ host, port, backlog });
     const socketOptions: SocketOptions = {};
@@ -96,7 +107,7 @@ export class TcpListener extends Handle {
   tryAccept(): TcpSocket | null {
     check(!this.closed, 'OVL_ERR_HANDLE_CLOSED');
     const stream = this.#listener.tryAccept();
-    return stream === null ? null : new TcpSocket(this.engine, stream, this.#socketOptions);
+    return stream === null ? null : TcpSocket.fromStream(this.engine, stream, this.#socketOptions);
   }
 
   protected cancelPending(ov: Overlapped<unknown> | null): boolean {
@@ -114,7 +125,7 @@ export class TcpListener extends Handle {
     const stream = ov.result;
     if (stream !== null) {
       ov.result = null;
-      ov.socket = new TcpSocket(this.engine, stream, this.#socketOptions);
+      ov.socket = TcpSocket.fromStream(this.engine, stream, this.#socketOptions);
     }
   }
 }

@@ -1,14 +1,17 @@
 import {
   type Endpoint,
   type Engine,
+  type EngineOption,
   type EngineStream,
   Readiness,
   WOULD_BLOCK,
 } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import { attachEngine, completeLater } from './delivery.js';
+import { resolveEngine } from './engine-option.js';
 import { check, OverlappedError, UsageError } from './errors.js';
 import { Handle } from './handle.js';
+import { checkHost } from './host-address.js';
 import type { Overlapped } from './overlapped.js';
 
 /** Default cap on bytes of sends posted and not yet completed, per socket. */
@@ -30,7 +33,8 @@ export interface SocketOptions {
 }
 
 export interface ConnectOptions extends SocketOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   host?: string;
   port: number;
 }
@@ -70,8 +74,16 @@ export class TcpSocket extends Handle {
   readonly maxPendingSendBytes: number;
   #pendingSendBytes = 0;
 
-  /** @internal Sockets come from `accept` or {@link TcpSocket.connect}. */
-  constructor(engine: Engine, stream: EngineStream, options: SocketOptions = {}) {
+  /**
+   * @internal An accepted connection (TcpListener). Private constructor and a
+   * stripped factory: the published types show no way to construct a socket.
+   */
+  static fromStream(engine: Engine, stream: EngineStream, options: SocketOptions): TcpSocket {
+    return new TcpSocket(engine, stream, options);
+  }
+
+  /** Sockets come from `accept` or {@link TcpSocket.connect}. */
+  private constructor(engine: Engine, stream: EngineStream, options: SocketOptions = {}) {
     super(engine);
     this.#stream = stream;
     const max = options.maxPendingSendBytes ?? DEFAULT_MAX_PENDING_SEND_BYTES;
@@ -90,13 +102,15 @@ export class TcpSocket extends Handle {
    * has failed (`ECONNREFUSED`, …).
    */
   static connect(options: ConnectOptions, ov: Overlapped<unknown>): TcpSocket {
-    const { engine, host = '127.0.0.1', port } = options;
+    const { host = '127.0.0.1', port } = options;
+    checkHost(host);
     check(
       Number.isInteger(port) && port >= 1 && port <= 65535,
       'OVL_ERR_INVALID_ARGUMENT',
       `port must be a whole number from 1 to 65535, got ${String(port)}`,
     );
     check(!ov.pending, 'OVL_ERR_OVERLAPPED_IN_USE');
+    const engine = resolveEngine(options.engine);
     attachEngine(engine);
     const socket = new TcpSocket(engine, engine.connectTcp(ov, host, port), options);
     // The engine completes `ov` only after this call returns (rule 1), so marking it now is safe.

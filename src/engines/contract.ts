@@ -12,7 +12,7 @@
  * writes `bytes`, `error` and, for accept/connect, `result`, and hands the
  * request to the sink in a batch.
  *
- * ## Rules (DESIGN.md, "The engine contract"); every engine keeps all seven
+ * ## Rules: every engine keeps all seven (the README lists them for users too)
  * 1. Each posted request completes exactly once, and never synchronously
  *    inside the call that posted it.
  * 2. A completion carries bytes transferred and an error (or null). A send
@@ -94,6 +94,17 @@ export const Readiness = {
 
 /** Returned by `tryRecv`/`trySend` when nothing could be moved now (EWOULDBLOCK / WSAEWOULDBLOCK). */
 export const WOULD_BLOCK = -1;
+
+/** The engines by name: `node` (portable, over node:net) and `uring` (Linux io_uring). */
+export type EngineName = 'node' | 'uring';
+
+/**
+ * What every `engine:` option takes: a name (this thread's engine of that
+ * kind, probed once, failing with `OVL_ERR_ENGINE_UNAVAILABLE` where it
+ * cannot run), or an {@link Engine} itself. Omitted, it is this thread's
+ * default engine. `src/engines/select.ts` resolves it.
+ */
+export type EngineOption = EngineName | Engine;
 
 /** Upper bound on received bytes an engine holds that no recv has asked for (rule 6). */
 export const MAX_UNREAD_BYTES = 64 * 1024;

@@ -1,17 +1,40 @@
+import { setEngineResolver } from '../core/engine-option.js';
 import { OverlappedError } from '../core/errors.js';
-import type { BlockingDescriptorIo, Engine } from './contract.js';
+import type { BlockingDescriptorIo, Engine, EngineName } from './contract.js';
 import { NodeEngine } from './node/node-engine.js';
 import { uringBlockingIo } from './uring/blocking-io.js';
 import { UringEngine } from './uring/uring-engine.js';
 
-/** Engine names `OVERLAPPED_ENGINE` and `engine:` accept. */
-export const ENGINE_NAMES = ['node', 'uring'] as const;
-export type EngineName = (typeof ENGINE_NAMES)[number];
+/**
+ * `engine:` option → Engine. Core's entry points call it too; importing it from
+ * here guarantees the resolver below is installed.
+ */
+export { resolveEngine } from '../core/engine-option.js';
+export type { EngineName, EngineOption } from './contract.js';
+
+/** Engine names `OVERLAPPED_ENGINE`, `--engine` and `engine:` accept. */
+export const ENGINE_NAMES = ['node', 'uring'] as const satisfies readonly EngineName[];
 
 export interface EngineChoice {
   readonly engine: Engine;
   /** Why this engine runs, for the start-up log line. */
   readonly reason: string;
+}
+
+/**
+ * Checks an engine name (`OVERLAPPED_ENGINE`, `--engine`, `engine:`) without
+ * starting any engine: undefined or '' means "choose", an unknown name throws
+ * `OVL_ERR_ENGINE_UNAVAILABLE`.
+ */
+export function parseEngineName(requested: string | undefined): EngineName | undefined {
+  if (requested === undefined || requested === '') return undefined;
+  if (!(ENGINE_NAMES as readonly string[]).includes(requested)) {
+    throw new OverlappedError(
+      'OVL_ERR_ENGINE_UNAVAILABLE',
+      `unknown engine '${requested}': use one of ${ENGINE_NAMES.join(', ')} (OVERLAPPED_ENGINE, --engine or engine:)`,
+    );
+  }
+  return requested as EngineName;
 }
 
 /**
@@ -21,13 +44,7 @@ export interface EngineChoice {
  * is taken. One engine serves a whole event loop (thread).
  */
 export function chooseEngine(requested = process.env.OVERLAPPED_ENGINE): EngineChoice {
-  const name = requested === undefined || requested === '' ? undefined : requested;
-  if (name !== undefined && !(ENGINE_NAMES as readonly string[]).includes(name)) {
-    throw new OverlappedError(
-      'OVL_ERR_ENGINE_UNAVAILABLE',
-      `unknown engine '${name}': use one of ${ENGINE_NAMES.join(', ')} (OVERLAPPED_ENGINE or engine:)`,
-    );
-  }
+  const name = parseEngineName(requested);
   if (name === 'node') return { engine: sharedNodeEngine(), reason: 'requested' };
   const uring = sharedUringEngine();
   if (uring instanceof UringEngine) {
@@ -80,3 +97,10 @@ export function defaultEngine(): EngineChoice {
 export function blockingDescriptorIo(): BlockingDescriptorIo {
   return uringBlockingIo();
 }
+
+/**
+ * What every `engine:` option resolves through (see src/core/engine-option.ts):
+ * a name is {@link chooseEngine}'s engine of that name (OVERLAPPED_ENGINE does
+ * not override a name given in code), nothing is {@link defaultEngine}.
+ */
+setEngineResolver((name) => (name === undefined ? defaultEngine() : chooseEngine(name)).engine);

@@ -45,15 +45,21 @@ export class LatencyRecorder {
     return this.histogram.totalCount;
   }
 
-  /** Percentiles in microseconds; all zero when nothing was recorded. */
+  /**
+   * Percentiles in microseconds; all zero when nothing was recorded.
+   *
+   * hdr-histogram reports a percentile as the highest value of its bucket
+   * (within 0.1% at 3 significant digits) but the maximum exactly, so a p99
+   * in the top bucket came out above the maximum (178,559 against 178,497 µs).
+   * Every recorded value is at most the maximum, so a percentile is capped
+   * there: still an upper bound of the true percentile, and never above max.
+   */
   summary(): LatencySummary {
     if (this.histogram.totalCount === 0) return { p50: 0, p90: 0, p99: 0, max: 0 };
-    return {
-      p50: this.histogram.getValueAtPercentile(50),
-      p90: this.histogram.getValueAtPercentile(90),
-      p99: this.histogram.getValueAtPercentile(99),
-      max: this.histogram.maxValue,
-    };
+    const max = this.histogram.maxValue;
+    const at = (percentile: number) =>
+      Math.min(this.histogram.getValueAtPercentile(percentile), max);
+    return { p50: at(50), p90: at(90), p99: at(99), max };
   }
 
   /** Frees the histogram (WebAssembly memory is not garbage-collected). */

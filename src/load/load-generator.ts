@@ -101,6 +101,14 @@ export interface LoadReport {
   errors: number;
   /** Connections closed because echoed data differed from what was sent. */
   mismatches: number;
+  /** Where the first mismatch of the run was, when there was one. */
+  firstMismatch?: MismatchDetail;
+  /** Bytes that came back over the whole run (warm-up and drain included): tells "no echo" from "partial echoes". */
+  bytesReceived: number;
+  /** True if the run was stopped (the abort signal) before its measured window was over. */
+  stoppedEarly: boolean;
+  /** The phase the early stop came in; with 'connecting' or 'warmup' nothing was measured. */
+  stoppedIn?: LoadPhase;
   /** User+system CPU of `serverPid` across the measured window, when it was given and readable. */
   serverCpuUs?: number;
   serverCpuUsPerMessage?: number;
@@ -108,6 +116,21 @@ export interface LoadReport {
   generatorCpuUs?: number;
   /** Resident memory of `serverPid`, when it was given and readable. */
   serverRss?: ServerRssSamples;
+}
+
+/**
+ * The first byte that came back wrong. `expected` is undefined when the byte
+ * came back beyond what had been sent (the server duplicated or invented data).
+ */
+export interface MismatchDetail {
+  /** Connection number, from 1, in connect order. */
+  connection: number;
+  /** Message number on that connection, from 1. */
+  message: number;
+  /** Offset of the wrong byte within that message, from 0. */
+  offset: number;
+  expected?: number;
+  actual: number;
 }
 
 /** A connection could not be opened; the run was aborted before any load was sent. */
@@ -248,6 +271,8 @@ class LoadRun {
   completedTotal = 0;
   errors = 0;
   mismatches = 0;
+  firstMismatch: MismatchDetail | undefined;
+  bytesReceived = 0;
   alive = 0;
   /** While draining: live connections that still have bytes in flight. */
   draining = 0;
@@ -283,7 +308,7 @@ class LoadRun {
     try {
       const idleFds = this.sampleIdleServer();
       await this.connectAll();
-      if (signal?.aborted) return this.report(0, 0, undefined, undefined);
+      if (signal?.aborted) return this.report(0, 0, undefined, undefined, 'connecting');
       await this.sampleConnectedServer(idleFds);
 
       startedAt = performance.now();
@@ -299,6 +324,7 @@ class LoadRun {
       let windowEnd = 0;
       let serverCpuUs: number | undefined;
       let generatorCpuUs: number | undefined;
+      let stoppedIn: LoadPhase | undefined = signal?.aborted ? this.phase : undefined;
       if (!signal?.aborted && this.alive > 0) {
         const serverCpuStart = this.serverCpuUs();
         const ownCpuStart = process.cpuUsage();
@@ -308,6 +334,7 @@ class LoadRun {
         await this.sleep(this.settings.durationSec * 1000);
         this.measuring = false;
         windowEnd = performance.now();
+        if (signal?.aborted) stoppedIn = 'measuring';
         const serverCpuEnd = this.serverCpuUs();
         const ownCpu = process.cpuUsage(ownCpuStart);
         if (this.rss !== undefined) this.rss.endBytes = this.serverRssBytes();
@@ -320,7 +347,7 @@ class LoadRun {
       this.phase = 'draining';
       this.sending = false;
       await this.drain();
-      return this.report(windowStart, windowEnd, serverCpuUs, generatorCpuUs);
+      return this.report(windowStart, windowEnd, serverCpuUs, generatorCpuUs, stoppedIn);
     } finally {
       clearInterval(progress);
       signal?.removeEventListener('abort', onAbort);
@@ -373,7 +400,7 @@ class LoadRun {
         socket.off('error', onError);
         socket.off('close', onClose);
         socket.setNoDelay(true);
-        this.connections.push(new EchoConnection(this, socket));
+        this.connections.push(new EchoConnection(this, socket, index + 1));
         this.alive++;
         resolve();
       });
@@ -511,6 +538,7 @@ class LoadRun {
     windowEnd: number,
     serverCpuUs: number | undefined,
     generatorCpuUs: number | undefined,
+    stoppedIn: LoadPhase | undefined,
   ): LoadReport {
     const { host, port, conns, size, depth } = this.settings;
     const durationSec = (windowEnd - windowStart) / 1000;
@@ -528,7 +556,11 @@ class LoadRun {
       latencyUs: this.latency.summary(),
       errors: this.errors,
       mismatches: this.mismatches,
+      bytesReceived: this.bytesReceived,
+      stoppedEarly: stoppedIn !== undefined,
     };
+    if (this.firstMismatch !== undefined) report.firstMismatch = this.firstMismatch;
+    if (stoppedIn !== undefined) report.stoppedIn = stoppedIn;
     if (serverCpuUs !== undefined) {
       report.serverCpuUs = serverCpuUs;
       if (this.messages > 0) report.serverCpuUsPerMessage = serverCpuUs / this.messages;
@@ -594,12 +626,16 @@ class EchoConnection {
   private recvOffset = 0;
   inflightBytes = 0;
   private nextSeq = 0;
+  /** Bytes this connection received, in order: the stream offset of the next byte expected. */
+  private received = 0;
   alive = true;
   private closed = false;
 
   constructor(
     private readonly run: LoadRun,
     private readonly socket: Socket,
+    /** From 1, in connect order, for mismatch reports. */
+    private readonly number: number,
   ) {
     const { size, depth } = run.settings;
     // Random content per connection, so data crossing connections is caught too.
@@ -641,22 +677,28 @@ class EchoConnection {
     const ring = this.ring;
     const ringLength = ring.length;
     const length = chunk.length;
-    if (length > this.inflightBytes) {
-      // More bytes than were sent: the server duplicated or invented data.
-      this.die('mismatch');
-      return;
-    }
+    run.bytesReceived += length;
+    // Bytes past those in flight were never sent: the server duplicated or invented data.
+    const expected = Math.min(length, this.inflightBytes);
     let ringPos = this.recvSlot * size + this.recvOffset;
-    for (let pos = 0; pos < length; ) {
-      const n = Math.min(length - pos, ringLength - ringPos);
+    for (let pos = 0; pos < expected; ) {
+      const n = Math.min(expected - pos, ringLength - ringPos);
       if (chunk.compare(ring, ringPos, ringPos + n, pos, pos + n) !== 0) {
-        this.die('mismatch');
+        // Off the hot path: find the byte, once per connection at most.
+        let i = 0;
+        while (chunk[pos + i] === ring[ringPos + i]) i++;
+        this.mismatchAt(pos + i, ring[ringPos + i], chunk[pos + i] as number);
         return;
       }
       pos += n;
       ringPos += n;
       if (ringPos === ringLength) ringPos = 0;
     }
+    if (length > expected) {
+      this.mismatchAt(expected, undefined, chunk[expected] as number);
+      return;
+    }
+    this.received += length;
     this.inflightBytes -= length;
     const received = this.recvOffset + length;
     const completed = Math.floor(received / size);
@@ -706,6 +748,21 @@ class EchoConnection {
       run.connectionSettled();
     }
   };
+
+  /** Records the first wrong byte (at `pos` in this chunk) of the run, and closes this connection. */
+  private mismatchAt(pos: number, expected: number | undefined, actual: number): void {
+    const size = this.run.settings.size;
+    const streamOffset = this.received + pos;
+    const detail: MismatchDetail = {
+      connection: this.number,
+      message: Math.floor(streamOffset / size) + 1,
+      offset: streamOffset % size,
+      actual,
+    };
+    if (expected !== undefined) detail.expected = expected;
+    this.run.firstMismatch ??= detail;
+    this.die('mismatch');
+  }
 
   private readonly onError = (): void => {
     this.die('error');

@@ -4,12 +4,16 @@
  * (`overlapped: …`) with no stack trace; the echo server logs JSON lines.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ECHO_MODELS } from '../../src/servers/echo/echo-models.js';
-import { type RunResult, runCli, spawnCli } from '../support/cli-runner.js';
-import { unusedPort } from '../support/echo-fixture.js';
+import { MAIN, type RunResult, runCli, spawnCli } from '../support/cli-runner.js';
+import { delay, unusedPort } from '../support/echo-fixture.js';
+import { startPlainServer } from '../support/plain-server.js';
 
 /** Asserts stderr is exactly one line `overlapped: …` and returns that line. */
 function assertOneLineError(result: RunResult, what: string): string {
@@ -137,9 +141,14 @@ describe('overlapped --help', { concurrency: true }, () => {
         '--model',
         '--nagle',
         '--quiet',
+        '--log-format',
+        '--log-level',
       ],
     },
-    { args: ['client', '--help'], mentions: ['--host', '--port', 'message'] },
+    {
+      args: ['client', '--help'],
+      mentions: ['--host', '--port', '--timeout', '--engine', 'message'],
+    },
     {
       args: ['load', '--help'],
       mentions: ['--host', '--port', '--conns', '--size', '--depth', '--duration', '--json'],
@@ -329,4 +338,212 @@ describe('overlapped load against overlapped echo', () => {
       }
     });
   }
+});
+
+describe('overlapped load never reports a bad run as a good one', { concurrency: true }, () => {
+  const short = ['--conns', '2', '--size', '64', '--duration', '1'];
+
+  it('a server that never answers: exit 1, no zero report, a hint that it may not be an echo server', async () => {
+    const silent = await startPlainServer(() => {});
+    try {
+      const result = await runCli(['load', '--port', String(silent.port), ...short], '', 20_000);
+      const line = assertOneLineError(result, 'load against a silent server');
+      assert.equal(result.code, 1);
+      assert.match(line, /no message was echoed .*no byte came back.*an echo server\?/);
+      assert.equal(result.stdout, '', 'no report of zeros');
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('echoes that differ: exit 1 naming the offset of the first wrong byte', async () => {
+    // Flips stream byte 70 of the first connection: message 2, offset 6.
+    let done = false;
+    const corrupting = await startPlainServer((socket) => {
+      let seen = 0;
+      socket.on('data', (data) => {
+        const copy = Buffer.from(data);
+        if (!done && seen + copy.length > 70) {
+          done = true;
+          copy[70 - seen] = (copy[70 - seen] as number) ^ 0xff;
+        }
+        seen += copy.length;
+        socket.write(copy);
+      });
+    });
+    try {
+      const args = ['load', '--port', String(corrupting.port), ...short, '--depth', '2'];
+      const result = await runCli(args, '', 20_000);
+      const line = assertOneLineError(result, 'load against a corrupting server');
+      assert.equal(result.code, 1);
+      assert.match(line, /first wrong byte is at offset 6 of message 2 on connection \d/);
+    } finally {
+      await corrupting.close();
+    }
+  });
+
+  for (const json of [false, true]) {
+    it(`Ctrl-C during the warm-up${json ? ' (--json)' : ''}: says nothing was measured, exit 1`, async () => {
+      const server = new EchoProcess(['--port', '0', '--quiet']);
+      try {
+        const port = await server.listeningPort();
+        const child = spawnCli([
+          'load',
+          '--port',
+          String(port),
+          ...short,
+          '--warmup',
+          '30',
+          ...(json ? ['--json'] : []),
+        ]);
+        child.stdin.end();
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (s: string) => {
+          stdout += s;
+        });
+        child.stderr.setEncoding('utf8').on('data', (s: string) => {
+          stderr += s;
+        });
+        const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+        setTimeout(() => child.kill('SIGINT'), 1500);
+        const code = await exited;
+        const line = assertOneLineError(
+          { code, signal: null, stdout, stderr },
+          'Ctrl-C during the warm-up',
+        );
+        assert.equal(code, 1);
+        assert.match(line, /during the warm-up: nothing was measured/);
+        if (json) {
+          const report = JSON.parse(stdout) as { stoppedEarly: boolean; stoppedIn: string };
+          assert.equal(report.stoppedEarly, true);
+          assert.equal(report.stoppedIn, 'warmup');
+        } else {
+          assert.equal(stdout, '', 'no report of zeros');
+        }
+      } finally {
+        await server.stop('SIGKILL');
+      }
+    });
+  }
+});
+
+/** True if this machine can listen on ::1 (some containers have no IPv6 loopback). */
+async function hasIpv6Loopback(): Promise<boolean> {
+  const probe = createServer();
+  return new Promise((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.listen(0, '::1', () => probe.close(() => resolve(true)));
+  });
+}
+
+const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe('server logs', { concurrency: true }, () => {
+  it('--log-format pretty: readable lines, not JSON, and the same events', async () => {
+    const server = new EchoProcess(['--port', '0', '--log-format', 'pretty']);
+    try {
+      const line = await server.waitForLog((l) => l.level === -1, 'a pretty line');
+      assert.match(
+        line.msg,
+        /^\(not JSON\) \[\d\d:\d\d:\d\d\.\d{3}\] INFO: echo server listening on 127\.0\.0\.1:\d+ /,
+      );
+      assert.ok(!line.msg.includes('\u001b['), 'no colours when stdout is not a terminal');
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  it('on a terminal the default is pretty; piped it is JSON', {
+    skip: !hasScript && 'script (util-linux) is not installed',
+  }, async () => {
+    // script(1) gives the command a pseudo-terminal as stdout.
+    const tty = spawn(
+      'script',
+      ['-qec', `${process.execPath} ${MAIN} echo --port 0`, '/dev/null'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    tty.stdout.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no start line on the terminal: ${out}`)),
+          10_000,
+        );
+        tty.stdout.on('data', () => {
+          if (out.includes('listening on')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      assert.match(out, /INFO.*echo server listening on/);
+      assert.ok(!out.trimStart().startsWith('{'), `JSON on a terminal: ${out}`);
+    } finally {
+      tty.kill('SIGKILL');
+    }
+    const piped = new EchoProcess(['--port', '0']);
+    try {
+      await piped.listeningPort();
+    } finally {
+      await piped.stop('SIGKILL');
+    }
+  });
+
+  it('--log-level warn drops the info lines, --log-level bogus is a usage error', async () => {
+    const server = new EchoProcess(['--port', '0', '--log-level', 'warn']);
+    try {
+      await delay(1500);
+      assert.deepEqual(server.logs, [], 'info lines logged at --log-level warn');
+      assert.equal(server.child.exitCode, null, `the server is running; stderr: ${server.stderr}`);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+    const bad = await runCli(['echo', '--log-level', 'loud']);
+    assert.equal(bad.code, 2);
+    assertOneLineError(bad, '--log-level loud');
+  });
+
+  it('start lines: IPv6 in brackets, --pooled named, the engine and why', async (t) => {
+    if (!(await hasIpv6Loopback())) {
+      t.skip('no IPv6 loopback here');
+      return;
+    }
+    const server = new EchoProcess(['--port', '0', '--host', '::1', '--pooled']);
+    try {
+      await server.listeningPort();
+      const line = server.logs.find((l) => l.msg.startsWith('echo server listening on '));
+      assert.match(
+        String(line?.msg),
+        /listening on \[::1\]:\d+ \(completion-port model, pooled receives \(--pooled\); engine (node|uring): .+\)$/,
+      );
+      assert.equal(line?.pooled, true);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  it('pipe-server start line: "1 instance", and the engine and why', {
+    skip: process.platform === 'win32',
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ovl-log-'));
+    const child = spawnCli(['pipe-server', '--name', join(dir, 'p.sock'), '--instances', '1']);
+    child.stdin.end();
+    try {
+      const first = await new Promise<string>((resolve, reject) => {
+        child.stdout.setEncoding('utf8').once('data', resolve);
+        child.once('close', () => reject(new Error('pipe-server exited')));
+      });
+      const line = JSON.parse(first.split('\n')[0] as string) as { msg: string };
+      assert.match(line.msg, /\(message mode, 1 instance; engine (node|uring): .+\)$/);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

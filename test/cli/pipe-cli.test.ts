@@ -68,8 +68,10 @@ describe('overlapped pipe-server / pipe-client', { skip: unixOnly }, () => {
     ]) {
       assert.ok(server.stdout.includes(flag), `pipe-server --help lacks ${flag}`);
     }
+    // An octal flag shows its default in octal, as it is typed (not 384).
+    assert.match(server.stdout, /\(default: 600\)/);
     const client = await run(['pipe-client', '--help']);
-    for (const flag of ['--name', '--timeout', '--mode']) {
+    for (const flag of ['--name', '--timeout', '--mode', '--max-message', '--engine']) {
       assert.ok(client.stdout.includes(flag), `pipe-client --help lacks ${flag}`);
     }
   });
@@ -112,6 +114,9 @@ describe('overlapped pipe-server / pipe-client', { skip: unixOnly }, () => {
       const refused = await run(['pipe-client', '--name', path, 'x']);
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /^overlapped: .*busy.*\(OVL_ERR_PIPE_BUSY\)\n$/);
+      // A command-line user is told of the flag, not of the API's waitNamedPipe.
+      assert.match(refused.stderr, /--timeout/);
+      assert.doesNotMatch(refused.stderr, /waitNamedPipe/);
       setTimeout(() => holder.stdin.end(), 200);
       const waited = await run(['pipe-client', '--name', path, '--timeout', '5000', 'x']);
       assert.equal(waited.code, 0, waited.stderr);

@@ -141,3 +141,30 @@ describe('OS errors are the same on every engine', {
     });
   }
 });
+
+describe('bad hosts are refused before any engine sees them', () => {
+  for (const { name, engine, skip } of engines) {
+    test(`${name} engine: '' and malformed hosts throw OVL_ERR_INVALID_ARGUMENT, never listen`, {
+      skip,
+    }, async () => {
+      assert.ok(engine !== undefined);
+      // node:net took '' as "every interface"; the io_uring engine failed with EINVAL null:port.
+      for (const host of ['', ' ', 'a b', '[::1]', 'bad_host..name', 'x'.repeat(300)]) {
+        await assert.rejects(
+          TcpListener.listen({ engine, host, port: 0 }),
+          { code: 'OVL_ERR_INVALID_ARGUMENT', message: /host .* is invalid/ },
+          `listen on ${JSON.stringify(host)}`,
+        );
+        assert.throws(
+          () => TcpSocket.connect({ engine, host, port: 1 }, new Overlapped()),
+          { code: 'OVL_ERR_INVALID_ARGUMENT' },
+          `connect to ${JSON.stringify(host)}`,
+        );
+      }
+      for (const host of ['127.0.0.1', '::1', 'localhost']) {
+        const listener = await TcpListener.listen({ engine, host, port: 0 });
+        listener.close();
+      }
+    });
+  }
+});

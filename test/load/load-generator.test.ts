@@ -82,6 +82,13 @@ describe('runLoad', () => {
       assert.equal(report.mismatches, 1);
       assert.equal(report.errors, 0);
       assert.ok(report.messages > 0, 'the intact connection still counts');
+      // Stream byte 1000 of 64-byte messages: message 16 (from 1), offset 40 (from 0).
+      const m = report.firstMismatch;
+      assert.ok(m !== undefined, 'the first wrong byte is reported');
+      assert.equal(m.message, 16);
+      assert.equal(m.offset, 40);
+      assert.ok(m.connection === 1 || m.connection === 2, `connection ${m.connection}`);
+      assert.equal(m.actual, (m.expected as number) ^ 0x01);
     } finally {
       await server.close();
     }
@@ -100,6 +107,11 @@ describe('runLoad', () => {
         durationSec: 0.3,
       });
       assert.equal(report.mismatches, 2);
+      // The 16 bytes in flight came back right; the 17th was never sent.
+      assert.deepEqual(
+        { ...report.firstMismatch, connection: 0, actual: 0 },
+        { connection: 0, message: 2, offset: 0, actual: 0 },
+      );
     } finally {
       await server.close();
     }
@@ -225,6 +237,52 @@ describe('runLoad', () => {
       assert.ok(report.messages > 0);
       assert.equal(report.errors, 0);
       assert.ok(snapshots.length >= 1, 'progress is reported about once a second');
+      assert.equal(report.stoppedEarly, true);
+      assert.equal(report.stoppedIn, 'measuring');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('stopped during the warm-up: stoppedEarly, nothing measured', async () => {
+    const server = await startPlainServer(echo);
+    try {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 500);
+      const report = await runLoad(
+        { port: server.port, conns: 2, size: 64, depth: 1, durationSec: 5, warmupSec: 30 },
+        { signal: controller.signal },
+      );
+      assert.equal(report.stoppedEarly, true);
+      assert.equal(report.stoppedIn, 'warmup');
+      assert.equal(report.durationSec, 0);
+      assert.equal(report.messages, 0, 'warm-up messages are not counted');
+      assert.ok(report.bytesReceived > 0, 'the warm-up load ran');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a server that accepts and never answers: no messages, no bytes, no errors', async () => {
+    const server = await startPlainServer(() => {});
+    try {
+      const report = await runLoad({
+        port: server.port,
+        conns: 2,
+        size: 64,
+        depth: 1,
+        durationSec: 0.3,
+      });
+      assert.deepEqual(
+        [
+          report.messages,
+          report.bytesReceived,
+          report.errors,
+          report.mismatches,
+          report.stoppedEarly,
+        ],
+        [0, 0, 0, 0, false],
+      );
     } finally {
       await server.close();
     }

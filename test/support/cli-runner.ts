@@ -15,9 +15,17 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Starts `overlapped <args>` with piped stdio. */
-export function spawnCli(args: readonly string[]): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, [MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** Starts `overlapped <args>` with piped stdio; `env` is added to (or, undefined, removed from) this process's. */
+export function spawnCli(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): ChildProcessWithoutNullStreams {
+  const merged = { ...process.env, ...env };
+  for (const [name, value] of Object.entries(env)) if (value === undefined) delete merged[name];
+  return spawn(process.execPath, [MAIN, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: merged,
+  });
 }
 
 /** Runs the CLI to completion with `input` on stdin (empty by default); SIGKILL after `timeoutMs`. */
@@ -25,9 +33,10 @@ export function runCli(
   args: readonly string[],
   input = '',
   timeoutMs = 10_000,
+  env: Readonly<Record<string, string | undefined>> = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawnCli(args);
+    const child = spawnCli(args, env);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => {
@@ -41,6 +50,8 @@ export function runCli(
       reject(new Error(`overlapped ${args.join(' ')} ran over ${timeoutMs} ms; stderr: ${stderr}`));
     }, timeoutMs);
     child.once('error', reject);
+    // A command that fails before reading all of its input closes the pipe: not a test failure.
+    child.stdin.on('error', () => {});
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });

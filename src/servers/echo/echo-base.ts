@@ -15,7 +15,7 @@ import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
-import type { BufferLease, Endpoint, Engine } from '../../engines/contract.js';
+import type { BufferLease, Endpoint, EngineOption } from '../../engines/contract.js';
 
 export const ECHO_DEFAULTS = {
   host: '127.0.0.1',
@@ -28,7 +28,8 @@ export const ECHO_DEFAULTS = {
 } as const;
 
 export interface EchoServerOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   host?: string;
   port?: number;
   /** Completion-port model: worker loops draining the port. Default: 2 x CPUs, as in the seeds. */

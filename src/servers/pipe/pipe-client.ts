@@ -5,15 +5,22 @@
  */
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
-import { PipeConnection, type PipeMode, pipeSettings } from '../../core/pipe-connection.js';
+import {
+  CONTROL_FLAG,
+  FRAME_HEADER_BYTES,
+  PipeConnection,
+  type PipeMode,
+  pipeSettings,
+  READY,
+} from '../../core/pipe-connection.js';
 import { DEFAULT_PIPE_NAME, resolvePipeName } from '../../core/pipe-name.js';
 import { getOverlappedResult } from '../../core/waits.js';
-import type { Engine } from '../../engines/contract.js';
-import { defaultEngine } from '../../engines/select.js';
+import type { Engine, EngineOption } from '../../engines/contract.js';
+import { resolveEngine } from '../../engines/select.js';
 
 export interface PipeClientOptions {
-  /** Default: this thread's engine. */
-  engine?: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /**
    * How long to keep retrying while every instance is busy
    * (`OVL_ERR_PIPE_BUSY`), as `WaitNamedPipe` then `CreateFile`. Default 0:
@@ -96,7 +103,7 @@ async function connectWithWait(path: string, options: PipeClientOptions): Promis
     'OVL_ERR_INVALID_ARGUMENT',
     `readyTimeoutMs must be a number > 0, got ${String(readyTimeoutMs)}`,
   );
-  const engine = options.engine ?? defaultEngine().engine;
+  const engine = resolveEngine(options.engine);
   const deadline = performance.now() + timeoutMs;
   let pause = RETRY_FIRST_MS;
   for (;;) {
@@ -148,6 +155,28 @@ export async function waitNamedPipe(
 }
 
 /**
+ * True if `data`, the first bytes a byte-mode client received, begin with the
+ * control frame a message-mode server sends first (READY, or an `OVL_ERR_*`
+ * refusal such as busy). A byte-mode server could send those bytes too, but
+ * a 4-byte header with bit 31 set followed by READY or OVL_ERR_ is not
+ * something a byte protocol starts with by accident.
+ */
+function isMessageModeGreeting(data: Buffer): boolean {
+  if (data.length < FRAME_HEADER_BYTES) return false;
+  const header = data.readUInt32BE(0);
+  if ((header & CONTROL_FLAG) === 0) return false;
+  const length = header & 0x7fff_ffff;
+  const text = data.toString(
+    'latin1',
+    FRAME_HEADER_BYTES,
+    FRAME_HEADER_BYTES + Math.min(length, 8),
+  );
+  // The frame may have arrived in part: a prefix of READY counts.
+  if (length === READY.length && READY.startsWith(text)) return true;
+  return text.startsWith('OVL_ERR_') || (text.length < 8 && 'OVL_ERR_'.startsWith(text));
+}
+
+/**
  * A connection to a pipe server. Messages are read and written whole
  * (message mode) or as raw bytes (byte mode). Calls may overlap: writes go
  * out in call order and reads are served in call order; `transact` calls are
@@ -158,6 +187,8 @@ export class PipeClient {
   readonly #readBuffer: Buffer;
   #chain: Promise<unknown> = Promise.resolve();
   #readBusy = false;
+  /** Byte mode: whether the first bytes were checked for a message-mode server's greeting. */
+  #greetingChecked = false;
 
   private constructor(conn: PipeConnection) {
     this.#conn = conn;
@@ -197,7 +228,9 @@ export class PipeClient {
    * is larger than the read buffer), or what has arrived (byte mode; an empty
    * buffer there is end of stream). Rejects with `OVL_ERR_BROKEN_PIPE` when
    * the server closed the pipe, or with the error a server control frame
-   * named (`OVL_ERR_MESSAGE_TOO_LARGE`, `OVL_ERR_HANDLER_FAILED`, …).
+   * named (`OVL_ERR_MESSAGE_TOO_LARGE`, `OVL_ERR_HANDLER_FAILED`, …). In
+   * byte mode, a first read that finds a message-mode server's framed
+   * greeting rejects with `OVL_ERR_PIPE_PROTOCOL` instead of returning it.
    */
   async read(): Promise<Buffer> {
     // Reads may overlap: only one at a time uses the shared buffer.
@@ -205,7 +238,17 @@ export class PipeClient {
     const buffer = shared ? this.#readBuffer : Buffer.allocUnsafe(this.#readBuffer.length);
     if (shared) this.#readBusy = true;
     try {
-      return await this.#read(buffer);
+      const data = await this.#read(buffer);
+      if (this.mode === 'byte' && !this.#greetingChecked && data.length > 0) {
+        this.#greetingChecked = true;
+        if (isMessageModeGreeting(data)) {
+          throw new OverlappedError(
+            'OVL_ERR_PIPE_PROTOCOL',
+            `the server on ${this.path} is a message-mode server (it sent a framed READY): connect in message mode (mode 'message', --mode message)`,
+          );
+        }
+      }
+      return data;
     } finally {
       if (shared) this.#readBusy = false;
     }

@@ -35,7 +35,7 @@ import {
 import { DEFAULT_PIPE_FILE_MODE, PipeListener } from '../../core/pipe-listener.js';
 import { DEFAULT_PIPE_NAME, resolvePipeName } from '../../core/pipe-name.js';
 import { getOverlappedResult, INFINITE, waitForSingleObject } from '../../core/waits.js';
-import type { Engine } from '../../engines/contract.js';
+import type { EngineOption } from '../../engines/contract.js';
 
 export const PIPE_DEFAULTS = {
   name: DEFAULT_PIPE_NAME,
@@ -75,7 +75,8 @@ export type PipeHandler = (
 ) => PipeReply | Promise<PipeReply>;
 
 export interface PipeServerOptions {
-  engine: Engine;
+  /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
+  engine?: EngineOption;
   /** A bare name (`mynamedpipe`) or a full path; default `mynamedpipe`. */
   name?: string;
   /** `message` (default) or `byte`. */
@@ -297,7 +298,7 @@ export class PipeServer {
       );
       conn.closeWithError(
         'OVL_ERR_PIPE_BUSY',
-        `all ${this.instanceLimit} instances of ${this.path} are busy: retry, or wait with waitNamedPipe`,
+        `all ${this.instanceLimit} instances of ${this.path} are busy: retry later, or wait for a free one (PipeClient's timeoutMs, pipe-client --timeout)`,
       );
       return;
     }
