@@ -384,7 +384,7 @@ describe('overlapped load never reports a bad run as a good one', { concurrency:
 
   for (const json of [false, true]) {
     it(`Ctrl-C during the warm-up${json ? ' (--json)' : ''}: says nothing was measured, exit 1`, async () => {
-      const server = new EchoProcess(['--port', '0', '--quiet']);
+      const server = new EchoProcess(['--port', '0']);
       try {
         const port = await server.listeningPort();
         const child = spawnCli([
@@ -406,7 +406,10 @@ describe('overlapped load never reports a bad run as a good one', { concurrency:
           stderr += s;
         });
         const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-        setTimeout(() => child.kill('SIGINT'), 1500);
+        // The load's SIGINT handler is in place before it connects: once the server logs a
+        // connection, the load is in its warm-up, whatever the machine's speed.
+        await server.waitForLog((l) => l.msg === 'connected', "the load's first connection");
+        child.kill('SIGINT');
         const code = await exited;
         const line = assertOneLineError(
           { code, signal: null, stdout, stderr },
