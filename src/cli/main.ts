@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OverlappedError } from '../core/errors.js';
-import { ENGINE_NAMES, parseEngineName } from '../engines/select.js';
+import { checkEngineSettings, ENGINE_NAMES, parseEngineName } from '../engines/select.js';
 import { createClientCommand } from './client-command.js';
 import { createEchoCommand } from './echo-command.js';
 import { createLoadCommand } from './load-command.js';
@@ -40,6 +40,11 @@ const program = new Command('overlapped')
         `OVERLAPPED_ENGINE=${JSON.stringify(name)} is not an engine: set it to ${ENGINE_NAMES.join(' or ')}, or unset it to let overlapped choose`,
         EXIT_USAGE,
       );
+    }
+    try {
+      checkEngineSettings();
+    } catch (err) {
+      throw new UserError((err as Error).message, EXIT_USAGE);
     }
   });
 

@@ -3,7 +3,7 @@ import { OverlappedError } from '../core/errors.js';
 import type { BlockingDescriptorIo, Engine, EngineName } from './contract.js';
 import { NodeEngine } from './node/node-engine.js';
 import { uringBlockingIo } from './uring/blocking-io.js';
-import { UringEngine } from './uring/uring-engine.js';
+import { checkUringSettings, UringEngine } from './uring/uring-engine.js';
 
 /**
  * `engine:` option → Engine. Core's entry points call it too; importing it from
@@ -46,6 +46,7 @@ export function parseEngineName(requested: string | undefined): EngineName | und
 export function chooseEngine(requested = process.env.OVERLAPPED_ENGINE): EngineChoice {
   const name = parseEngineName(requested);
   if (name === 'node') return { engine: sharedNodeEngine(), reason: 'requested' };
+  checkEngineSettings();
   const uring = sharedUringEngine();
   if (uring instanceof UringEngine) {
     return { engine: uring, reason: name === 'uring' ? 'requested' : 'io_uring is available' };
@@ -57,6 +58,15 @@ export function chooseEngine(requested = process.env.OVERLAPPED_ENGINE): EngineC
     );
   }
   return { engine: sharedNodeEngine(), reason: `uring unavailable: ${uring}` };
+}
+
+/**
+ * Refuses bad values of the engines' tuning variables (OVERLAPPED_URING_*)
+ * with a UsageError naming the allowed ones. `chooseEngine` calls it before
+ * it starts an engine that reads them; the CLI calls it for every command.
+ */
+export function checkEngineSettings(): void {
+  checkUringSettings();
 }
 
 /** This thread's io_uring engine, or why it cannot run here (probed once). */

@@ -91,6 +91,29 @@ describe('bad command lines: one line, exit 2, on every subcommand', { concurren
     });
   }
 
+  for (const [variable, value, allowed] of [
+    ['OVERLAPPED_URING_POOL_BUFFERS', '1000', /power of two from 32 to 32768/],
+    ['OVERLAPPED_URING_POOL_BUFFERS', 'abc', /power of two/],
+    ['OVERLAPPED_URING_TASKRUN', 'fast', /defer, coop, plain/],
+    ['OVERLAPPED_URING_RECV_MULTISHOT', 'no', /use 0 .* or 1/],
+  ] as const) {
+    for (const command of ['echo', 'client'] as const) {
+      it(`${command} with ${variable}=${value} names the variable and the allowed values`, async () => {
+        const result = await runCli(
+          [command, ...(command === 'client' ? ['hi'] : [])],
+          '',
+          10_000,
+          {
+            [variable]: value,
+          },
+        );
+        const line = assertUserError(result, 2, `${variable}=${value} ${command}`);
+        assert.ok(line.includes(`${variable}="${value}"`), line);
+        assert.match(line, allowed);
+      });
+    }
+  }
+
   it('echo --host [::1] is taken as ::1 (the form start lines print)', async () => {
     const result = await runCli(['echo', '--host', '[::1]', '--port', '70000']);
     // Only the port is refused: the bracketed address passed.

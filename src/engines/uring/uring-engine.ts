@@ -169,9 +169,13 @@ const RECORD_INTS = 3;
  */
 const POOL_BUFFER_COUNT = poolBufferCount();
 
+function isPoolBufferCount(n: number): boolean {
+  return Number.isInteger(n) && n >= 32 && n <= 32768 && (n & (n - 1)) === 0;
+}
+
 function poolBufferCount(): number {
   const n = Number(process.env.OVERLAPPED_URING_POOL_BUFFERS ?? 1024);
-  return Number.isInteger(n) && n >= 32 && n <= 32768 && (n & (n - 1)) === 0 ? n : 1024;
+  return isPoolBufferCount(n) ? n : 1024;
 }
 /**
  * Pool buffers a stream's multishot recv may fill before any recv asks for
@@ -226,6 +230,35 @@ const EMPTY = new Uint8Array(0);
 const TASK_RUN_MODES = ['defer', 'coop', 'plain'] as const;
 
 /** `OVERLAPPED_URING_TASKRUN=defer|coop|plain` (for measurements); coop unless told. */
+/**
+ * Refuses bad values of the engine's tuning variables, naming the allowed
+ * ones (`chooseEngine` calls it before it starts the engine): a typo must
+ * not silently run another configuration than the one asked for.
+ */
+export function checkUringSettings(env: NodeJS.ProcessEnv = process.env): void {
+  const pool = env.OVERLAPPED_URING_POOL_BUFFERS;
+  if (pool !== undefined && pool !== '' && !isPoolBufferCount(Number(pool))) {
+    throw new UsageError(
+      'OVL_ERR_INVALID_ARGUMENT',
+      `OVERLAPPED_URING_POOL_BUFFERS="${pool}" is invalid: use a power of two from 32 to 32768 (default 1024), or unset it`,
+    );
+  }
+  const mode = env.OVERLAPPED_URING_TASKRUN;
+  if (mode !== undefined && mode !== '' && !(TASK_RUN_MODES as readonly string[]).includes(mode)) {
+    throw new UsageError(
+      'OVL_ERR_INVALID_ARGUMENT',
+      `OVERLAPPED_URING_TASKRUN="${mode}" is invalid: use ${TASK_RUN_MODES.join(', ')} (default coop), or unset it`,
+    );
+  }
+  const multishot = env.OVERLAPPED_URING_RECV_MULTISHOT;
+  if (multishot !== undefined && multishot !== '' && multishot !== '0' && multishot !== '1') {
+    throw new UsageError(
+      'OVL_ERR_INVALID_ARGUMENT',
+      `OVERLAPPED_URING_RECV_MULTISHOT="${multishot}" is invalid: use 0 (one pooled recv at a time) or 1 (default), or unset it`,
+    );
+  }
+}
+
 function taskRunMode(): number {
   const i = TASK_RUN_MODES.indexOf(
     (process.env.OVERLAPPED_URING_TASKRUN ?? 'coop') as (typeof TASK_RUN_MODES)[number],
