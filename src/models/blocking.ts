@@ -62,8 +62,12 @@ interface Served {
   readonly fd: number;
   /** node: the socket this thread does the I/O of. */
   readonly socket: TcpSocket | null;
-  /** node: the recv posted for the thread, cancelled by a graceful stop. */
-  recv: Overlapped | null;
+  /** node: the shared area's views, and the one record the thread's calls are made with (one at a time). */
+  readonly control: Int32Array | null;
+  readonly data: Uint8Array | null;
+  readonly io: Overlapped | null;
+  /** node: a recv is posted for the thread (a graceful stop cancels it). */
+  receiving: boolean;
   /** A graceful stop has begun: the thread's next recv sees end of stream. */
   ending: boolean;
 }
@@ -230,15 +234,35 @@ export class ThreadPerConnectionServer {
     this.#busy++;
     if (this.#io !== undefined) {
       const fd = socket.detach();
-      thread.served = { thread, peer, fd, socket: null, recv: null, ending: false };
+      thread.served = {
+        thread,
+        peer,
+        fd,
+        socket: null,
+        control: null,
+        data: null,
+        io: null,
+        receiving: false,
+        ending: false,
+      };
       thread.worker.postMessage({ kind: 'descriptor', fd, peer });
     } else {
       const shared = new SharedArrayBuffer(ProxyCall.CONTROL_BYTES + PROXY_DATA_BYTES);
       const { port1, port2 } = new MessageChannel();
-      const served: Served = { thread, peer, fd: -1, socket, recv: null, ending: false };
+      const served: Served = {
+        thread,
+        peer,
+        fd: -1,
+        socket,
+        control: new Int32Array(shared, 0, ProxyCall.CONTROL_BYTES / 4),
+        data: new Uint8Array(shared, ProxyCall.CONTROL_BYTES, PROXY_DATA_BYTES),
+        io: new Overlapped(),
+        receiving: false,
+        ending: false,
+      };
       thread.served = served;
       port1.on('message', () => {
-        void this.#proxy(served, shared);
+        void this.#proxy(served);
       });
       port1.unref();
       thread.worker.postMessage({ kind: 'proxied', shared, port: port2, peer }, [port2]);
@@ -247,14 +271,16 @@ export class ThreadPerConnectionServer {
   }
 
   /** Makes the call a proxied thread asked for, then wakes it with the result. */
-  async #proxy(served: Served, shared: SharedArrayBuffer): Promise<void> {
-    const control = new Int32Array(shared, 0, ProxyCall.CONTROL_BYTES / 4);
-    const length = Atomics.load(control, ProxyCall.LENGTH);
-    const data = new Uint8Array(shared, ProxyCall.CONTROL_BYTES, PROXY_DATA_BYTES);
-    const socket = served.socket as TcpSocket;
+  async #proxy(served: Served): Promise<void> {
+    const control = served.control as Int32Array;
+    const data = served.data as Uint8Array;
     let result: number;
     try {
-      result = await proxyCall(served, socket, Atomics.load(control, ProxyCall.OP), data, length);
+      result = await proxyCall(
+        served,
+        Atomics.load(control, ProxyCall.OP),
+        Atomics.load(control, ProxyCall.LENGTH),
+      );
     } catch (err) {
       result = encodeProxyError(data, err as Error);
     }
@@ -304,7 +330,7 @@ export class ThreadPerConnectionServer {
       if (served === null) continue;
       served.ending = true;
       if (served.socket === null) this.#io?.shutdown(served.fd, 0);
-      else if (served.recv?.pending) served.socket.cancel(served.recv);
+      else if (served.receiving) served.socket.cancel(served.io as Overlapped);
     }
     const deadline = (ms: number) =>
       new Promise<'deadline'>((resolve) => setTimeout(resolve, ms, 'deadline').unref());
@@ -331,17 +357,13 @@ export class ThreadPerConnectionServer {
 }
 
 /** One proxied call on the main thread's socket: recv into, or send from, the shared area. */
-async function proxyCall(
-  served: Served,
-  socket: TcpSocket,
-  op: number,
-  data: Uint8Array,
-  length: number,
-): Promise<number> {
+async function proxyCall(served: Served, op: number, length: number): Promise<number> {
+  const socket = served.socket as TcpSocket;
+  const data = served.data as Uint8Array;
+  const ov = served.io as Overlapped;
   if (op === ProxyCall.RECV) {
     if (served.ending) return 0;
-    const ov = new Overlapped();
-    served.recv = ov;
+    served.receiving = true;
     socket.recv(data.subarray(0, length), ov);
     try {
       return await getOverlappedResult(ov, { wait: true });
@@ -352,19 +374,17 @@ async function proxyCall(
       }
       throw err;
     } finally {
-      served.recv = null;
+      served.receiving = false;
     }
   }
   if (op === ProxyCall.SEND) {
-    const ov = new Overlapped();
     let sent = 0;
     while (sent < length) {
-      socket.send(data.subarray(sent, length), ov);
+      socket.send(sent === 0 ? data.subarray(0, length) : data.subarray(sent, length), ov);
       sent += await getOverlappedResult(ov, { wait: true });
     }
     return sent;
   }
-  const ov = new Overlapped();
   socket.shutdown(ov);
   await getOverlappedResult(ov, { wait: true });
   return 0;
