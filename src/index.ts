@@ -157,6 +157,20 @@ export {
   PipeServer,
   type PipeServerOptions,
 } from './servers/pipe/pipe-server.js';
+export { KeyRegistry } from './servers/session/session-keys.js';
+export {
+  type CloseCode,
+  type CloseReason,
+  type QueuePolicy,
+  SESSION_DEFAULTS,
+  Session,
+  type SessionHandlers,
+  SessionServer,
+  type SessionServerOptions,
+  type SessionStats,
+  type StopOptions as SessionStopOptions,
+  type StopReport as SessionStopReport,
+} from './servers/session/session-server.js';
 
 type WithEngine<T> = Omit<T, 'engine'> & { engine?: Engine };
 
