@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { createChatCommand } from './chat-command.js';
 import { createClientCommand } from './client-command.js';
 import { createEchoCommand } from './echo-command.js';
 import { createLoadCommand } from './load-command.js';
@@ -34,6 +35,7 @@ for (const command of [
   createLoadCommand(),
   createPipeServerCommand(),
   createPipeClientCommand(),
+  createChatCommand(),
 ]) {
   program.addCommand(command.copyInheritedSettings(program));
 }
