@@ -15,11 +15,12 @@ import { check } from '../../core/errors.js';
 export const SLOT_SPACE = 2 ** 21;
 
 /**
- * Generations per slot before they wrap (2^31): `generation * SLOT_SPACE`
- * stays below 2^53, so every key is a safe integer. A key goes stale only
- * after its slot has been reused 2^31 times.
+ * Generations per slot before they wrap (2^25): keys stay below 2^46, so a
+ * threaded server can add a thread index (times 64) and still hold a safe
+ * integer. A stale key could only match again after its slot has been
+ * reused 33 million times.
  */
-const GENERATIONS = 2 ** 31;
+const GENERATIONS = 2 ** 25;
 
 /** Sessions (or anything) by generated key. */
 export class KeyRegistry<V> implements Iterable<V> {

@@ -23,6 +23,7 @@ import { type Completion, CompletionPort, type PortWorker } from '../../core/com
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { DEFAULT_BACKLOG, TcpListener } from '../../core/tcp-listener.js';
+import type { TcpSocket } from '../../core/tcp-socket.js';
 import type { Endpoint, Engine } from '../../engines/contract.js';
 import { defaultEngine } from '../../engines/select.js';
 import { type CloseReason, type QueuePolicy, Session, type SessionHost } from './session.js';
@@ -180,6 +181,26 @@ function positive(name: string, value: number): number {
   return value;
 }
 
+/** Checks the options; returns maxQueuedBytes. */
+function validate(options: SessionServerOptions<never>): number {
+  const policy = options.queuePolicy ?? SESSION_DEFAULTS.queuePolicy;
+  check(
+    policy === 'disconnect' || policy === 'drop' || policy === 'backpressure',
+    'OVL_ERR_INVALID_ARGUMENT',
+    `queuePolicy must be 'disconnect', 'drop' or 'backpressure', got ${String(policy)}`,
+  );
+  const max = positive('maxQueuedBytes', options.maxQueuedBytes ?? SESSION_DEFAULTS.maxQueuedBytes);
+  const high = positive('highWaterMark', options.highWaterMark ?? SESSION_DEFAULTS.highWaterMark);
+  const low = options.lowWaterMark ?? SESSION_DEFAULTS.lowWaterMark;
+  check(
+    Number.isSafeInteger(low) && low >= 0 && low < high && high <= max,
+    'OVL_ERR_INVALID_ARGUMENT',
+    `the marks must hold 0 <= lowWaterMark < highWaterMark <= maxQueuedBytes, got ${low}, ${high}, ${max}`,
+  );
+  positive('maxSessions', options.maxSessions ?? SESSION_DEFAULTS.maxSessions);
+  return max;
+}
+
 /** A TCP server of sessions on a completion port. */
 export class SessionServer<D = unknown> implements SessionHost, Iterable<Session<D>> {
   readonly engine: Engine;
@@ -200,7 +221,8 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
     dropped: 0,
     cutOff: 0,
   };
-  readonly #listener: TcpListener;
+  /** Null for a server that only adopts sockets (a worker thread's: src/threads/). */
+  readonly #listener: TcpListener | null;
   readonly #port: CompletionPort<PortKey, unknown>;
   readonly #handlers: SessionHandlers<D>;
   readonly #onError: (error: Error, session: Session<D> | null) => void;
@@ -212,7 +234,11 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
   #acceptBackoff: ReturnType<typeof setTimeout> | null = null;
   #acceptErrorSaid = false;
 
-  private constructor(listener: TcpListener, engine: Engine, options: SessionServerOptions<D>) {
+  private constructor(
+    listener: TcpListener | null,
+    engine: Engine,
+    options: SessionServerOptions<D>,
+  ) {
     this.#listener = listener;
     this.engine = engine;
     this.#handlers = options.handlers ?? {};
@@ -234,24 +260,7 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
   static async start<D = unknown>(
     options: SessionServerOptions<D> = {},
   ): Promise<SessionServer<D>> {
-    const policy = options.queuePolicy ?? SESSION_DEFAULTS.queuePolicy;
-    check(
-      policy === 'disconnect' || policy === 'drop' || policy === 'backpressure',
-      'OVL_ERR_INVALID_ARGUMENT',
-      `queuePolicy must be 'disconnect', 'drop' or 'backpressure', got ${String(policy)}`,
-    );
-    const max = positive(
-      'maxQueuedBytes',
-      options.maxQueuedBytes ?? SESSION_DEFAULTS.maxQueuedBytes,
-    );
-    const high = positive('highWaterMark', options.highWaterMark ?? SESSION_DEFAULTS.highWaterMark);
-    const low = options.lowWaterMark ?? SESSION_DEFAULTS.lowWaterMark;
-    check(
-      Number.isSafeInteger(low) && low >= 0 && low < high && high <= max,
-      'OVL_ERR_INVALID_ARGUMENT',
-      `the marks must hold 0 <= lowWaterMark < highWaterMark <= maxQueuedBytes, got ${low}, ${high}, ${max}`,
-    );
-    positive('maxSessions', options.maxSessions ?? SESSION_DEFAULTS.maxSessions);
+    const max = validate(options);
     const engine = options.engine ?? defaultEngine().engine;
     const listener = await TcpListener.listen({
       engine,
@@ -269,8 +278,31 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
     return server;
   }
 
+  /**
+   * A server without a listener: its sessions come from {@link SessionServer.adopt}
+   * (a worker thread of src/threads/, fed by an acceptor thread). `host`,
+   * `port` and `backlog` are not used.
+   */
+  static withoutListener<D = unknown>(options: SessionServerOptions<D> = {}): SessionServer<D> {
+    validate(options);
+    const server = new SessionServer<D>(null, options.engine ?? defaultEngine().engine, options);
+    server.#loop = server.#work(server.#port.worker());
+    return server;
+  }
+
+  /**
+   * Makes a session of a connected socket this thread's engine owns (one
+   * adopted from an acceptor thread): it runs exactly as an accepted one,
+   * `onAccept` first. A server past `maxSessions`, or stopping, resets it
+   * instead. The socket must not be associated with a port yet.
+   */
+  adopt(socket: TcpSocket): void {
+    this.#admit(socket);
+  }
+
   /** The bound address and port. */
   get address(): Endpoint {
+    check(this.#listener !== null, 'OVL_ERR_INVALID_ARGUMENT', 'this server has no listener');
     return this.#listener.address;
   }
 
@@ -358,7 +390,7 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
 
   async #stop(deadlineMs: number): Promise<StopReport> {
     if (this.#acceptBackoff !== null) clearTimeout(this.#acceptBackoff);
-    this.#listener.close();
+    this.#listener?.close();
     const before = this.stats.closed;
     const empty = new Promise<void>((resolve) => {
       this.#whenEmpty = resolve;
@@ -440,12 +472,16 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
       }
       this.#acceptBackoff = setTimeout(() => {
         this.#acceptBackoff = null;
-        if (this.#stopping === null) this.#listener.accept(ov);
+        if (this.#stopping === null) this.#listener?.accept(ov);
       }, 100);
       return;
     }
     this.#acceptErrorSaid = false;
-    if (this.#stopping === null) this.#listener.accept(ov);
+    if (this.#stopping === null) this.#listener?.accept(ov);
+    this.#admit(socket);
+  }
+
+  #admit(socket: TcpSocket): void {
     if (this.#stopping !== null || this.#sessions.size >= this.maxSessions) {
       this.stats.rejected++;
       socket.destroy();
