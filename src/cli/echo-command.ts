@@ -12,6 +12,7 @@ import {
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
+import { runThreadedEcho } from './threaded-echo.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
 interface EchoFlags {
@@ -27,6 +28,7 @@ interface EchoFlags {
   pooled?: boolean;
   maxThreads?: number;
   sweepInterval?: number;
+  threads?: number;
 }
 
 /** `overlapped echo`: the echo server of the seeds, in any of its eight models. */
@@ -94,8 +96,14 @@ export function createEchoCommand(): Command {
       'pooled receive mode (overlapped models): no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives; the readiness models never hold one for an idle client',
     )
     .addOption(quietOption())
+    .option(
+      '--threads <n>',
+      'an acceptor thread and n worker threads, each with its own engine and completion port, serving the completion-port echo on the session framework (uring engine only)',
+      (v: string) => parseIntegerFlag('--threads', v, 1, 64),
+    )
     .action(async (flags: EchoFlags) => {
-      await runEcho(flags);
+      if (flags.threads !== undefined) await runThreadedEcho({ ...flags, threads: flags.threads });
+      else await runEcho(flags);
     });
 }
 
