@@ -1,11 +1,13 @@
 import { Command } from 'commander';
 import { pino } from 'pino';
+import { OverlappedError } from '../core/errors.js';
 import { chooseEngine } from '../engines/select.js';
 import { CHAT_DEFAULTS, ChatServer } from '../servers/chat/chat-server.js';
+import { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
-import { parseIntegerFlag, parsePortFlag } from './user-error.js';
+import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
 
 interface ChatFlags {
   host: string;
@@ -14,6 +16,7 @@ interface ChatFlags {
   maxLine: number;
   engine?: string;
   quiet?: boolean;
+  threads?: number;
 }
 
 /** `overlapped chat`: the line-based chat relay on the session framework (docs/chat.md). */
@@ -48,7 +51,16 @@ export function createChatCommand(): Command {
     )
     .addOption(engineOption())
     .addOption(quietOption())
+    .option(
+      '--threads <n>',
+      'an acceptor thread and n worker threads, each with its own engine and port; lines reach the clients of every thread (uring engine only)',
+      (v: string) => parseIntegerFlag('--threads', v, 1, 64),
+    )
     .action(async (flags: ChatFlags) => {
+      if (flags.threads !== undefined) {
+        await runThreadedChat({ ...flags, threads: flags.threads });
+        return;
+      }
       const logger = pino({ base: { pid: process.pid } });
       const clientLogger = flags.quiet ? logger.child({}, { level: 'warn' }) : logger;
       let choice: ReturnType<typeof chooseEngine>;
@@ -78,4 +90,41 @@ export function createChatCommand(): Command {
         () => ({ pending: server.clients }),
       );
     });
+}
+
+const CHAT_HANDLERS = new URL('../servers/chat/chat-thread-handlers.js', import.meta.url);
+
+/** `overlapped chat --threads N` (src/threads/): sessions spread over N worker threads. */
+async function runThreadedChat(flags: ChatFlags & { threads: number }): Promise<void> {
+  const logger = pino({ base: { pid: process.pid } });
+  let server: ThreadedSessionServer;
+  try {
+    server = await ThreadedSessionServer.start({
+      threads: flags.threads,
+      ...(flags.engine === undefined ? {} : { engine: flags.engine }),
+      host: flags.host,
+      port: flags.port,
+      handlers: CHAT_HANDLERS,
+      handlerOptions: { maxLineBytes: flags.maxLine },
+      session: { maxQueuedBytes: flags.maxQueue, queuePolicy: 'disconnect' },
+      onError: (err) => logger.error({ err }, err.message),
+    });
+  } catch (err) {
+    if (err instanceof OverlappedError && err.code === 'OVL_ERR_NOT_SUPPORTED') {
+      throw new UserError(err.message, 2);
+    }
+    throw explainOsError(err, flags.host, flags.port);
+  }
+  const { address, port } = server.address;
+  logger.info(
+    { address, port, threads: flags.threads, maxQueue: flags.maxQueue },
+    `chat relay listening on ${address}:${port} (an acceptor and ${flags.threads} worker threads)`,
+  );
+  await stopOnSignal(
+    logger,
+    async () => {
+      await server.stop({ deadlineMs: 5000 });
+    },
+    () => ({ assigned: server.assigned }),
+  );
 }

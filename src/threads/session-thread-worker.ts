@@ -72,7 +72,12 @@ server = SessionServer.withoutListener({
   ...setup.session,
   engine,
   handlers: {
-    ...handlers,
+    // Bound, not spread: a handler object may be a class instance (hooks on its prototype).
+    onAccept: handlers.onAccept?.bind(handlers),
+    onReceive: handlers.onReceive?.bind(handlers),
+    onSendCompleted: handlers.onSendCompleted?.bind(handlers),
+    onWritable: handlers.onWritable?.bind(handlers),
+    onClose: handlers.onClose?.bind(handlers),
     onPost(key, value) {
       if (key !== FROM_ACCEPTOR) {
         userOnPost?.call(handlers, key, value);

@@ -173,6 +173,48 @@ for (const { name, engine, skip } of enginesUnderTest()) {
       }
     });
 
+    it('`overlapped chat --threads 2` relays between clients of both threads', async (t) => {
+      if (e.adopt === undefined) {
+        t.skip(`the ${name} engine cannot hand sockets to threads (tested in test/threads/)`);
+        return;
+      }
+      const server = spawnCli(['chat', '--threads', '2', '--port', '0', '--engine', name]);
+      const serverOut = stdoutLines(server);
+      server.stderr.resume();
+      const sockets = new Set<Socket>();
+      try {
+        await waitFor(
+          () => serverOut.some((l) => l.includes('chat relay listening on')),
+          'listening',
+        );
+        const port = (
+          JSON.parse(serverOut.find((l) => l.includes('listening')) as string) as { port: number }
+        ).port;
+        const clients: LineClient[] = [];
+        const names: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const c = await LineClient.open(port, sockets);
+          names.push((await c.line(/^\* welcome, you are /)).split(' ')[4] as string);
+          clients.push(c);
+        }
+        assert.equal(new Set(names).size, 4, `unique names: ${names.join(' ')}`);
+        // Round robin: clients 0 and 2 on thread 0, 1 and 3 on thread 1.
+        await (clients[0] as LineClient).line(`* ${names[3]} joined`);
+        (clients[1] as LineClient).send('across threads\n');
+        for (const i of [0, 2, 3]) {
+          await (clients[i] as LineClient).line(`${names[1]}: across threads`);
+        }
+        (clients[2] as LineClient).send('/quit\n');
+        await (clients[1] as LineClient).line(`* ${names[2]} left`);
+        const exit = new Promise<number | null>((resolve) => server.once('close', resolve));
+        server.kill('SIGTERM');
+        assert.equal(await exit, 0);
+      } finally {
+        await destroyAll(sockets);
+        server.kill('SIGKILL');
+      }
+    });
+
     it('`overlapped chat` relays between socat and nc clients and stops on SIGTERM', async (t) => {
       const noSocat = socatAvailable();
       if (noSocat !== null) {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { OverlappedError } from '../../src/core/errors.js';
+import { unsentTail } from '../../src/servers/session/session.js';
 import { KeyRegistry, SLOT_SPACE } from '../../src/servers/session/session-keys.js';
 import {
   type CloseReason,
@@ -98,6 +99,20 @@ describe('KeyRegistry', () => {
     assert.equal(keys.get(1.5), undefined);
     assert.deepEqual([...keys], ['b']);
     assert.equal(keys.size, 1);
+  });
+});
+
+describe('partial sends', () => {
+  it('the unsent tail of a gathered send starts at the first unsent byte, in order', () => {
+    const parts = [Buffer.from('abc'), Buffer.from('defg'), Buffer.from('h')];
+    const tail = (sent: number) => Buffer.concat(unsentTail(parts, sent)).toString();
+    assert.equal(tail(0), 'abcdefgh');
+    assert.equal(tail(2), 'cdefgh');
+    assert.equal(tail(3), 'defgh');
+    assert.equal(tail(5), 'fgh');
+    assert.equal(tail(7), 'h');
+    assert.equal(unsentTail(parts, 8).length, 0);
+    assert.equal(unsentTail(parts, 5)[0]?.buffer, parts[1]?.buffer, 'sliced, not copied');
   });
 });
 
