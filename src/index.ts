@@ -171,6 +171,15 @@ export {
   type StopOptions as SessionStopOptions,
   type StopReport as SessionStopReport,
 } from './servers/session/session-server.js';
+export { ClusteredSessionServer } from './threads/clustered-session-server.js';
+export { startSessionThreads } from './threads/start-session-threads.js';
+export type { ThreadContext, ThreadHandlersFactory } from './threads/thread-protocol.js';
+export {
+  ThreadedSessionServer,
+  type ThreadedSessionServerOptions,
+  type ThreadedStopReport,
+  type ThreadReport,
+} from './threads/threaded-session-server.js';
 
 type WithEngine<T> = Omit<T, 'engine'> & { engine?: Engine };
 

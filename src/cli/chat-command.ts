@@ -3,7 +3,9 @@ import { pino } from 'pino';
 import { OverlappedError } from '../core/errors.js';
 import { chooseEngine } from '../engines/select.js';
 import { CHAT_DEFAULTS, ChatServer } from '../servers/chat/chat-server.js';
-import { ThreadedSessionServer } from '../threads/threaded-session-server.js';
+import type { ClusteredSessionServer } from '../threads/clustered-session-server.js';
+import { startSessionThreads } from '../threads/start-session-threads.js';
+import type { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
@@ -53,7 +55,7 @@ export function createChatCommand(): Command {
     .addOption(quietOption())
     .option(
       '--threads <n>',
-      'an acceptor thread and n worker threads, each with its own engine and port; lines reach the clients of every thread (uring engine only)',
+      'an acceptor thread and n worker threads, each with its own engine and port; lines reach the clients of every worker (uring: threads; node: a cluster of processes)',
       (v: string) => parseIntegerFlag('--threads', v, 1, 64),
     )
     .action(async (flags: ChatFlags) => {
@@ -97,9 +99,9 @@ const CHAT_HANDLERS = new URL('../servers/chat/chat-thread-handlers.js', import.
 /** `overlapped chat --threads N` (src/threads/): sessions spread over N worker threads. */
 async function runThreadedChat(flags: ChatFlags & { threads: number }): Promise<void> {
   const logger = pino({ base: { pid: process.pid } });
-  let server: ThreadedSessionServer;
+  let server: ThreadedSessionServer | ClusteredSessionServer;
   try {
-    server = await ThreadedSessionServer.start({
+    server = await startSessionThreads({
       threads: flags.threads,
       ...(flags.engine === undefined ? {} : { engine: flags.engine }),
       host: flags.host,
@@ -118,13 +120,13 @@ async function runThreadedChat(flags: ChatFlags & { threads: number }): Promise<
   const { address, port } = server.address;
   logger.info(
     { address, port, threads: flags.threads, maxQueue: flags.maxQueue },
-    `chat relay listening on ${address}:${port} (an acceptor and ${flags.threads} worker threads)`,
+    `chat relay listening on ${address}:${port} (${'assigned' in server ? `an acceptor and ${flags.threads} worker threads` : `a cluster of ${flags.threads} worker processes`})`,
   );
   await stopOnSignal(
     logger,
     async () => {
       await server.stop({ deadlineMs: 5000 });
     },
-    () => ({ assigned: server.assigned }),
+    () => ({ workers: server.threads }),
   );
 }

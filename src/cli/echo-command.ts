@@ -98,7 +98,7 @@ export function createEchoCommand(): Command {
     .addOption(quietOption())
     .option(
       '--threads <n>',
-      'an acceptor thread and n worker threads, each with its own engine and completion port, serving the completion-port echo on the session framework (uring engine only)',
+      'an acceptor thread and n worker threads, each with its own engine and completion port, serving the completion-port echo on the session framework (uring: threads; node: a cluster of processes)',
       (v: string) => parseIntegerFlag('--threads', v, 1, 64),
     )
     .action(async (flags: EchoFlags) => {

@@ -1,5 +1,7 @@
 import { pino } from 'pino';
-import { ThreadedSessionServer } from '../threads/threaded-session-server.js';
+import type { ClusteredSessionServer } from '../threads/clustered-session-server.js';
+import { startSessionThreads } from '../threads/start-session-threads.js';
+import type { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { explainOsError } from './os-error-hints.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { UserError } from './user-error.js';
@@ -17,10 +19,10 @@ export interface ThreadedEchoFlags {
 }
 
 /**
- * `overlapped echo --threads N`: one acceptor thread and N worker threads,
- * each with its own engine and completion port serving the echo on the
- * session framework (src/threads/). uring only: the node engine cannot hand
- * a socket to another thread.
+ * `overlapped echo --threads N`: N workers, each with its own engine and
+ * completion port, serving the echo on the session framework
+ * (src/threads/): worker threads behind one acceptor on uring, a cluster of
+ * worker processes sharing the listener on node.
  */
 export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
   if (flags.model !== 'completion-port') {
@@ -30,9 +32,9 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
     );
   }
   const logger = pino({ base: { pid: process.pid } });
-  let server: ThreadedSessionServer;
+  let server: ThreadedSessionServer | ClusteredSessionServer;
   try {
-    server = await ThreadedSessionServer.start({
+    server = await startSessionThreads({
       threads: flags.threads,
       ...(flags.engine === undefined ? {} : { engine: flags.engine }),
       host: flags.host,
@@ -55,7 +57,11 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
   const { address, port } = server.address;
   logger.info(
     { address, port, model: flags.model, threads: flags.threads },
-    `echo server listening on ${address}:${port} (completion-port echo on the session framework: an acceptor and ${flags.threads} worker threads, each with its own engine and port)`,
+    `echo server listening on ${address}:${port} (completion-port echo on the session framework: ${
+      'assigned' in server
+        ? `an acceptor and ${flags.threads} worker threads`
+        : `a cluster of ${flags.threads} worker processes sharing the listener (node engine)`
+    }, each with its own engine and port)`,
   );
   const stopping = stopOnSignal(
     logger,
@@ -73,7 +79,7 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
         'threads stopped',
       );
     },
-    () => ({ assigned: server.assigned }),
+    () => ({ workers: server.threads }),
     () => ({ pending: 0 }),
   );
   // A failed thread stops the server by itself; the process then ends with an error.

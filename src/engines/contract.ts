@@ -220,6 +220,12 @@ export interface TcpListenOptions {
   host: string;
   port: number;
   backlog: number;
+  /**
+   * `node` only: in a `cluster` worker, listen through the primary's one
+   * shared socket (node:net's `exclusive: false`), so that every worker
+   * process serves the same port. Other engines ignore it.
+   */
+  shared?: boolean;
 }
 
 export interface PipeListenOptions {

@@ -19,9 +19,10 @@
  * node:net socket belongs to its thread's libuv loop. Node offers two other
  * shapes there: a listener per worker sharing the port (`reusePort`, Node
  * 22.12 and later only; this package supports Node 20, which lacks it), or
- * one process per core (`cluster`), where broadcast and `sendTo` would
- * cross processes. Neither is built here: `start` refuses the node engine
- * with `OVL_ERR_NOT_SUPPORTED` saying so.
+ * one process per core (`cluster`), where broadcast and `sendTo` cross
+ * processes: that is clustered-session-server.ts. `start` here refuses the
+ * node engine with `OVL_ERR_NOT_SUPPORTED` saying so;
+ * `startSessionThreads` picks the right one for the engine.
  *
  * A worker that throws (an uncaught exception in its thread) is reported
  * through `onError` and the whole server stops: the other workers drain
@@ -142,7 +143,7 @@ export class ThreadedSessionServer {
     check(
       engine.adopt !== undefined,
       'OVL_ERR_NOT_SUPPORTED',
-      `the ${engine.name} engine cannot hand connections to worker threads (a node:net socket belongs to its thread's event loop; reusePort needs Node 22.12+, this is ${process.versions.node}): use the uring engine, or run one process per core`,
+      `the ${engine.name} engine cannot hand connections to worker threads (a node:net socket belongs to its thread's event loop; reusePort needs Node 22.12+, this is ${process.versions.node}): use the uring engine, or ClusteredSessionServer (one process per core)`,
     );
     const onError =
       options.onError ??

@@ -173,11 +173,7 @@ for (const { name, engine, skip } of enginesUnderTest()) {
       }
     });
 
-    it('`overlapped chat --threads 2` relays between clients of both threads', async (t) => {
-      if (e.adopt === undefined) {
-        t.skip(`the ${name} engine cannot hand sockets to threads (tested in test/threads/)`);
-        return;
-      }
+    it('`overlapped chat --threads 2` relays between clients of both workers', async () => {
       const server = spawnCli(['chat', '--threads', '2', '--port', '0', '--engine', name]);
       const serverOut = stdoutLines(server);
       server.stderr.resume();
@@ -198,7 +194,7 @@ for (const { name, engine, skip } of enginesUnderTest()) {
           clients.push(c);
         }
         assert.equal(new Set(names).size, 4, `unique names: ${names.join(' ')}`);
-        // Round robin: clients 0 and 2 on thread 0, 1 and 3 on thread 1.
+        // Spread over both workers (threads on uring, cluster processes on node).
         await (clients[0] as LineClient).line(`* ${names[3]} joined`);
         (clients[1] as LineClient).send('across threads\n');
         for (const i of [0, 2, 3]) {

@@ -1,28 +1,17 @@
 /**
  * `overlapped echo --threads N` as a user runs it: connections spread over
- * both threads and echo byte-exact, SIGTERM drains every thread and exits 0;
- * the node engine is refused in one line with exit code 2.
+ * both workers (threads on uring, cluster processes on node) and echo
+ * byte-exact; SIGTERM drains every worker and exits 0.
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { runCli, spawnCli } from '../support/cli-runner.js';
+import { spawnCli } from '../support/cli-runner.js';
 import { connectClient, destroyAll, waitFor } from '../support/echo-fixture.js';
 import { enginesUnderTest, readExactly } from '../support/engines.js';
 
-for (const { name, engine, skip } of enginesUnderTest()) {
+for (const { name, skip } of enginesUnderTest()) {
   describe(`overlapped echo --threads on ${name}`, { skip: skip ?? false }, () => {
-    if (engine?.adopt === undefined) {
-      it('is refused in one line (exit 2): this engine cannot hand sockets to threads', async () => {
-        const r = await runCli(['echo', '--threads', '2', '--port', '0', '--engine', name]);
-        assert.equal(r.code, 2, r.stderr);
-        assert.match(
-          r.stderr,
-          /^overlapped: the node engine cannot hand connections to worker threads/,
-        );
-      });
-      return;
-    }
     it('--threads 2: both threads serve, byte-exact, and SIGTERM stops every thread', async () => {
       const child = spawnCli(['echo', '--threads', '2', '--port', '0', '--engine', name]);
       let out = '';
@@ -51,10 +40,15 @@ for (const { name, engine, skip } of enginesUnderTest()) {
           .split('\n')
           .filter((l) => l.includes('threads stopped'))
           .map((l) => JSON.parse(l) as { threads: { sessions: number }[] })[0];
-        assert.deepEqual(
-          stopped?.threads.map((t) => t.sessions),
-          [3, 3],
-          out,
+        const sessions = stopped?.threads.map((t) => t.sessions) ?? [];
+        assert.equal(sessions.length, 2, out);
+        assert.ok(
+          sessions.every((n) => n > 0),
+          `both workers served: ${sessions}`,
+        );
+        assert.equal(
+          sessions.reduce((x, y) => x + y, 0),
+          6,
         );
       } finally {
         await destroyAll(clients);

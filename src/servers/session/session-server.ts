@@ -123,6 +123,8 @@ export interface SessionServerOptions<D = unknown> {
   highWaterMark?: number;
   /** Policy `'backpressure'`: `onWritable` fires at or below this. Default 16 KiB. */
   lowWaterMark?: number;
+  /** `node` engine in a `cluster` worker: listen through the primary's shared socket. */
+  sharedListener?: boolean;
   /** TCP_NODELAY on every session (default true: relayed messages leave at once). */
   noDelay?: boolean;
   /** Errors no session can be told of (a hook that threw, an accept that failed). Default: stderr. */
@@ -267,6 +269,7 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
       host: options.host ?? SESSION_DEFAULTS.host,
       port: options.port ?? 0,
       backlog: options.backlog ?? DEFAULT_BACKLOG,
+      shared: options.sharedListener === true,
       noDelay: options.noDelay ?? true,
       // The session queue is the cap that counts; one gathered send may carry all of it.
       maxPendingSendBytes: max,
