@@ -163,6 +163,29 @@ export {
   PipeServer,
   type PipeServerOptions,
 } from './servers/pipe/pipe-server.js';
+export { KeyRegistry } from './servers/session/session-keys.js';
+export {
+  type CloseCode,
+  type CloseReason,
+  type QueuePolicy,
+  SESSION_DEFAULTS,
+  Session,
+  type SessionHandlers,
+  SessionServer,
+  type SessionServerOptions,
+  type SessionStats,
+  type StopOptions as SessionStopOptions,
+  type StopReport as SessionStopReport,
+} from './servers/session/session-server.js';
+export { ClusteredSessionServer } from './threads/clustered-session-server.js';
+export { startSessionThreads } from './threads/start-session-threads.js';
+export type { ThreadContext, ThreadHandlersFactory } from './threads/thread-protocol.js';
+export {
+  ThreadedSessionServer,
+  type ThreadedSessionServerOptions,
+  type ThreadedStopReport,
+  type ThreadReport,
+} from './threads/threaded-session-server.js';
 
 /** `TcpListener.listen(options)`: binds and listens (engine: see {@link ListenOptions}). */
 export function listenTcp(options: ListenOptions): Promise<TcpListener> {

@@ -12,6 +12,7 @@ import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, hostOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
+import { runThreadedEcho } from './threaded-echo.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
 interface EchoFlags extends LogFlags {
@@ -26,6 +27,7 @@ interface EchoFlags extends LogFlags {
   pooled?: boolean;
   maxThreads?: number;
   sweepInterval?: number;
+  threads?: number;
 }
 
 /** `overlapped echo`: the echo server of the seeds, in any of its eight models. */
@@ -88,10 +90,16 @@ export function createEchoCommand(): Command {
       '--pooled',
       'pooled receive mode (overlapped models): no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives; the readiness models never hold one for an idle client',
     )
-    .addOption(quietOption());
+    .addOption(quietOption())
+    .option(
+      '--threads <n>',
+      'an acceptor thread and n worker threads, each with its own engine and completion port, serving the completion-port echo on the session framework (uring: threads; node: a cluster of processes)',
+      (v: string) => parseIntegerFlag('--threads', v, 1, 64),
+    );
   for (const option of logOptions()) command.addOption(option);
   return command.action(async (flags: EchoFlags) => {
-    await runEcho(flags);
+    if (flags.threads !== undefined) await runThreadedEcho({ ...flags, threads: flags.threads });
+    else await runEcho(flags);
   });
 }
 

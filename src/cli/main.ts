@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { OverlappedError } from '../core/errors.js';
 import { checkEngineSettings, ENGINE_NAMES, parseEngineName } from '../engines/select.js';
+import { createChatCommand } from './chat-command.js';
 import { createClientCommand } from './client-command.js';
 import { createEchoCommand } from './echo-command.js';
 import { createLoadCommand } from './load-command.js';
@@ -54,6 +55,7 @@ for (const command of [
   createLoadCommand(),
   createPipeServerCommand(),
   createPipeClientCommand(),
+  createChatCommand(),
 ]) {
   program.addCommand(command.copyInheritedSettings(program));
 }

@@ -118,6 +118,16 @@ export const ERROR_CODES = {
     message:
       'a select() set holds at most FD_SETSIZE (64) sockets: shard the sockets across several select loops, e.g. one loop per 63 clients plus the listener',
   },
+  OVL_ERR_SESSION_QUEUE_FULL: {
+    win32: { name: 'WSAENOBUFS', code: 10055 },
+    message:
+      "the session's send queue is at its cap (maxQueuedBytes): this send was dropped; the peer reads more slowly than it is sent to",
+  },
+  OVL_ERR_THREAD_FAILED: {
+    win32: { name: 'ERROR_THREAD_NOT_IN_PROCESS', code: 566 },
+    message:
+      'a session worker thread failed with an uncaught exception: the server stops, the other threads drain their sessions',
+  },
   OVL_ERR_INTERNAL: {
     win32: { name: 'ERROR_INTERNAL_ERROR', code: 1359 },
     message: 'internal error: an engine broke its contract (please report this)',

@@ -31,6 +31,8 @@ export interface ListenOptions extends SocketOptions {
   port: number;
   /** Connections the OS and engine queue before an accept takes them. Default 4096. */
   backlog?: number;
+  /** `node` engine in a `cluster` worker: share the primary's listening socket (see TcpListenOptions). */
+  shared?: boolean;
 }
 
 /**
@@ -65,7 +67,12 @@ export class TcpListener extends Handle {
     );
     const engine = resolveEngine(options.engine);
     attachEngine(engine);
-    const listener = await engine.listenTcp({ host, port, backlog });
+    const listener = await engine.listenTcp({
+      host,
+      port,
+      backlog,
+      ...(options.shared === true ? { shared: true } : {}),
+    });
     const socketOptions: SocketOptions = {};
     if (options.maxPendingSendBytes !== undefined) {
       socketOptions.maxPendingSendBytes = options.maxPendingSendBytes;

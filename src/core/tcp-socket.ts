@@ -118,6 +118,22 @@ export class TcpSocket extends Handle {
     return socket;
   }
 
+  /**
+   * Takes over a connected socket's descriptor from another thread (the
+   * other half of {@link TcpSocket.detach}): an acceptor thread detaches
+   * what it accepted and a worker thread adopts it into its own engine.
+   * Only on engines that have `adopt` (uring).
+   */
+  static adopt(engine: Engine, fd: number, options: SocketOptions = {}): TcpSocket {
+    check(
+      engine.adopt !== undefined,
+      'OVL_ERR_NOT_SUPPORTED',
+      `the ${engine.name} engine cannot adopt a descriptor from another thread`,
+    );
+    attachEngine(engine);
+    return new TcpSocket(engine, engine.adopt(fd), options);
+  }
+
   get localAddress(): Endpoint | null {
     return this.#stream.localEndpoint;
   }

@@ -231,6 +231,12 @@ export interface TcpListenOptions {
   host: string;
   port: number;
   backlog: number;
+  /**
+   * `node` only: in a `cluster` worker, listen through the primary's one
+   * shared socket (node:net's `exclusive: false`), so that every worker
+   * process serves the same port. Other engines ignore it.
+   */
+  shared?: boolean;
 }
 
 export interface PipeListenOptions {
@@ -259,6 +265,17 @@ export interface Engine {
    * not have it.
    */
   readonly blocking?: BlockingDescriptorIo;
+  /**
+   * Wraps a connected stream socket's descriptor in a stream of this engine:
+   * the other half of {@link EngineStream.detach}, for an acceptor thread
+   * that hands connections to worker threads, each with its own engine. The
+   * stream owns the descriptor from here (its `close` closes it); it has
+   * nothing pending and nothing received, and keeps every rule above. The
+   * descriptor must be a connected socket no other stream or thread still
+   * uses. Engines whose connections cannot leave their event loop (`node`)
+   * do not have it.
+   */
+  adopt?(fd: number): EngineStream;
 }
 
 /**

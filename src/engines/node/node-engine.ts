@@ -829,7 +829,7 @@ export class NodeEngine implements Engine {
       host: options.host,
       port: options.port,
       backlog: options.backlog,
-      exclusive: true,
+      exclusive: options.shared !== true,
     });
     return new NodeListener(this.#turn, server, options.backlog, null);
   }

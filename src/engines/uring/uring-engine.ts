@@ -557,6 +557,21 @@ export class UringEngine implements Engine {
     return stream;
   }
 
+  /**
+   * The contract's `adopt`: the descriptor becomes a stream of this ring, as
+   * an accepted one would (accepted sockets are blocking descriptors here;
+   * io_uring does the waiting, and try-calls pass MSG_DONTWAIT).
+   */
+  adopt(fd: number): EngineStream {
+    if (!Number.isSafeInteger(fd) || fd < 0) {
+      throw new UsageError(
+        'OVL_ERR_INVALID_ARGUMENT',
+        `adopt() takes a descriptor (a whole number >= 0), got ${String(fd)}`,
+      );
+    }
+    return new UringStream(this, fd, null, null);
+  }
+
   connectPipe(req: EngineRequest, path: string): EngineStream {
     const stream = new UringStream(this, -1, req, path);
     stream.startConnect(path, -1);
