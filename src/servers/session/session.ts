@@ -64,14 +64,17 @@ export interface SessionHost {
   readonly maxQueuedBytes: number;
   readonly highWaterMark: number;
   readonly lowWaterMark: number;
-  /** A socket send was posted (`partial` true when it carries the tail of a partial send). */
+  /** @internal A socket send was posted (`partial` true when it carries the tail of a partial send). */
   countSend(partial: boolean): void;
-  /** A send was refused under policy `'drop'`. */
+  /** @internal A send was refused under policy `'drop'`. */
   countDrop(): void;
+  /** @internal */
   sendCompleted(session: Session, bytes: number): void;
+  /** @internal */
   received(session: Session, bytes: Buffer): void;
+  /** @internal */
   writable(session: Session): void;
-  /** Nothing of the session is pending any more: `onClose` may run (after the current completion). */
+  /** @internal Nothing of the session is pending any more: `onClose` may run (after the current completion). */
   ended(session: Session): void;
 }
 
