@@ -49,7 +49,8 @@ export function createEchoCommand(): Command {
         '--model <model>',
         'the I/O model: overlapped I/O with a completion port, event objects (63 clients per wait loop) ' +
           'or completion routines; blocking sockets with a thread per client; non-blocking sockets swept in a loop; ' +
-          'select (63 clients per loop); WSAAsyncSelect (window messages); WSAEventSelect (63 clients per wait loop)',
+          'select (63 clients per loop); WSAAsyncSelect (window messages); WSAEventSelect (63 clients per wait loop); ' +
+          'or the session framework (sessions: KIocp/KSocket on a completion port)',
       )
         .choices(ECHO_MODELS)
         .default('completion-port'),

@@ -13,12 +13,14 @@ import { EventsEchoServer } from './events-echo-server.js';
 import { NonBlockingEchoServer } from './nonblocking-echo-server.js';
 import { RoutinesEchoServer } from './routines-echo-server.js';
 import { SelectEchoServer } from './select-echo-server.js';
+import { SessionsEchoServer } from './sessions-echo-server.js';
 
 /**
  * The eight models of the seeds' table, in its order: the three overlapped
  * ones (completion port, event objects, completion routines), then blocking
  * sockets with a thread each, non-blocking polling, select, WSAAsyncSelect
- * and WSAEventSelect.
+ * and WSAEventSelect; and the same echo on the session framework
+ * (`sessions`, the seeds' KIocp/KSocket on a completion port).
  */
 export const ECHO_MODELS = [
   'completion-port',
@@ -29,6 +31,7 @@ export const ECHO_MODELS = [
   'select',
   'async-select',
   'event-select',
+  'sessions',
 ] as const;
 export type EchoModel = (typeof ECHO_MODELS)[number];
 
@@ -63,6 +66,8 @@ export function startEchoServer(options: EchoModelOptions): Promise<EchoService>
       return AsyncSelectEchoServer.start(rest);
     case 'event-select':
       return EventSelectEchoServer.start(rest);
+    case 'sessions':
+      return SessionsEchoServer.start(rest);
     default:
       throw new UsageError(
         'OVL_ERR_INVALID_ARGUMENT',

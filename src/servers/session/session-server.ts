@@ -77,7 +77,8 @@ export interface SessionHandlers<D = unknown> {
   /**
    * Bytes arrived (OnReceiveCompleted). `bytes` is a view of a pool buffer,
    * valid only during the call: copy what you keep. The next recv is posted
-   * when the hook returns, so a session's receives never overlap.
+   * when the hook returns (under policy `'backpressure'`, once the session
+   * is writable again), so a session's receives never overlap.
    * Not called after `close()`/`destroy()` or the peer's end.
    */
   onReceive?(session: Session<D>, bytes: Buffer): void;

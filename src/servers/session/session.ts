@@ -30,7 +30,11 @@ import type { Endpoint } from '../../engines/contract.js';
  * - `'backpressure'`: `session.writable` turns false once queued bytes pass
  *   `highWaterMark`, and `onWritable` fires once they fall to
  *   `lowWaterMark`; a producer that keeps sending anyway meets the hard cap,
- *   which then disconnects as `'disconnect'` does.
+ *   which then disconnects as `'disconnect'` does. While a session is not
+ *   writable, the server also stops receiving from it (no recv is posted
+ *   until it is writable again), so a peer that sends without reading what
+ *   it is sent is held back by TCP flow control: an echo or a proxy stays
+ *   bounded without a line of flow-control code of its own.
  */
 export type QueuePolicy = 'disconnect' | 'drop' | 'backpressure';
 
@@ -106,6 +110,8 @@ export class Session<D = unknown> {
   #inFlight: Uint8Array[] | null = null;
   #inFlightBytes = 0;
   #recvPending = false;
+  /** Policy 'backpressure': a recv is owed once the session is writable again. */
+  #recvHeld = false;
   #writable = true;
   #sends = 0;
 
@@ -227,8 +233,9 @@ export class Session<D = unknown> {
     } else {
       lease.release();
     }
-    if (this.#state === OPEN) this.#postRecv();
-    else this.#maybeEnd();
+    if (this.#state !== OPEN) this.#maybeEnd();
+    else if (this.#writable) this.#postRecv();
+    else this.#recvHeld = true;
   }
 
   /** @internal The send in flight completed. */
@@ -261,6 +268,10 @@ export class Session<D = unknown> {
     if (!this.#writable && this.queuedBytes <= this.#host.lowWaterMark && this.#state === OPEN) {
       this.#writable = true;
       this.#host.writable(this);
+      if (this.#recvHeld && this.#state === OPEN) {
+        this.#recvHeld = false;
+        this.#postRecv();
+      }
     }
   }
 
