@@ -322,7 +322,10 @@ export class PipeServer {
     if (error !== null) {
       const c = codeOf(error);
       if (c === 'OVL_ERR_MORE_DATA') {
-        state.parts.push(Buffer.from(state.buffer.subarray(0, bytes)));
+        // The pieces held are bytes the client sent (never more than it claimed, up to maxMessage).
+        const piece = this.#copy(inst, state.buffer.subarray(0, bytes));
+        if (piece === null) return;
+        state.parts.push(piece);
         if (this.#usable(inst)) inst.conn.read(state.buffer, io, this.#onRead);
         return;
       }
@@ -344,8 +347,10 @@ export class PipeServer {
     let request = state.buffer.subarray(0, bytes);
     if (state.parts.length > 0) {
       state.parts.push(request);
-      request = Buffer.concat(state.parts);
+      const whole = this.#copy(inst, state.parts);
       state.parts = [];
+      if (whole === null) return;
+      request = whole;
     }
     inst.busy = true;
     let reply: PipeReply | Promise<PipeReply>;
@@ -364,6 +369,21 @@ export class PipeServer {
       this.#reply(inst, reply);
     }
   };
+
+  /**
+   * Copies a request piece (or joins the pieces); when the process cannot
+   * allocate it, that client alone is refused and freed (null).
+   */
+  #copy(inst: Instance, data: Buffer | Buffer[]): Buffer | null {
+    try {
+      return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    } catch (err) {
+      const message = `no memory for this request (${(err as Error).message}): send smaller messages`;
+      this.#logger?.warn({ instance: inst.id, err: message }, 'client refused a request');
+      this.#free(inst, 'OVL_ERR_MESSAGE_TOO_LARGE', message);
+      return null;
+    }
+  }
 
   #reply(inst: Instance, reply: PipeReply): void {
     let bytes: Uint8Array;
