@@ -27,6 +27,8 @@ interface EchoFlags {
   pooled?: boolean;
   maxThreads?: number;
   sweepInterval?: number;
+  idleTimeout: number;
+  writeTimeout: number;
 }
 
 /** `overlapped echo`: the echo server of the seeds, in any of its eight models. */
@@ -84,6 +86,18 @@ export function createEchoCommand(): Command {
       (v: string) => parseIntegerFlag('--max-connections', v, 1, 1_000_000),
       ECHO_DEFAULTS.maxConnections,
     )
+    .option(
+      '--idle-timeout <ms>',
+      'close a connection that moved no byte either way for this long (0: off; e.g. 300000 on the open Internet)',
+      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
+      0,
+    )
+    .option(
+      '--write-timeout <ms>',
+      'reset a connection whose client takes no byte of an echo for this long (0: off; e.g. 30000)',
+      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
+      0,
+    )
     .addOption(engineOption())
     .option(
       '--nagle',
@@ -117,6 +131,8 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       maxConnections: flags.maxConnections,
       noDelay: flags.nagle !== true,
       pooled: flags.pooled === true,
+      idleTimeoutMs: flags.idleTimeout,
+      writeTimeoutMs: flags.writeTimeout,
       logger: connectionLogger,
       ...(flags.maxThreads === undefined ? {} : { maxThreads: flags.maxThreads }),
       ...(flags.sweepInterval === undefined ? {} : { sweepIntervalMs: flags.sweepInterval }),

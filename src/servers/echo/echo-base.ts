@@ -11,6 +11,7 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { CompletionRoutine } from '../../core/apc.js';
+import { Deadline, deadlines } from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
@@ -55,6 +56,17 @@ export interface EchoServerOptions {
    * receive buffer. Default false.
    */
   pooled?: boolean;
+  /**
+   * Closes a connection that moved no byte in either direction for this
+   * many ms (its pending operation completes with `OVL_ERR_TIMEOUT`). 0 or
+   * absent: off (the default).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Resets a connection whose echo the client took no byte of for this many
+   * ms (it does not read). 0 or absent: off (the default).
+   */
+  writeTimeoutMs?: number;
 }
 
 /** Per-I/O data: the buffer and how far the current echo got. */
@@ -70,6 +82,8 @@ export interface EchoIo {
    * C: a completion routine is handed only the Overlapped.
    */
   connection: EchoConnection | null;
+  /** The connection's idle or write deadline, when either is on. */
+  deadline: Deadline | null;
 }
 
 /** Per-handle data of one connection. Models extend it with what they need. */
@@ -108,6 +122,41 @@ export function isAborted(error: Error | null): boolean {
   return error instanceof OverlappedError && error.code === 'OVL_ERR_ABORTED';
 }
 
+/** What a deadline close needs of a socket (a TcpSocket, or a model's socket over one). */
+export interface DeadlineClosable {
+  failPendingWith(error: OverlappedError): void;
+  close(): void;
+  destroy(): void;
+}
+
+/** A deadline closed the connection; its one info line is already logged. */
+export function isTimeout(error: Error | null): boolean {
+  return error instanceof OverlappedError && error.code === 'OVL_ERR_TIMEOUT';
+}
+
+/**
+ * Closes a connection whose deadline passed, with one info line: its pending
+ * operations complete with `OVL_ERR_TIMEOUT`. An idle connection gets a FIN;
+ * one the client does not read from is reset (a FIN would wait behind the
+ * unsent bytes, and the close would linger).
+ */
+export function closeOnDeadline(
+  socket: DeadlineClosable,
+  reason: 'idle' | 'write',
+  timeoutMs: number,
+  peer: string,
+  logger: Logger | undefined,
+): void {
+  const what =
+    reason === 'idle'
+      ? `no byte moved for ${timeoutMs} ms (--idle-timeout)`
+      : `the client took no byte of a send for ${timeoutMs} ms (--write-timeout)`;
+  logger?.info({ peer, reason, timeoutMs }, `deadline passed: closing the connection: ${what}`);
+  socket.failPendingWith(new OverlappedError('OVL_ERR_TIMEOUT', `${reason} deadline: ${what}`));
+  if (reason === 'write') socket.destroy();
+  else socket.close();
+}
+
 /** Validated options with defaults filled in. */
 export interface EchoSettings {
   readonly bufferSize: number;
@@ -116,13 +165,22 @@ export interface EchoSettings {
   readonly concurrency: number;
   readonly pooled: boolean;
   readonly logger: Logger | undefined;
+  /** 0: off. */
+  readonly idleTimeoutMs: number;
+  /** 0: off. */
+  readonly writeTimeoutMs: number;
 }
 
 const EMPTY = Buffer.alloc(0);
 
-/** Checks the options and listens (127.0.0.1:5150 unless told otherwise). */
+/**
+ * Checks the options and listens (127.0.0.1:5150 unless told otherwise).
+ * `model` names a model that keeps no deadlines: asking it for one is
+ * refused rather than silently ignored.
+ */
 export async function listenForEcho(
   options: EchoServerOptions,
+  model?: string,
 ): Promise<{ listener: TcpListener; settings: EchoSettings }> {
   const cpus = availableParallelism();
   const settings: EchoSettings = {
@@ -132,6 +190,8 @@ export async function listenForEcho(
     concurrency: options.concurrency ?? cpus,
     pooled: options.pooled === true,
     logger: options.logger,
+    idleTimeoutMs: options.idleTimeoutMs ?? 0,
+    writeTimeoutMs: options.writeTimeoutMs ?? 0,
   };
   for (const name of ['workers', 'concurrency', 'bufferSize', 'maxConnections'] as const) {
     const value = settings[name];
@@ -141,6 +201,19 @@ export async function listenForEcho(
       `${name} must be a whole number >= 1, got ${String(value)}`,
     );
   }
+  for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
+    const value = settings[name];
+    check(
+      Number.isSafeInteger(value) && value >= 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
+    );
+  }
+  check(
+    model === undefined || (settings.idleTimeoutMs === 0 && settings.writeTimeoutMs === 0),
+    'OVL_ERR_INVALID_ARGUMENT',
+    `the ${model} model keeps no idle or write deadlines yet: use the completion-port, events or routines model for --idle-timeout and --write-timeout`,
+  );
   const listenOptions: ListenOptions = {
     engine: options.engine,
     host: options.host ?? ECHO_DEFAULTS.host,
@@ -267,14 +340,43 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       bytesRecv: 0,
       bytesSent: 0,
       connection: null,
+      deadline: null,
     });
     // Only info lines name the peer: with them off, a connection keeps no string for it.
     const peer = this.#logPeers ? describeEndpoint(socket.remoteAddress) : '';
     const conn = this.createConnection(socket, peer, io);
     io.data.connection = conn;
+    if (this.settings.idleTimeoutMs > 0 || this.settings.writeTimeoutMs > 0) {
+      io.data.deadline = new Deadline(() => this.#expired(conn));
+      this.#armDeadline(conn, 'recv');
+    }
     this.#connections.add(conn);
     this.logger?.info({ peer, connections: this.#connections.size }, 'connected');
     return conn;
+  }
+
+  /** Arms `conn`'s deadline for the operation about to be posted (the write limit covers a send, idle the rest). */
+  #armDeadline(conn: C, next: 'send' | 'recv'): void {
+    const deadline = conn.io.data.deadline;
+    if (deadline === null) return;
+    const { idleTimeoutMs, writeTimeoutMs } = this.settings;
+    const ms = next === 'send' && writeTimeoutMs > 0 ? writeTimeoutMs : idleTimeoutMs;
+    if (ms > 0) deadlines.arm(deadline, ms);
+    else deadlines.disarm(deadline);
+  }
+
+  #expired(conn: C): void {
+    if (!this.#connections.has(conn) || !conn.io.pending) return;
+    const sending = conn.io.operation === 'send';
+    const { idleTimeoutMs, writeTimeoutMs } = this.settings;
+    const reason = sending && writeTimeoutMs > 0 ? 'write' : 'idle';
+    closeOnDeadline(
+      conn.socket,
+      reason,
+      reason === 'write' ? writeTimeoutMs : idleTimeoutMs,
+      conn.peer,
+      this.logger,
+    );
   }
 
   /**
@@ -286,7 +388,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     const io = conn.io;
     const state = io.data;
     if (error !== null) {
-      if (!isAborted(error)) {
+      if (!isAborted(error) && !isTimeout(error)) {
         this.logger?.info({ peer: conn.peer, err: error.message }, 'connection error');
       }
       this.close(conn);
@@ -306,12 +408,17 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     } else {
       state.bytesSent += bytes;
     }
-    if (state.bytesSent < state.bytesRecv) return 'send';
+    if (state.bytesSent < state.bytesRecv) {
+      // Each completed piece is progress: the write limit starts again.
+      if (state.deadline !== null) this.#armDeadline(conn, 'send');
+      return 'send';
+    }
     if (this.stopping) {
       this.close(conn);
       return 'closed';
     }
     release(state);
+    if (state.deadline !== null) this.#armDeadline(conn, 'recv');
     return 'recv';
   }
 
@@ -325,6 +432,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
   /** Closes and frees `conn` (idempotent); the model may extend it to drop its own records. */
   protected close(conn: C): void {
     if (!this.#connections.delete(conn)) return;
+    if (conn.io.data.deadline !== null) deadlines.disarm(conn.io.data.deadline);
     conn.socket.close();
     // Called only from a delivered completion: no send of the leased buffer is pending.
     release(conn.io.data);

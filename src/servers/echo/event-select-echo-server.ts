@@ -38,7 +38,7 @@ export class EventSelectEchoServer extends ReadinessEchoBase<EventSelectConnecti
   }
 
   static async start(options: EchoServerOptions): Promise<EventSelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options);
+    const { listener, settings } = await listenForEcho(options, 'event-select');
     const server = new EventSelectEchoServer(listener, settings);
     eventSelect(server.listener, server.#listenerEvent, FD_ACCEPT | FD_CLOSE);
     server.#acceptor = server.#accept();

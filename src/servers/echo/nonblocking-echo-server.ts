@@ -50,7 +50,7 @@ export class NonBlockingEchoServer extends ReadinessEchoBase<ReadinessConnection
       'OVL_ERR_INVALID_ARGUMENT',
       `sweepIntervalMs must be from 1 to 1000, got ${String(sweepIntervalMs)}`,
     );
-    const { listener, settings } = await listenForEcho(rest);
+    const { listener, settings } = await listenForEcho(rest, 'nonblocking');
     const server = new NonBlockingEchoServer(listener, settings, sweepIntervalMs);
     server.#loop = server.#sweepLoop();
     return server;

@@ -46,7 +46,7 @@ export class SelectEchoServer extends ReadinessEchoBase<SelectConnection> {
   }
 
   static async start(options: EchoServerOptions): Promise<SelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options);
+    const { listener, settings } = await listenForEcho(options, 'select');
     const server = new SelectEchoServer(listener, settings);
     server.#open();
     return server;
