@@ -18,6 +18,9 @@ interface PipeServerFlags {
   fileMode: number;
   engine?: string;
   quiet?: boolean;
+  idleTimeout: number;
+  readTimeout: number;
+  writeTimeout: number;
 }
 
 interface PipeClientFlags {
@@ -103,6 +106,24 @@ export function createPipeServerCommand(): Command {
       parseFileMode,
       0o600,
     )
+    .option(
+      '--idle-timeout <ms>',
+      'close an instance that received nothing for this long while waiting for a request (0: off)',
+      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
+      PIPE_DEFAULTS.idleTimeoutMs,
+    )
+    .option(
+      '--read-timeout <ms>',
+      'close an instance whose request stops arriving: less than one read buffer (16 KiB) in one to two of these periods (0: off)',
+      (v: string) => parseIntegerFlag('--read-timeout', v, 0, 2_147_483_647),
+      PIPE_DEFAULTS.readTimeoutMs,
+    )
+    .option(
+      '--write-timeout <ms>',
+      'reset an instance whose client has not taken a reply after this long (0: off)',
+      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
+      PIPE_DEFAULTS.writeTimeoutMs,
+    )
     .addOption(engineOption())
     .addOption(quietOption())
     .action(async (flags: PipeServerFlags) => {
@@ -123,6 +144,9 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
       mode: flags.mode,
       maxMessage: flags.maxMessage,
       fileMode: flags.fileMode,
+      idleTimeoutMs: flags.idleTimeout,
+      readTimeoutMs: flags.readTimeout,
+      writeTimeoutMs: flags.writeTimeout,
       ...(flags.instances === undefined ? {} : { instances: flags.instances }),
       logger: instanceLogger,
     });

@@ -215,6 +215,16 @@ export class PipeConnection extends Handle {
     return conn;
   }
 
+  #received = 0;
+
+  /**
+   * Bytes received from the peer since the connection opened (frames
+   * included): what a server's idle and read-progress deadlines look at.
+   */
+  get bytesReceived(): number {
+    return this.#received;
+  }
+
   /** Received bytes held that no read has taken yet (staged frames plus the engine's). */
   get unreadBytes(): number {
     return this.#end - this.#start + this.#stream.unreadBytes;
@@ -400,6 +410,7 @@ export class PipeConnection extends Handle {
         if (ov.error !== null) ov.error = this.#mapStreamError(ov.error);
       }
     } else if (op === 'read' || op === 'connect') {
+      if (this.mode === 'byte' && op === 'read') this.#received += ov.bytes;
       // Every read (message mode) and connect completes through #completeUser, in order.
       if (this.#deferred > 0 && (op === 'connect' || this.mode === 'message')) this.#deferred--;
       if (op === 'connect' && ov.error === null) ov.pipe = this;
@@ -488,6 +499,7 @@ export class PipeConnection extends Handle {
       this.#eof = true;
     } else {
       this.#end += req.bytes;
+      this.#received += req.bytes;
     }
     this.#inBatch = true;
     try {

@@ -7,9 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { type Logger, pino } from 'pino';
 import type { EchoService } from '../../src/servers/echo/echo-base.js';
 import { type EchoModel, startEchoServer } from '../../src/servers/echo/echo-models.js';
 import {
@@ -20,20 +18,7 @@ import {
   echoRoundTrip,
 } from '../support/echo-fixture.js';
 import { enginesUnderTest } from '../support/engines.js';
-
-/** A logger whose JSON lines land in `lines`. */
-export function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) {
-        if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink) as unknown as Logger, lines };
-}
+import { capturingLogger } from '../support/log-capture.js';
 
 const MODELS: EchoModel[] = ['completion-port', 'events', 'routines'];
 

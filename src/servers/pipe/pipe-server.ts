@@ -22,6 +22,7 @@
  */
 import type { Logger } from 'pino';
 import { queueUserApc } from '../../core/apc.js';
+import { Deadline, deadlines, RESOLUTION_MS } from '../../core/deadlines.js';
 import { check, OverlappedError, type OverlappedErrorCode } from '../../core/errors.js';
 import { ManualResetEvent } from '../../core/events.js';
 import { Overlapped } from '../../core/overlapped.js';
@@ -46,6 +47,12 @@ export const PIPE_DEFAULTS = {
   /** Read buffer per instance; larger requests arrive in pieces (OVL_ERR_MORE_DATA). */
   bufferSize: 16 * 1024,
   stopDeadlineMs: 5000,
+  /** Close an instance that received nothing for 2 minutes. */
+  idleTimeoutMs: 120_000,
+  /** A request that started must arrive, or bring a read buffer's worth, within 10 s (to 20 s). */
+  readTimeoutMs: 10_000,
+  /** A reply the client takes no byte of for 10 s resets the instance. */
+  writeTimeoutMs: 10_000,
   /** The seeds' reply. */
   defaultAnswer: 'Default answer from server',
 } as const;
@@ -93,6 +100,27 @@ export interface PipeServerOptions {
   handler?: PipeHandler;
   /** Info line per connect and disconnect; warnings for refused clients and failures. */
   logger?: Logger;
+  /**
+   * Closes an instance that received no byte for this many ms while waiting
+   * for a request (default 120000; 0: off).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * A request whose first bytes arrived must arrive whole, or bring at
+   * least one read buffer (16 KiB) more, within one to two of these periods
+   * (default 10000 ms; 0: off): a client that trickles a frame (a
+   * slowloris) is closed.
+   */
+  readTimeoutMs?: number;
+  /** Resets an instance whose client took no byte of a reply for this many ms (default 10000; 0: off). */
+  writeTimeoutMs?: number;
+}
+
+/** The instance deadlines, in ms; 0 is off. */
+interface PipeTimeouts {
+  readonly idle: number;
+  readonly read: number;
+  readonly write: number;
 }
 
 /** Per-I/O data of an instance's one Overlapped (the seeds' PIPEINST). */
@@ -109,6 +137,13 @@ interface Instance extends PipeClientInfo {
   requests: number;
   /** A request was read and its reply is not written yet. */
   busy: boolean;
+  /** The instance's deadline, when any limit is on. */
+  readonly deadline: Deadline | null;
+  /** `bytesReceived` at the last deadline check, and when it last changed (or a read was posted). */
+  lastReceived: number;
+  lastProgress: number;
+  /** A deadline check found this request partly received (the next such check closes it). */
+  partialSeen: boolean;
 }
 
 function codeOf(error: Error | null): string | undefined {
@@ -139,6 +174,9 @@ export class PipeServer {
   readonly #bufferSize: number;
   readonly #handler: PipeHandler;
   readonly #logger: Logger | undefined;
+  readonly #timeouts: PipeTimeouts;
+  /** How often a reading instance's deadline is checked: the read limit, else the idle one. */
+  readonly #checkMs: number;
   readonly #instances = new Set<Instance>();
   readonly #connectEvent = new ManualResetEvent(false);
   readonly #connect = new Overlapped();
@@ -157,7 +195,13 @@ export class PipeServer {
     settings: { mode: PipeMode; maxMessage: number; instances: number; bufferSize: number },
     handler: PipeHandler,
     logger: Logger | undefined,
+    timeouts: PipeTimeouts,
   ) {
+    this.#timeouts = timeouts;
+    this.#checkMs =
+      timeouts.read > 0 && settings.mode === 'message'
+        ? Math.min(timeouts.read, timeouts.idle > 0 ? timeouts.idle : timeouts.read)
+        : timeouts.idle;
     this.listener = listener;
     this.mode = settings.mode;
     this.maxMessage = settings.maxMessage;
@@ -187,6 +231,18 @@ export class PipeServer {
       'OVL_ERR_INVALID_ARGUMENT',
       `bufferSize must be a whole number >= 1, got ${String(bufferSize)}`,
     );
+    const timeouts: PipeTimeouts = {
+      idle: options.idleTimeoutMs ?? PIPE_DEFAULTS.idleTimeoutMs,
+      read: options.readTimeoutMs ?? PIPE_DEFAULTS.readTimeoutMs,
+      write: options.writeTimeoutMs ?? PIPE_DEFAULTS.writeTimeoutMs,
+    };
+    for (const [name, value] of Object.entries(timeouts)) {
+      check(
+        Number.isSafeInteger(value) && value >= 0,
+        'OVL_ERR_INVALID_ARGUMENT',
+        `${name}TimeoutMs must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
+      );
+    }
     const handler = options.handler ?? defaultHandler;
     check(typeof handler === 'function', 'OVL_ERR_INVALID_ARGUMENT', 'handler must be a function');
     const path = resolvePipeName(options.name ?? PIPE_DEFAULTS.name);
@@ -203,6 +259,7 @@ export class PipeServer {
       { mode, maxMessage, instances, bufferSize },
       handler,
       options.logger,
+      timeouts,
     );
     server.#loop = server.#run();
     return server;
@@ -307,12 +364,94 @@ export class PipeServer {
       buffer: Buffer.allocUnsafe(this.#bufferSize),
       parts: [],
     });
-    const inst: Instance = { id, conn, io, requests: 0, busy: false };
+    const timed = this.#checkMs > 0 || this.#timeouts.write > 0;
+    const inst: Instance = {
+      id,
+      conn,
+      io,
+      requests: 0,
+      busy: false,
+      deadline: timed ? new Deadline(() => this.#expired(inst)) : null,
+      lastReceived: 0,
+      lastProgress: 0,
+      partialSeen: false,
+    };
     (io.data as { instance: Instance }).instance = inst;
     this.#instances.add(inst);
     this.#logger?.info({ instance: id, instances: this.#instances.size }, 'client connected');
     conn.sendControl(READY);
-    conn.read(io.data.buffer, io, this.#onRead);
+    this.#read(inst);
+  }
+
+  /** Posts the instance's next read (a new request, or the next piece of one) and arms its deadline. */
+  #read(inst: Instance): void {
+    const deadline = inst.deadline;
+    if (deadline !== null) {
+      inst.lastReceived = inst.conn.bytesReceived;
+      inst.lastProgress = performance.now();
+      inst.partialSeen = false;
+      if (this.#checkMs > 0) deadlines.arm(deadline, this.#checkMs);
+      else deadlines.disarm(deadline);
+    }
+    inst.conn.read(inst.io.data.buffer, inst.io, this.#onRead);
+  }
+
+  /**
+   * A deadline check. A pending write that made no progress for the write
+   * limit resets the instance. A pending read is closed when the request
+   * it waits for was already partly there at the previous check (read
+   * limit), or when nothing at all arrived for the idle limit; otherwise
+   * the check comes again. While the handler runs there is no deadline.
+   */
+  #expired(inst: Instance): void {
+    const io = inst.io;
+    if (!this.#instances.has(inst) || !io.pending || inst.deadline === null) return;
+    const { idle, read, write } = this.#timeouts;
+    if (io.operation === 'write') {
+      if (write > 0) this.#timedOut(inst, 'write', write);
+      return;
+    }
+    const now = performance.now();
+    const received = inst.conn.bytesReceived;
+    if (received !== inst.lastReceived) {
+      inst.lastReceived = received;
+      inst.lastProgress = now;
+    }
+    const partial =
+      this.mode === 'message' && (io.data.parts.length > 0 || inst.conn.unreadBytes > 0);
+    if (partial && read > 0) {
+      if (inst.partialSeen) {
+        this.#timedOut(inst, 'read', read);
+        return;
+      }
+      inst.partialSeen = true;
+    } else if (idle > 0 && now - inst.lastProgress + RESOLUTION_MS >= idle) {
+      this.#timedOut(inst, 'idle', idle);
+      return;
+    }
+    deadlines.arm(inst.deadline, this.#checkMs);
+  }
+
+  /**
+   * Closes an instance whose deadline passed, with one info line: its
+   * pending operation completes with `OVL_ERR_TIMEOUT`; a reading client is
+   * told so in a control frame, a client that does not read is reset.
+   */
+  #timedOut(inst: Instance, reason: 'idle' | 'read' | 'write', timeoutMs: number): void {
+    const what =
+      reason === 'idle'
+        ? `no byte arrived for ${timeoutMs} ms (--idle-timeout)`
+        : reason === 'read'
+          ? `a request stopped arriving (less than one read buffer per ${timeoutMs} ms, --read-timeout)`
+          : `the client took no byte of a reply for ${timeoutMs} ms (--write-timeout)`;
+    this.#logger?.info(
+      { instance: inst.id, reason, timeoutMs },
+      `deadline passed: closing the instance: ${what}`,
+    );
+    const message = `${reason} deadline: ${what}`;
+    inst.conn.failPendingWith(new OverlappedError('OVL_ERR_TIMEOUT', message));
+    if (reason === 'write') inst.conn.destroy();
+    this.#free(inst, reason === 'write' ? undefined : 'OVL_ERR_TIMEOUT', message);
   }
 
   /** CompletedReadRoutine: a request (or a piece of one) arrived, or the client left. */
@@ -326,7 +465,7 @@ export class PipeServer {
         const piece = this.#copy(inst, state.buffer.subarray(0, bytes));
         if (piece === null) return;
         state.parts.push(piece);
-        if (this.#usable(inst)) inst.conn.read(state.buffer, io, this.#onRead);
+        if (this.#usable(inst)) this.#read(inst);
         return;
       }
       if (c === 'OVL_ERR_MESSAGE_TOO_LARGE' || c === 'OVL_ERR_PIPE_PROTOCOL') {
@@ -334,12 +473,14 @@ export class PipeServer {
         this.#free(inst, c, error.message);
         return;
       }
-      if (c !== 'OVL_ERR_ABORTED' && c !== 'OVL_ERR_BROKEN_PIPE') {
+      if (c !== 'OVL_ERR_ABORTED' && c !== 'OVL_ERR_BROKEN_PIPE' && c !== 'OVL_ERR_TIMEOUT') {
         this.#logger?.info({ instance: inst.id, err: error.message }, 'instance error');
       }
       this.#free(inst);
       return;
     }
+    // The handler's time is its own: no deadline until the reply is posted.
+    if (inst.deadline !== null) deadlines.disarm(inst.deadline);
     if (this.mode === 'byte' && bytes === 0) {
       this.#free(inst); // end of stream
       return;
@@ -393,7 +534,11 @@ export class PipeServer {
       this.#handlerFailed(inst, err);
       return;
     }
-    if (this.#usable(inst)) inst.conn.write(bytes, inst.io, this.#onWrite);
+    if (!this.#usable(inst)) return;
+    if (inst.deadline !== null && this.#timeouts.write > 0) {
+      deadlines.arm(inst.deadline, this.#timeouts.write);
+    }
+    inst.conn.write(bytes, inst.io, this.#onWrite);
   }
 
   #handlerFailed(inst: Instance, err: unknown): void {
@@ -414,7 +559,8 @@ export class PipeServer {
     const inst = io.data.instance;
     inst.busy = false;
     if (error !== null) {
-      if (codeOf(error) !== 'OVL_ERR_ABORTED' && codeOf(error) !== 'OVL_ERR_BROKEN_PIPE') {
+      const c = codeOf(error);
+      if (c !== 'OVL_ERR_ABORTED' && c !== 'OVL_ERR_BROKEN_PIPE' && c !== 'OVL_ERR_TIMEOUT') {
         this.#logger?.info({ instance: inst.id, err: error.message }, 'instance error');
       }
       this.#free(inst);
@@ -430,7 +576,7 @@ export class PipeServer {
       this.#free(inst);
       return;
     }
-    if (this.#usable(inst)) inst.conn.read(inst.io.data.buffer, inst.io, this.#onRead);
+    if (this.#usable(inst)) this.#read(inst);
   }
 
   /** False (and the instance freed) if it was closed meanwhile (stop deadline): post nothing more on it. */
@@ -443,6 +589,7 @@ export class PipeServer {
   /** DisconnectAndClose: closes the instance (with a control frame for the client, if given) and frees it. */
   #free(inst: Instance, code?: OverlappedErrorCode, message?: string): void {
     if (!this.#instances.delete(inst)) return;
+    if (inst.deadline !== null) deadlines.disarm(inst.deadline);
     if (code !== undefined) inst.conn.closeWithError(code, message ?? '');
     else inst.conn.close();
     this.#logger?.info(
