@@ -149,6 +149,12 @@ async function runEcho(flags: EchoFlags): Promise<void> {
     logger,
     () => server.stop(),
     () => ({ connections: server.connections }),
+    () => ({
+      // What the process let go of: all 0 after a clean drain.
+      open: server.connections,
+      pending: (server.bytesReceived ?? 0) - (server.bytesEchoed ?? 0),
+      reset: server.resetAtStop ?? 0,
+    }),
   );
 }
 

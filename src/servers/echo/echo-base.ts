@@ -26,6 +26,11 @@ export const ECHO_DEFAULTS = {
   /** Accepts kept posted at once, so bursts of connections do not wait on one another. */
   pendingAccepts: 16,
   stopDeadlineMs: 5000,
+  /**
+   * While stopping, a connection whose recv waited this long with nothing
+   * arriving (every byte read was echoed) is quiet, and is closed with a FIN.
+   */
+  quietMs: 100,
 } as const;
 
 export interface EchoServerOptions {
@@ -107,6 +112,11 @@ export interface EchoService {
   readonly address: Endpoint;
   readonly connections: number;
   readonly refused: number;
+  /** Bytes read from clients and bytes echoed back, since start (models that count them). */
+  readonly bytesReceived?: number;
+  readonly bytesEchoed?: number;
+  /** Connections reset because the stop deadline found them busy (models that drain on stop). */
+  readonly resetAtStop?: number;
   stop(options?: { deadlineMs?: number }): Promise<void>;
 }
 
@@ -238,9 +248,16 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
   readonly #connections = new Set<C>();
   readonly #logPeers: boolean;
   #stopping: Promise<void> | null = null;
+  /** Set as stop() begins: #stopping is assigned only once #stop's first part has run. */
+  #stopRequested = false;
   #drained: (() => void) | null = null;
   /** Connections refused because of maxConnections, since start. */
   refused = 0;
+  /** Bytes received and bytes sent back, since start: equal once every echo is done. */
+  bytesReceived = 0;
+  bytesEchoed = 0;
+  /** Connections still busy when the stop deadline passed, and so reset. */
+  resetAtStop = 0;
 
   protected constructor(listener: TcpListener, settings: EchoSettings) {
     this.listener = listener;
@@ -261,16 +278,21 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
 
   /** True once `stop()` was called. */
   protected get stopping(): boolean {
-    return this.#stopping !== null;
+    return this.#stopRequested;
   }
 
   /**
-   * Stops gracefully: no new connections; connections waiting for data are
-   * closed; echoes in flight finish, until `deadlineMs`, after which the rest
-   * are closed. Resolves when every connection is closed and the model's
-   * loops have returned. Idempotent: later calls return the same promise.
+   * Stops gracefully and loses nothing already received: no new
+   * connections; every connection is still served, and is closed with a FIN
+   * once it is quiet (its recv waited {@link ECHO_DEFAULTS.quietMs} with
+   * nothing arriving, so every byte it sent was echoed and nothing is
+   * unsent). A connection still busy at `deadlineMs` is reset (no linger
+   * behind unsent bytes), so the stop ends then. Resolves when every
+   * connection is closed and the model's loops have returned. Idempotent:
+   * later calls return the same promise.
    */
   stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopRequested = true;
     this.#stopping ??= this.#stop(options.deadlineMs ?? ECHO_DEFAULTS.stopDeadlineMs);
     return this.#stopping;
   }
@@ -282,8 +304,11 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     });
     if (this.#connections.size === 0) this.#drained?.();
     for (const conn of this.#connections) {
-      // An idle connection has its recv posted: cancelling it ends that connection.
-      if (conn.io.pending && conn.io.operation === 'recv') conn.socket.cancel(conn.io);
+      const state = conn.io.data;
+      state.deadline ??= new Deadline(() => this.#expired(conn));
+      // A recv waiting now may be quiet already; a send in flight is checked once it completes.
+      if (conn.io.operation === 'recv') this.#armDeadline(conn, 'recv');
+      else deadlines.disarm(state.deadline);
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
@@ -292,10 +317,13 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     if ((await Promise.race([drained, deadline])) === 'deadline') {
       this.logger?.warn(
         { connections: this.#connections.size, deadlineMs },
-        'stop deadline passed: closing the remaining connections',
+        'stop deadline passed: resetting the connections still busy',
       );
       // Their pending operations complete (aborted) through the model, which frees them.
-      for (const conn of this.#connections) conn.socket.close();
+      for (const conn of this.#connections) {
+        this.resetAtStop++;
+        conn.socket.destroy();
+      }
       await drained;
     }
     clearTimeout(timer);
@@ -355,10 +383,19 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     return conn;
   }
 
-  /** Arms `conn`'s deadline for the operation about to be posted (the write limit covers a send, idle the rest). */
+  /**
+   * Arms `conn`'s deadline for the operation about to be posted: the write
+   * limit covers a send, idle the rest; while stopping, a recv is given
+   * the quiet period and a send no deadline (the stop's own covers it).
+   */
   #armDeadline(conn: C, next: 'send' | 'recv'): void {
     const deadline = conn.io.data.deadline;
     if (deadline === null) return;
+    if (this.stopping) {
+      if (next === 'recv') deadlines.arm(deadline, ECHO_DEFAULTS.quietMs);
+      else deadlines.disarm(deadline);
+      return;
+    }
     const { idleTimeoutMs, writeTimeoutMs } = this.settings;
     const ms = next === 'send' && writeTimeoutMs > 0 ? writeTimeoutMs : idleTimeoutMs;
     if (ms > 0) deadlines.arm(deadline, ms);
@@ -367,6 +404,11 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
 
   #expired(conn: C): void {
     if (!this.#connections.has(conn) || !conn.io.pending) return;
+    if (this.stopping) {
+      // Quiet: the recv waited with nothing arriving. Its abort completes through the model.
+      if (conn.io.operation === 'recv') conn.socket.close();
+      return;
+    }
     const sending = conn.io.operation === 'send';
     const { idleTimeoutMs, writeTimeoutMs } = this.settings;
     const reason = sending && writeTimeoutMs > 0 ? 'write' : 'idle';
@@ -405,18 +447,17 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       }
       state.bytesRecv = bytes;
       state.bytesSent = 0;
+      this.bytesReceived += bytes;
     } else {
       state.bytesSent += bytes;
+      this.bytesEchoed += bytes;
     }
     if (state.bytesSent < state.bytesRecv) {
       // Each completed piece is progress: the write limit starts again.
       if (state.deadline !== null) this.#armDeadline(conn, 'send');
       return 'send';
     }
-    if (this.stopping) {
-      this.close(conn);
-      return 'closed';
-    }
+    // Stopping or not, the connection reads on: what the client already sent is echoed too.
     release(state);
     if (state.deadline !== null) this.#armDeadline(conn, 'recv');
     return 'recv';
