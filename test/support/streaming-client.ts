@@ -6,7 +6,15 @@ import type { Socket } from 'node:net';
 import type { EchoModel } from '../../src/servers/echo/echo-models.js';
 
 /** The echo models whose stop drains connections (lossless stop). */
-export const DRAINING_MODELS: EchoModel[] = ['completion-port', 'events', 'routines'];
+export const DRAINING_MODELS: EchoModel[] = [
+  'completion-port',
+  'events',
+  'routines',
+  'nonblocking',
+  'select',
+  'async-select',
+  'event-select',
+];
 
 /** The byte a client sends at `offset`: each client's stream is distinct and checkable. */
 const patternByte = (client: number, offset: number) =>

@@ -70,7 +70,7 @@ export class AsyncSelectEchoServer extends ReadinessEchoBase<AsyncSelectConnecti
     peer: string,
   ): AsyncSelectConnection {
     asyncSelect(socket, this.#window, WM_SOCKET, FD_READ | FD_WRITE | FD_CLOSE);
-    return { socket, peer, backlog: null, backlogSent: 0, recvPosted: false };
+    return { socket, peer, backlog: null, backlogSent: 0, received: 0, recvPosted: false };
   }
 
   readonly #windowProc = (

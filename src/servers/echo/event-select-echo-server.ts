@@ -68,7 +68,16 @@ export class EventSelectEchoServer extends ReadinessEchoBase<EventSelectConnecti
       this.#loops.push(this.#serve(set));
     }
     const event = new ManualResetEvent();
-    const conn = { socket, peer, backlog: null, backlogSent: 0, event, set, recvPosted: false };
+    const conn = {
+      socket,
+      peer,
+      backlog: null,
+      backlogSent: 0,
+      received: 0,
+      event,
+      set,
+      recvPosted: false,
+    };
     eventSelect(socket, event, FD_READ | FD_WRITE | FD_CLOSE);
     set.add(event, conn);
     return conn;

@@ -62,7 +62,7 @@ export class NonBlockingEchoServer extends ReadinessEchoBase<ReadinessConnection
   }
 
   protected override createConnection(socket: NonBlockingSocket, peer: string) {
-    return { socket, peer, backlog: null, backlogSent: 0 };
+    return { socket, peer, backlog: null, backlogSent: 0, received: 0 };
   }
 
   async #sweepLoop(): Promise<void> {
