@@ -162,7 +162,13 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
     logger,
     () => server.stop(),
     () => ({ instances: server.instances }),
-    () => ({ transactions: server.transactions, refused: server.refused }),
+    () => ({
+      transactions: server.transactions,
+      refused: server.refused,
+      // What the process let go of: 0 after a clean drain.
+      open: server.instances,
+      reset: server.resetAtStop,
+    }),
   );
 }
 

@@ -137,8 +137,8 @@ interface Instance extends PipeClientInfo {
   requests: number;
   /** A request was read and its reply is not written yet. */
   busy: boolean;
-  /** The instance's deadline, when any limit is on. */
-  readonly deadline: Deadline | null;
+  /** The instance's deadline, when any limit is on or the server is stopping. */
+  deadline: Deadline | null;
   /** `bytesReceived` at the last deadline check, and when it last changed (or a read was posted). */
   lastReceived: number;
   lastProgress: number;
@@ -160,6 +160,11 @@ function toBytes(reply: PipeReply): Uint8Array {
 }
 
 const EMPTY = new Uint8Array(0);
+/**
+ * While stopping, an instance waiting for a request with nothing received
+ * for this long is quiet, and is closed.
+ */
+const QUIET_MS = 100;
 /** `WaitForSingleObjectEx(hConnectEvent, INFINITE, TRUE)`'s options, made once. */
 const ALERTABLE_INFINITE = { timeoutMs: INFINITE, alertable: true } as const;
 
@@ -184,11 +189,15 @@ export class PipeServer {
   #loop: Promise<void> = Promise.resolve();
   #finished = false;
   #stopping: Promise<void> | null = null;
+  /** Set as stop() begins (#stopping is assigned only after #stop's first part ran). */
+  #stopRequested = false;
   #drained: (() => void) | null = null;
   /** Clients refused because every instance was busy, since start. */
   refused = 0;
   /** Requests answered, since start. */
   transactions = 0;
+  /** Instances still busy when the stop deadline passed, and so reset. */
+  resetAtStop = 0;
 
   private constructor(
     listener: PipeListener,
@@ -276,13 +285,15 @@ export class PipeServer {
   }
 
   /**
-   * Stops gracefully: no new clients (the socket file is removed at once);
-   * idle instances are closed; transactions in flight finish and their
-   * instances close after the reply, until `deadlineMs`, after which the rest
-   * are closed. Resolves when all are closed and the loop has returned.
-   * Idempotent.
+   * Stops gracefully and loses no request already sent: no new clients (the
+   * socket file is removed at once); every instance is still served, and is
+   * closed once it is quiet (waiting for a request, with nothing received
+   * for {@link QUIET_MS}), so each request a client sent before the stop
+   * gets its reply. Instances still busy at `deadlineMs` are reset.
+   * Resolves when all are closed and the loop has returned. Idempotent.
    */
   stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopRequested = true;
     this.#stopping ??= this.#stop(options.deadlineMs ?? PIPE_DEFAULTS.stopDeadlineMs);
     return this.#stopping;
   }
@@ -294,10 +305,8 @@ export class PipeServer {
     });
     if (this.#instances.size === 0) this.#drained?.();
     for (const inst of this.#instances) {
-      // Waiting for a request that has not started to arrive: nothing is in flight.
-      if (!inst.busy && inst.io.data.parts.length === 0 && inst.conn.unreadBytes === 0) {
-        this.#free(inst);
-      }
+      // Waiting for a request: watch it go quiet. Busy ones are watched once they read again.
+      if (inst.io.pending && inst.io.operation === 'read') this.#watchQuiet(inst);
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
@@ -306,9 +315,13 @@ export class PipeServer {
     if ((await Promise.race([drained, deadline])) === 'deadline') {
       this.#logger?.warn(
         { instances: this.#instances.size, deadlineMs },
-        'stop deadline passed: closing the remaining instances',
+        'stop deadline passed: resetting the instances still busy',
       );
-      for (const inst of [...this.#instances]) this.#free(inst);
+      for (const inst of [...this.#instances]) {
+        this.resetAtStop++;
+        inst.conn.destroy();
+        this.#free(inst);
+      }
       await drained;
     }
     clearTimeout(timer);
@@ -318,6 +331,13 @@ export class PipeServer {
     // A user APC wakes the loop from its infinite wait so it sees the flag.
     queueUserApc(() => {});
     await this.#loop;
+  }
+
+  /** While stopping: (re)starts the instance's quiet period from what it has received so far. */
+  #watchQuiet(inst: Instance): void {
+    inst.deadline ??= new Deadline(() => this.#expired(inst));
+    inst.lastReceived = inst.conn.bytesReceived;
+    deadlines.arm(inst.deadline, QUIET_MS);
   }
 
   /** The seeds' main loop. */
@@ -337,12 +357,12 @@ export class PipeServer {
         }
       }
       if (pipe !== null) this.#admit(pipe);
-      if (this.#stopping === null && !this.listener.closed) this.listener.accept(this.#connect);
+      if (!this.#stopRequested && !this.listener.closed) this.listener.accept(this.#connect);
     }
   }
 
   #admit(conn: PipeConnection): void {
-    if (this.#stopping !== null) {
+    if (this.#stopRequested) {
       conn.destroy();
       return;
     }
@@ -386,7 +406,9 @@ export class PipeServer {
   /** Posts the instance's next read (a new request, or the next piece of one) and arms its deadline. */
   #read(inst: Instance): void {
     const deadline = inst.deadline;
-    if (deadline !== null) {
+    if (this.#stopRequested) {
+      this.#watchQuiet(inst);
+    } else if (deadline !== null) {
       inst.lastReceived = inst.conn.bytesReceived;
       inst.lastProgress = performance.now();
       inst.partialSeen = false;
@@ -406,6 +428,14 @@ export class PipeServer {
   #expired(inst: Instance): void {
     const io = inst.io;
     if (!this.#instances.has(inst) || !io.pending || inst.deadline === null) return;
+    if (this.#stopRequested) {
+      // A reply in flight: its completion reads on and watches again; the stop's deadline covers it.
+      if (io.operation !== 'read') return;
+      const partial = io.data.parts.length > 0 || inst.conn.unreadBytes > 0;
+      if (!partial && inst.conn.bytesReceived === inst.lastReceived) this.#free(inst);
+      else this.#watchQuiet(inst);
+      return;
+    }
     const { idle, read, write } = this.#timeouts;
     if (io.operation === 'write') {
       if (write > 0) this.#timedOut(inst, 'write', write);
@@ -572,10 +602,7 @@ export class PipeServer {
   };
 
   #next(inst: Instance): void {
-    if (this.#stopping !== null) {
-      this.#free(inst);
-      return;
-    }
+    // Stopping or not, the instance reads on: a request the client already sent is answered too.
     if (this.#usable(inst)) this.#read(inst);
   }
 
