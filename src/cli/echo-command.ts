@@ -9,6 +9,7 @@ import {
   DEFAULT_SWEEP_INTERVAL_MS,
   NonBlockingEchoServer,
 } from '../servers/echo/nonblocking-echo-server.js';
+import { descriptorLimit } from '../servers/rate-limited-log.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, quietOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
@@ -145,6 +146,14 @@ async function runEcho(flags: EchoFlags): Promise<void> {
     { address, port, model: flags.model, engine: choice.engine.name, bufferSize: flags.bufferSize },
     `echo server listening on ${address}:${port} (${describeModel(flags.model, server)}; engine ${choice.engine.name}: ${choice.reason})`,
   );
+  const limit = descriptorLimit();
+  // Each connection is a descriptor; the process needs a few dozen of its own besides.
+  if (limit !== null && flags.maxConnections + 64 > limit) {
+    logger.warn(
+      { maxConnections: flags.maxConnections, limit },
+      `--max-connections ${flags.maxConnections} is more than this process's descriptor limit allows (ulimit -n ${limit}): past about ${Math.max(0, limit - 64)} connections accepting fails with EMFILE; raise ulimit -n or lower --max-connections`,
+    );
+  }
   await stopOnSignal(
     logger,
     () => server.stop(),

@@ -17,6 +17,7 @@ import { Overlapped } from '../../core/overlapped.js';
 import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
 import type { BufferLease, Endpoint, Engine } from '../../engines/contract.js';
+import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
 
 export const ECHO_DEFAULTS = {
   host: '127.0.0.1',
@@ -264,7 +265,16 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     this.settings = settings;
     this.logger = settings.logger;
     this.#logPeers = settings.logger?.isLevelEnabled('info') ?? false;
+    this.#storm = new AcceptStorm(settings.logger);
+    this.#refusals = new RateLimitedWarning(
+      settings.logger,
+      'connections refused at maxConnections',
+    );
+    listener.onAcceptError = (error, retryMs) => this.#storm.failed(error, retryMs);
   }
+
+  readonly #storm: AcceptStorm;
+  readonly #refusals: RateLimitedWarning;
 
   /** The bound address (the real port when 0 was asked for). */
   get address(): Endpoint {
@@ -345,9 +355,10 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
    */
   protected admit(socket: TcpSocket | null, error: Error | null): C | null {
     if (socket === null) {
-      if (error !== null && !isAborted(error)) this.logger?.warn({ err: error }, 'accept failed');
+      if (error !== null && !isAborted(error)) this.#storm.failed(error, 0);
       return null;
     }
+    this.#storm.accepted();
     if (this.stopping) {
       socket.destroy();
       return null;
@@ -355,7 +366,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     if (this.#connections.size >= this.settings.maxConnections) {
       const peer = describeEndpoint(socket.remoteAddress);
       this.refused++;
-      this.logger?.warn(
+      this.#refusals.warn(
         { peer, maxConnections: this.settings.maxConnections },
         'connection refused: at maxConnections',
       );

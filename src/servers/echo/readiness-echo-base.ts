@@ -22,6 +22,7 @@ import {
   setNonBlocking,
   WOULD_BLOCK,
 } from '../../models/nonblocking.js';
+import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
 import {
   describeEndpoint,
   ECHO_DEFAULTS,
@@ -78,7 +79,16 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     this.logger = settings.logger;
     this.#logPeers = settings.logger?.isLevelEnabled('info') ?? false;
     this.#scratch = Buffer.allocUnsafe(settings.bufferSize);
+    this.#storm = new AcceptStorm(settings.logger);
+    this.#refusals = new RateLimitedWarning(
+      settings.logger,
+      'connections refused at maxConnections',
+    );
+    listener.onAcceptError = (error, retryMs) => this.#storm.failed(error, retryMs);
   }
+
+  readonly #storm: AcceptStorm;
+  readonly #refusals: RateLimitedWarning;
 
   get address(): Endpoint {
     return this.listener.address;
@@ -169,10 +179,11 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
       try {
         socket = this.listener.accept();
       } catch (err) {
-        this.logger?.warn({ err }, 'accept failed');
+        this.#storm.failed(err as Error, 0);
         return taken;
       }
       if (socket === null) break;
+      this.#storm.accepted();
       taken++;
       this.progress++;
       this.#admit(socket);
@@ -183,7 +194,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   #admit(socket: NonBlockingSocket): void {
     if (this.connectionsBySocket.size >= this.settings.maxConnections) {
       this.refused++;
-      this.logger?.warn(
+      this.#refusals.warn(
         {
           peer: describeEndpoint(socket.remoteAddress),
           maxConnections: this.settings.maxConnections,

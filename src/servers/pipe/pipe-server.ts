@@ -37,6 +37,7 @@ import { DEFAULT_PIPE_FILE_MODE, PipeListener } from '../../core/pipe-listener.j
 import { DEFAULT_PIPE_NAME, resolvePipeName } from '../../core/pipe-name.js';
 import { getOverlappedResult, INFINITE, waitForSingleObject } from '../../core/waits.js';
 import type { Engine } from '../../engines/contract.js';
+import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
 
 export const PIPE_DEFAULTS = {
   name: DEFAULT_PIPE_NAME,
@@ -219,7 +220,15 @@ export class PipeServer {
     this.#handler = handler;
     this.#logger = logger;
     this.#connect.event = this.#connectEvent;
+    this.#storm = new AcceptStorm(logger);
+    this.#busyRefusals = new RateLimitedWarning(logger, 'clients refused: every instance busy');
+    this.#badRequests = new RateLimitedWarning(logger, 'clients refused for a bad request');
+    listener.onAcceptError = (error, retryMs) => this.#storm.failed(error, retryMs);
   }
+
+  readonly #storm: AcceptStorm;
+  readonly #busyRefusals: RateLimitedWarning;
+  readonly #badRequests: RateLimitedWarning;
 
   /**
    * Resolves the name, listens (replacing a stale socket file, refusing a
@@ -352,11 +361,12 @@ export class PipeServer {
         getOverlappedResult(this.#connect);
         pipe = this.#connect.pipe;
       } catch (err) {
-        if (codeOf(err as Error) !== 'OVL_ERR_ABORTED') {
-          this.#logger?.warn({ err }, 'connect failed');
-        }
+        if (codeOf(err as Error) !== 'OVL_ERR_ABORTED') this.#storm.failed(err as Error, 0);
       }
-      if (pipe !== null) this.#admit(pipe);
+      if (pipe !== null) {
+        this.#storm.accepted();
+        this.#admit(pipe);
+      }
       if (!this.#stopRequested && !this.listener.closed) this.listener.accept(this.#connect);
     }
   }
@@ -368,7 +378,7 @@ export class PipeServer {
     }
     if (this.#instances.size >= this.instanceLimit) {
       this.refused++;
-      this.#logger?.warn(
+      this.#busyRefusals.warn(
         { instances: this.instanceLimit },
         'client refused: every instance is busy',
       );
@@ -499,7 +509,10 @@ export class PipeServer {
         return;
       }
       if (c === 'OVL_ERR_MESSAGE_TOO_LARGE' || c === 'OVL_ERR_PIPE_PROTOCOL') {
-        this.#logger?.warn({ instance: inst.id, err: error.message }, 'client refused a request');
+        this.#badRequests.warn(
+          { instance: inst.id, err: error.message },
+          'client refused a request',
+        );
         this.#free(inst, c, error.message);
         return;
       }
@@ -550,7 +563,7 @@ export class PipeServer {
       return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     } catch (err) {
       const message = `no memory for this request (${(err as Error).message}): send smaller messages`;
-      this.#logger?.warn({ instance: inst.id, err: message }, 'client refused a request');
+      this.#badRequests.warn({ instance: inst.id, err: message }, 'client refused a request');
       this.#free(inst, 'OVL_ERR_MESSAGE_TOO_LARGE', message);
       return null;
     }
