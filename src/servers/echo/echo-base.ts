@@ -88,8 +88,10 @@ export interface EchoIo {
    * C: a completion routine is handed only the Overlapped.
    */
   connection: EchoConnection | null;
-  /** The connection's idle or write deadline, when either is on. */
+  /** The connection's idle or write deadline, when either is on (and its quiet period while stopping). */
   deadline: Deadline | null;
+  /** Recvs completed with data: a stop's quiet check sees from it whether bytes came in. */
+  recvs: number;
 }
 
 /** Per-handle data of one connection. Models extend it with what they need. */
@@ -380,6 +382,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       bytesSent: 0,
       connection: null,
       deadline: null,
+      recvs: 0,
     });
     // Only info lines name the peer: with them off, a connection keeps no string for it.
     const peer = this.#logPeers ? describeEndpoint(socket.remoteAddress) : '';
@@ -417,7 +420,17 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     if (!this.#connections.has(conn) || !conn.io.pending) return;
     if (this.stopping) {
       // Quiet: the recv waited with nothing arriving. Its abort completes through the model.
-      if (conn.io.operation === 'recv') conn.socket.close();
+      if (conn.io.operation !== 'recv') return;
+      // Timers run before the loop polls for I/O: bytes that arrived meanwhile are not
+      // delivered yet. Look again after this turn's poll phase; a recv completed since means
+      // the connection was not quiet (its next recv re-arms the period).
+      const recvs = conn.io.data.recvs;
+      setImmediate(() => {
+        const io = conn.io;
+        if (this.#connections.has(conn) && io.pending && io.operation === 'recv') {
+          if (io.data.recvs === recvs) conn.socket.close();
+        }
+      });
       return;
     }
     const sending = conn.io.operation === 'send';
@@ -458,6 +471,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       }
       state.bytesRecv = bytes;
       state.bytesSent = 0;
+      state.recvs++;
       this.bytesReceived += bytes;
     } else {
       state.bytesSent += bytes;

@@ -124,7 +124,15 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     const deadline = new Deadline(() => {
       if (!this.connectionsBySocket.has(conn.socket)) return;
       if (conn.backlog === null && conn.received === seen) {
-        this.close(conn);
+        // Timers run before the loop polls for I/O: look again after this turn's poll phase.
+        setImmediate(() => {
+          if (!this.connectionsBySocket.has(conn.socket)) return;
+          if (conn.backlog === null && conn.received === seen) this.close(conn);
+          else {
+            seen = conn.received;
+            deadlines.arm(deadline, ECHO_DEFAULTS.quietMs);
+          }
+        });
         return;
       }
       seen = conn.received;
