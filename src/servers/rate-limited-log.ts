@@ -46,6 +46,13 @@ export class RateLimitedWarning {
     if (this.#timer === null) this.#arm();
   }
 
+  /** Forgets what was suppressed (a line that sums it all up was logged instead). */
+  reset(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#suppressed = 0;
+  }
+
   #arm(): void {
     this.#timer = setTimeout(this.#flush, SUMMARY_INTERVAL_MS);
     this.#timer.unref();
@@ -163,6 +170,7 @@ export class AcceptStorm {
   readonly #resumed = (): void => {
     this.#resumeTimer = null;
     this.#failing = false;
+    this.#summaries.reset();
     const failures = this.#failures;
     this.#failures = 0;
     this.#logger?.warn(
