@@ -8,6 +8,7 @@ import {
   DEFAULT_SWEEP_INTERVAL_MS,
   NonBlockingEchoServer,
 } from '../servers/echo/nonblocking-echo-server.js';
+import { descriptorLimit } from '../servers/rate-limited-log.js';
 import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, hostOption, quietOption } from './server-options.js';
@@ -28,6 +29,8 @@ interface EchoFlags extends LogFlags {
   maxThreads?: number;
   sweepInterval?: number;
   threads?: number;
+  idleTimeout: number;
+  writeTimeout: number;
 }
 
 /** `overlapped echo`: the echo server of the seeds, in any of its eight models. */
@@ -82,6 +85,18 @@ export function createEchoCommand(): Command {
       (v: string) => parseIntegerFlag('--max-connections', v, 1, 1_000_000),
       ECHO_DEFAULTS.maxConnections,
     )
+    .option(
+      '--idle-timeout <ms>',
+      'close a connection that moved no byte either way for this long (0: off; e.g. 300000 on the open Internet)',
+      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
+      0,
+    )
+    .option(
+      '--write-timeout <ms>',
+      'reset a connection whose client takes no byte of an echo for this long (0: off; e.g. 30000)',
+      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
+      0,
+    )
     .addOption(engineOption())
     .option(
       '--nagle',
@@ -120,6 +135,8 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       maxConnections: flags.maxConnections,
       noDelay: flags.nagle !== true,
       pooled: flags.pooled === true,
+      idleTimeoutMs: flags.idleTimeout,
+      writeTimeoutMs: flags.writeTimeout,
       logger: connectionLogger,
       ...(flags.maxThreads === undefined ? {} : { maxThreads: flags.maxThreads }),
       ...(flags.sweepInterval === undefined ? {} : { sweepIntervalMs: flags.sweepInterval }),
@@ -143,10 +160,24 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       pooled: flags.pooled === true,
     },
   });
+  const limit = descriptorLimit();
+  // Each connection is a descriptor; the process needs a few dozen of its own besides.
+  if (limit !== null && flags.maxConnections + 64 > limit) {
+    logger.warn(
+      { maxConnections: flags.maxConnections, limit },
+      `--max-connections ${flags.maxConnections} is more than this process's descriptor limit allows (ulimit -n ${limit}): past about ${Math.max(0, limit - 64)} connections accepting fails with EMFILE; raise ulimit -n or lower --max-connections`,
+    );
+  }
   await stopOnSignal(
     logger,
     () => server.stop(),
     () => ({ connections: server.connections }),
+    () => ({
+      // What the process let go of: all 0 after a clean drain.
+      open: server.connections,
+      pending: (server.bytesReceived ?? 0) - (server.bytesEchoed ?? 0),
+      reset: server.resetAtStop ?? 0,
+    }),
   );
 }
 

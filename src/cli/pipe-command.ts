@@ -17,6 +17,9 @@ interface PipeServerFlags extends LogFlags {
   mode: PipeMode;
   fileMode: number;
   engine?: string;
+  idleTimeout: number;
+  readTimeout: number;
+  writeTimeout: number;
 }
 
 interface PipeClientFlags {
@@ -137,6 +140,24 @@ export function createPipeServerCommand(): Command {
         .default(PIPE_DEFAULTS.fileMode, PIPE_DEFAULTS.fileMode.toString(8))
         .argParser(parseFileMode),
     )
+    .option(
+      '--idle-timeout <ms>',
+      'close an instance that received nothing for this long while waiting for a request (0: off)',
+      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
+      PIPE_DEFAULTS.idleTimeoutMs,
+    )
+    .option(
+      '--read-timeout <ms>',
+      'close an instance whose request stops arriving: less than one read buffer (16 KiB) in one to two of these periods (0: off)',
+      (v: string) => parseIntegerFlag('--read-timeout', v, 0, 2_147_483_647),
+      PIPE_DEFAULTS.readTimeoutMs,
+    )
+    .option(
+      '--write-timeout <ms>',
+      'reset an instance whose client has not taken a reply after this long (0: off)',
+      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
+      PIPE_DEFAULTS.writeTimeoutMs,
+    )
     .addOption(engineOption())
     .addOption(quietOption());
   for (const option of logOptions()) command.addOption(option);
@@ -157,6 +178,9 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
       mode: flags.mode,
       maxMessage: flags.maxMessage,
       fileMode: flags.fileMode,
+      idleTimeoutMs: flags.idleTimeout,
+      readTimeoutMs: flags.readTimeout,
+      writeTimeoutMs: flags.writeTimeout,
       ...(flags.instances === undefined ? {} : { instances: flags.instances }),
       logger: instanceLogger,
     });
@@ -177,7 +201,13 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
     logger,
     () => server.stop(),
     () => ({ instances: server.instances }),
-    () => ({ transactions: server.transactions, refused: server.refused }),
+    () => ({
+      transactions: server.transactions,
+      refused: server.refused,
+      // What the process let go of: 0 after a clean drain.
+      open: server.instances,
+      reset: server.resetAtStop,
+    }),
   );
 }
 

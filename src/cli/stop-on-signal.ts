@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
  * Runs a server until SIGINT or SIGTERM: the first signal logs `stopping`
  * (with `stoppingFields()`), awaits `stop()` and then logs `stopped` (with
  * `stoppedFields()`); a second signal while stopping exits at once with
- * code 1. Resolves once stopped, with the handlers removed.
+ * code 130 (SIGINT) or 143 (SIGTERM). Resolves once stopped, with the handlers removed.
  */
 export function stopOnSignal(
   logger: Logger,
@@ -18,7 +18,8 @@ export function stopOnSignal(
       signals++;
       if (signals > 1) {
         logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
+        // 128 + the signal's number, as a shell reports a process the signal ended.
+        process.exit(signal === 'SIGINT' ? 130 : 143);
       }
       logger.info({ signal, ...stoppingFields() }, 'stopping');
       stop().then(() => {

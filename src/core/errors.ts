@@ -128,6 +128,11 @@ export const ERROR_CODES = {
     message:
       'a session worker thread failed with an uncaught exception: the server stops, the other threads drain their sessions',
   },
+  OVL_ERR_TIMEOUT: {
+    win32: { name: 'WSAETIMEDOUT', code: 10060 },
+    message:
+      'a deadline passed (idle, read progress or write progress): the server closed the connection; raise --idle-timeout, --read-timeout or --write-timeout if the client is legitimately slow',
+  },
   OVL_ERR_INTERNAL: {
     win32: { name: 'ERROR_INTERNAL_ERROR', code: 1359 },
     message: 'internal error: an engine broke its contract (please report this)',

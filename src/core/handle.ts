@@ -1,7 +1,7 @@
 import type { Engine } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import type { CompletionPort } from './completion-port.js';
-import { check } from './errors.js';
+import { check, OverlappedError } from './errors.js';
 import type { Operation, Overlapped } from './overlapped.js';
 
 /**
@@ -22,6 +22,8 @@ export abstract class Handle {
   #key: unknown;
   #closed = false;
   #pending = 0;
+  /** Set by {@link Handle.failPendingWith}: what aborted operations complete with instead. */
+  #abortError: OverlappedError | null = null;
 
   protected constructor(engine: Engine) {
     this.engine = engine;
@@ -81,9 +83,27 @@ export abstract class Handle {
     this.#pending++;
   }
 
+  /**
+   * From now on, operations of this handle that would complete with
+   * `OVL_ERR_ABORTED` complete with `error` instead: a server closing a
+   * connection because a deadline passed calls it first, so that every
+   * pending operation says why (`OVL_ERR_TIMEOUT`).
+   */
+  failPendingWith(error: OverlappedError): void {
+    this.#abortError = error;
+  }
+
   /** @internal Called once per delivered completion of this handle. */
-  operationDone(_ov: Overlapped<unknown>): void {
+  operationDone(ov: Overlapped<unknown>): void {
     this.#pending--;
+    const replacement = this.#abortError;
+    if (
+      replacement !== null &&
+      ov.error instanceof OverlappedError &&
+      ov.error.code === 'OVL_ERR_ABORTED'
+    ) {
+      ov.error = replacement;
+    }
   }
 
   /** @internal Marks the handle closed; returns false if it already was. */

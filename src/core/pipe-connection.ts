@@ -228,6 +228,16 @@ export class PipeConnection extends Handle {
     return conn;
   }
 
+  #received = 0;
+
+  /**
+   * Bytes received from the peer since the connection opened (frames
+   * included): what a server's idle and read-progress deadlines look at.
+   */
+  get bytesReceived(): number {
+    return this.#received;
+  }
+
   /** Received bytes held that no read has taken yet (staged frames plus the engine's). */
   get unreadBytes(): number {
     return this.#end - this.#start + this.#stream.unreadBytes;
@@ -417,6 +427,7 @@ export class PipeConnection extends Handle {
     } else if (op === 'read' && this.mode === 'byte') {
       if (ov.error !== null) ov.error = this.#mapStreamError(ov.error);
     } else if (op === 'read' || op === 'connect') {
+      if (this.mode === 'byte' && op === 'read') this.#received += ov.bytes;
       // Every read (message mode) and connect completes through #completeUser, in order.
       if (this.#deferred > 0 && (op === 'connect' || this.mode === 'message')) this.#deferred--;
       if (op === 'connect' && ov.error === null) ov.pipe = this;
@@ -505,6 +516,7 @@ export class PipeConnection extends Handle {
       this.#eof = true;
     } else {
       this.#end += req.bytes;
+      this.#received += req.bytes;
     }
     this.#inBatch = true;
     try {
@@ -532,6 +544,8 @@ export class PipeConnection extends Handle {
       }
       const taken = this.#take(buffer);
       if (taken === NEED_MORE) {
+        // #reserve could not grow the stage: the loop completes the read with that failure.
+        if (this.#failure !== null) continue;
         if (this.#eof) {
           reads.shift();
           this.#readBuffers.shift();
@@ -655,7 +669,8 @@ export class PipeConnection extends Handle {
         }
         const wanted = Math.min(header, buffer.byteLength);
         if (avail - FRAME_HEADER_BYTES < wanted) {
-          this.#reserve(FRAME_HEADER_BYTES + header);
+          // Room for this read's piece only: what the header claims is not yet memory.
+          this.#reserve(FRAME_HEADER_BYTES + wanted);
           return NEED_MORE;
         }
         this.#start += FRAME_HEADER_BYTES;
@@ -663,7 +678,7 @@ export class PipeConnection extends Handle {
       }
       const n = Math.min(this.#remaining, buffer.byteLength);
       if (this.#end - this.#start < n) {
-        this.#reserve(this.#remaining);
+        this.#reserve(n);
         return NEED_MORE;
       }
       if (n > 0) (stage as Buffer).copy(buffer, 0, this.#start, this.#start + n);
@@ -675,17 +690,34 @@ export class PipeConnection extends Handle {
     }
   }
 
-  /** Makes room for `bytes` from #start: compacts, and grows up to one largest frame. */
+  /**
+   * Makes room for `bytes` from #start, compacting first. Storage follows the
+   * bytes that arrived, never what a header claims: a new stage is at most
+   * twice the bytes held (and at least {@link INITIAL_STAGE_BYTES}), so a
+   * frame the read buffer cannot hold grows it step by step as it arrives,
+   * up to one largest frame. An allocation the process cannot make fails
+   * this connection only (OVL_ERR_MESSAGE_TOO_LARGE), never the process.
+   */
   #reserve(bytes: number): void {
     const stage = this.#stage;
     if (stage !== null && stage.length - this.#start >= bytes) return;
     const held = this.#end - this.#start;
-    if (stage !== null && stage.length >= bytes) {
+    const limit = this.#largestFrame();
+    const size = Math.min(limit, bytes, Math.max(held * 2, INITIAL_STAGE_BYTES));
+    if (stage !== null && stage.length >= size) {
       stage.copyWithin(0, this.#start, this.#end);
     } else {
-      const limit = this.#largestFrame();
-      const size = Math.min(limit, Math.max(bytes, (stage?.length ?? 0) * 2, INITIAL_STAGE_BYTES));
-      const grown = Buffer.allocUnsafe(size);
+      let grown: Buffer;
+      try {
+        grown = Buffer.allocUnsafe(size);
+      } catch (err) {
+        this.#failure ??= new OverlappedError(
+          'OVL_ERR_MESSAGE_TOO_LARGE',
+          `no memory for ${size} bytes of a message in progress: send smaller messages or lower --max-message`,
+          { cause: err },
+        );
+        return;
+      }
       if (stage !== null) stage.copy(grown, 0, this.#start, this.#end);
       this.#stage = grown;
     }

@@ -153,6 +153,14 @@ export class PipeListener extends Handle {
   }
 
   /**
+   * Told of each failed attempt to take a connection (EMFILE, …) and the ms
+   * until the engine retries; see `TcpListener.onAcceptError`.
+   */
+  set onAcceptError(callback: ((error: Error, retryMs: number) => void) | null) {
+    this.#listener.onAcceptError = callback;
+  }
+
+  /**
    * Stops listening and removes the socket file if it is still ours;
    * pending accepts complete with `OVL_ERR_ABORTED`. Idempotent.
    */

@@ -121,6 +121,16 @@ export class TcpListener extends Handle {
     return this.#listener.cancel(ov);
   }
 
+  /**
+   * Told of each failed attempt to take a connection (EMFILE, ENFILE,
+   * ENOBUFS, …) and the ms until the engine retries (0: at once, by the
+   * OS's own handling); posted accepts stay pending meanwhile. Servers use
+   * it to say once that they are out of descriptors.
+   */
+  set onAcceptError(callback: ((error: Error, retryMs: number) => void) | null) {
+    this.#listener.onAcceptError = callback;
+  }
+
   /** Stops listening; pending accepts complete with `OVL_ERR_ABORTED`. Idempotent. */
   close(): void {
     if (this.markClosed()) this.#listener.close();

@@ -225,6 +225,15 @@ export interface EngineListener {
   /** Stops listening; pending accepts complete with OVL_ERR_ABORTED. Idempotent. */
   close(): void;
   readonly endpoint: Endpoint;
+  /**
+   * Told of each failed attempt to take a connection from the kernel
+   * (EMFILE, ENFILE, ENOBUFS, …), which the engine retries on its own
+   * (posted accepts stay pending): the error, and the ms until the next
+   * attempt (0: the OS's own handling goes on at once). Called on the
+   * engine's loop, outside any completion batch; set by core, never null
+   * while a server wants to say so.
+   */
+  onAcceptError?: ((error: Error, retryMs: number) => void) | null;
 }
 
 export interface TcpListenOptions {

@@ -77,7 +77,8 @@
  *   `blocking` descriptor calls (the thread-per-connection model needs the
  *   uring engine).
  * - Accept errors (EMFILE, …) come only as the server's 'error' event, for
- *   a connection libuv has already dropped; they are not reported: a
+ *   a connection libuv has already dropped (its reserved-descriptor trick:
+ *   it cannot back off): they reach `onAcceptError` with a retry of 0, but a
  *   listener poll does not complete for them and `tryAccept` does not throw.
  * - `cancel()` of a recv or poll alone never resets the connection, even
  *   while Node holds bytes of sends that already completed; only a pending
@@ -697,6 +698,7 @@ const EMPTY = new Uint8Array(0);
 
 /** A `net.Server` behind the EngineListener contract. */
 class NodeListener implements EngineListener {
+  onAcceptError: ((error: Error, retryMs: number) => void) | null = null;
   readonly #turn: Turn;
   readonly #server: net.Server;
   readonly #backlog: number;
@@ -718,9 +720,9 @@ class NodeListener implements EngineListener {
         ? pipeEndpoint(pipePath ?? String(address))
         : (tcpEndpoint(address.address, address.port, address.family) as Endpoint);
     server.on('connection', this.#onConnection);
-    // Errors after listening (EMFILE on accept, …) are per-connection conditions
-    // libuv retries; they must not crash the process.
-    server.on('error', () => {});
+    // Errors after listening (EMFILE on accept, …) are conditions libuv handles at once
+    // (it drops the connection it could not take); they must not crash the process.
+    server.on('error', (err) => this.onAcceptError?.(toOsError(err, 'accept'), 0));
   }
 
   accept(req: EngineRequest): void {

@@ -196,6 +196,9 @@ const STAGE_SPARES = 64;
 const POOL_INITIAL = 32;
 /** How long a gracefully closed stream lets a send in flight finish. */
 const LINGER_MS = 10_000;
+/** Retry schedule of an accept that failed (EMFILE, ENFILE, ENOBUFS): 50 ms, doubling to 1 s. */
+const ACCEPT_BACKOFF_MIN_MS = 50;
+const ACCEPT_BACKOFF_MAX_MS = 1000;
 /** Parts one sendmsg gathers at most (IOV_MAX). */
 const MAX_IOV = 1024;
 
@@ -2083,6 +2086,9 @@ class UringListener implements EngineListener, Owner {
   #closed = false;
   #fdClosed = false;
   #retry: NodeJS.Timeout | null = null;
+  /** Delay before the next retry after a failed accept (EMFILE, …). */
+  #backoffMs = ACCEPT_BACKOFF_MIN_MS;
+  onAcceptError: ((error: Error, retryMs: number) => void) | null = null;
   #polls: PollList | null = null;
   /**
    * The listening socket was made blocking: this kernel's io_uring accept
@@ -2183,6 +2189,7 @@ class UringListener implements EngineListener, Owner {
       engine.addon.fdSetBlocking(this.#fd, true);
     }
     if (res >= 0) {
+      this.#backoffMs = ACCEPT_BACKOFF_MIN_MS;
       const stream = new UringStream(engine, res, null, this.#pipePath);
       const req = this.#accepts.shift();
       if (req !== undefined) {
@@ -2210,11 +2217,15 @@ class UringListener implements EngineListener, Owner {
       this.#maybeCloseFd();
     } else if (!more) {
       if (res < 0 && res !== ECANCELED && !unblocked) {
-        // EMFILE and friends: try again shortly rather than spin (libuv does the same).
+        // EMFILE and friends: back off (50 ms, doubling to 1 s) rather than spin; the
+        // connections wait in the kernel's backlog meanwhile, and posted accepts stay pending.
+        const delay = this.#backoffMs;
+        this.#backoffMs = Math.min(ACCEPT_BACKOFF_MAX_MS, delay * 2);
         this.#retry = setTimeout(() => {
           this.#retry = null;
           if (this.#accepts.length > 0) this.#arm();
-        }, 50);
+        }, delay);
+        this.onAcceptError?.(uringError(res, 'accept'), delay);
       } else if (this.#accepts.length > 0) {
         this.#arm();
       }

@@ -48,7 +48,7 @@ export class AsyncSelectEchoServer extends ReadinessEchoBase<AsyncSelectConnecti
   }
 
   static async start(options: EchoServerOptions): Promise<AsyncSelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options);
+    const { listener, settings } = await listenForEcho(options, 'async-select');
     const server = new AsyncSelectEchoServer(listener, settings);
     asyncSelect(server.listener, server.#window, WM_SOCKET, FD_ACCEPT | FD_CLOSE);
     server.#loop = server.#window.run();
@@ -70,7 +70,7 @@ export class AsyncSelectEchoServer extends ReadinessEchoBase<AsyncSelectConnecti
     peer: string,
   ): AsyncSelectConnection {
     asyncSelect(socket, this.#window, WM_SOCKET, FD_READ | FD_WRITE | FD_CLOSE);
-    return { socket, peer, backlog: null, backlogSent: 0, recvPosted: false };
+    return { socket, peer, backlog: null, backlogSent: 0, received: 0, recvPosted: false };
   }
 
   readonly #windowProc = (

@@ -28,7 +28,7 @@ export class BlockingEchoServer implements EchoService {
 
   static async start(options: BlockingEchoServerOptions): Promise<BlockingEchoServer> {
     const { maxThreads = DEFAULT_MAX_THREADS, ...rest } = options;
-    const { listener, settings } = await listenForEcho(rest);
+    const { listener, settings } = await listenForEcho(rest, 'blocking');
     const serverOptions = {
       listener,
       handler: HANDLER,

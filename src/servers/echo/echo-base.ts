@@ -11,11 +11,13 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { CompletionRoutine } from '../../core/apc.js';
+import { Deadline, deadlines } from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
 import type { BufferLease, Endpoint, EngineOption } from '../../engines/contract.js';
+import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
 
 export const ECHO_DEFAULTS = {
   host: '127.0.0.1',
@@ -25,6 +27,11 @@ export const ECHO_DEFAULTS = {
   /** Accepts kept posted at once, so bursts of connections do not wait on one another. */
   pendingAccepts: 16,
   stopDeadlineMs: 5000,
+  /**
+   * While stopping, a connection whose recv waited this long with nothing
+   * arriving (every byte read was echoed) is quiet, and is closed with a FIN.
+   */
+  quietMs: 100,
 } as const;
 
 export interface EchoServerOptions {
@@ -56,6 +63,17 @@ export interface EchoServerOptions {
    * receive buffer. Default false.
    */
   pooled?: boolean;
+  /**
+   * Closes a connection that moved no byte in either direction for this
+   * many ms (its pending operation completes with `OVL_ERR_TIMEOUT`). 0 or
+   * absent: off (the default).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Resets a connection whose echo the client took no byte of for this many
+   * ms (it does not read). 0 or absent: off (the default).
+   */
+  writeTimeoutMs?: number;
 }
 
 /** Per-I/O data: the buffer and how far the current echo got. */
@@ -71,6 +89,10 @@ export interface EchoIo {
    * C: a completion routine is handed only the Overlapped.
    */
   connection: EchoConnection | null;
+  /** The connection's idle or write deadline, when either is on (and its quiet period while stopping). */
+  deadline: Deadline | null;
+  /** Recvs completed with data: a stop's quiet check sees from it whether bytes came in. */
+  recvs: number;
 }
 
 /** Per-handle data of one connection. Models extend it with what they need. */
@@ -94,6 +116,11 @@ export interface EchoService {
   readonly address: Endpoint;
   readonly connections: number;
   readonly refused: number;
+  /** Bytes read from clients and bytes echoed back, since start (models that count them). */
+  readonly bytesReceived?: number;
+  readonly bytesEchoed?: number;
+  /** Connections reset because the stop deadline found them busy (models that drain on stop). */
+  readonly resetAtStop?: number;
   stop(options?: { deadlineMs?: number }): Promise<void>;
 }
 
@@ -109,6 +136,41 @@ export function isAborted(error: Error | null): boolean {
   return error instanceof OverlappedError && error.code === 'OVL_ERR_ABORTED';
 }
 
+/** What a deadline close needs of a socket (a TcpSocket, or a model's socket over one). */
+export interface DeadlineClosable {
+  failPendingWith(error: OverlappedError): void;
+  close(): void;
+  destroy(): void;
+}
+
+/** A deadline closed the connection; its one info line is already logged. */
+export function isTimeout(error: Error | null): boolean {
+  return error instanceof OverlappedError && error.code === 'OVL_ERR_TIMEOUT';
+}
+
+/**
+ * Closes a connection whose deadline passed, with one info line: its pending
+ * operations complete with `OVL_ERR_TIMEOUT`. An idle connection gets a FIN;
+ * one the client does not read from is reset (a FIN would wait behind the
+ * unsent bytes, and the close would linger).
+ */
+export function closeOnDeadline(
+  socket: DeadlineClosable,
+  reason: 'idle' | 'write',
+  timeoutMs: number,
+  peer: string,
+  logger: Logger | undefined,
+): void {
+  const what =
+    reason === 'idle'
+      ? `no byte moved for ${timeoutMs} ms (--idle-timeout)`
+      : `the client took no byte of a send for ${timeoutMs} ms (--write-timeout)`;
+  logger?.info({ peer, reason, timeoutMs }, `deadline passed: closing the connection: ${what}`);
+  socket.failPendingWith(new OverlappedError('OVL_ERR_TIMEOUT', `${reason} deadline: ${what}`));
+  if (reason === 'write') socket.destroy();
+  else socket.close();
+}
+
 /** Validated options with defaults filled in. */
 export interface EchoSettings {
   readonly bufferSize: number;
@@ -117,13 +179,22 @@ export interface EchoSettings {
   readonly concurrency: number;
   readonly pooled: boolean;
   readonly logger: Logger | undefined;
+  /** 0: off. */
+  readonly idleTimeoutMs: number;
+  /** 0: off. */
+  readonly writeTimeoutMs: number;
 }
 
 const EMPTY = Buffer.alloc(0);
 
-/** Checks the options and listens (127.0.0.1:5150 unless told otherwise). */
+/**
+ * Checks the options and listens (127.0.0.1:5150 unless told otherwise).
+ * `model` names a model that keeps no deadlines: asking it for one is
+ * refused rather than silently ignored.
+ */
 export async function listenForEcho(
   options: EchoServerOptions,
+  model?: string,
 ): Promise<{ listener: TcpListener; settings: EchoSettings }> {
   const cpus = availableParallelism();
   const settings: EchoSettings = {
@@ -133,6 +204,8 @@ export async function listenForEcho(
     concurrency: options.concurrency ?? cpus,
     pooled: options.pooled === true,
     logger: options.logger,
+    idleTimeoutMs: options.idleTimeoutMs ?? 0,
+    writeTimeoutMs: options.writeTimeoutMs ?? 0,
   };
   for (const name of ['workers', 'concurrency', 'bufferSize', 'maxConnections'] as const) {
     const value = settings[name];
@@ -142,6 +215,19 @@ export async function listenForEcho(
       `${name} must be a whole number >= 1, got ${String(value)}`,
     );
   }
+  for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
+    const value = settings[name];
+    check(
+      Number.isSafeInteger(value) && value >= 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
+    );
+  }
+  check(
+    model === undefined || (settings.idleTimeoutMs === 0 && settings.writeTimeoutMs === 0),
+    'OVL_ERR_INVALID_ARGUMENT',
+    `the ${model} model keeps no idle or write deadlines yet: use the completion-port, events or routines model for --idle-timeout and --write-timeout`,
+  );
   const listenOptions: ListenOptions = {
     engine: options.engine,
     host: options.host ?? ECHO_DEFAULTS.host,
@@ -166,16 +252,32 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
   readonly #connections = new Set<C>();
   readonly #logPeers: boolean;
   #stopping: Promise<void> | null = null;
+  /** Set as stop() begins: #stopping is assigned only once #stop's first part has run. */
+  #stopRequested = false;
   #drained: (() => void) | null = null;
   /** Connections refused because of maxConnections, since start. */
   refused = 0;
+  /** Bytes received and bytes sent back, since start: equal once every echo is done. */
+  bytesReceived = 0;
+  bytesEchoed = 0;
+  /** Connections still busy when the stop deadline passed, and so reset. */
+  resetAtStop = 0;
 
   protected constructor(listener: TcpListener, settings: EchoSettings) {
     this.listener = listener;
     this.settings = settings;
     this.logger = settings.logger;
     this.#logPeers = settings.logger?.isLevelEnabled('info') ?? false;
+    this.#storm = new AcceptStorm(settings.logger);
+    this.#refusals = new RateLimitedWarning(
+      settings.logger,
+      'connections refused at maxConnections',
+    );
+    listener.onAcceptError = (error, retryMs) => this.#storm.failed(error, retryMs);
   }
+
+  readonly #storm: AcceptStorm;
+  readonly #refusals: RateLimitedWarning;
 
   /** The bound address (the real port when 0 was asked for). */
   get address(): Endpoint {
@@ -189,16 +291,21 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
 
   /** True once `stop()` was called. */
   protected get stopping(): boolean {
-    return this.#stopping !== null;
+    return this.#stopRequested;
   }
 
   /**
-   * Stops gracefully: no new connections; connections waiting for data are
-   * closed; echoes in flight finish, until `deadlineMs`, after which the rest
-   * are closed. Resolves when every connection is closed and the model's
-   * loops have returned. Idempotent: later calls return the same promise.
+   * Stops gracefully and loses nothing already received: no new
+   * connections; every connection is still served, and is closed with a FIN
+   * once it is quiet (its recv waited {@link ECHO_DEFAULTS.quietMs} with
+   * nothing arriving, so every byte it sent was echoed and nothing is
+   * unsent). A connection still busy at `deadlineMs` is reset (no linger
+   * behind unsent bytes), so the stop ends then. Resolves when every
+   * connection is closed and the model's loops have returned. Idempotent:
+   * later calls return the same promise.
    */
   stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopRequested = true;
     this.#stopping ??= this.#stop(options.deadlineMs ?? ECHO_DEFAULTS.stopDeadlineMs);
     return this.#stopping;
   }
@@ -210,8 +317,11 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     });
     if (this.#connections.size === 0) this.#drained?.();
     for (const conn of this.#connections) {
-      // An idle connection has its recv posted: cancelling it ends that connection.
-      if (conn.io.pending && conn.io.operation === 'recv') conn.socket.cancel(conn.io);
+      const state = conn.io.data;
+      state.deadline ??= new Deadline(() => this.#expired(conn));
+      // A recv waiting now may be quiet already; a send in flight is checked once it completes.
+      if (conn.io.operation === 'recv') this.#armDeadline(conn, 'recv');
+      else deadlines.disarm(state.deadline);
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
@@ -220,10 +330,13 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     if ((await Promise.race([drained, deadline])) === 'deadline') {
       this.logger?.warn(
         { connections: this.#connections.size, deadlineMs },
-        'stop deadline passed: closing the remaining connections',
+        'stop deadline passed: resetting the connections still busy',
       );
       // Their pending operations complete (aborted) through the model, which frees them.
-      for (const conn of this.#connections) conn.socket.close();
+      for (const conn of this.#connections) {
+        this.resetAtStop++;
+        conn.socket.destroy();
+      }
       await drained;
     }
     clearTimeout(timer);
@@ -245,9 +358,10 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
    */
   protected admit(socket: TcpSocket | null, error: Error | null): C | null {
     if (socket === null) {
-      if (error !== null && !isAborted(error)) this.logger?.warn({ err: error }, 'accept failed');
+      if (error !== null && !isAborted(error)) this.#storm.failed(error, 0);
       return null;
     }
+    this.#storm.accepted();
     if (this.stopping) {
       socket.destroy();
       return null;
@@ -255,7 +369,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     if (this.#connections.size >= this.settings.maxConnections) {
       const peer = describeEndpoint(socket.remoteAddress);
       this.refused++;
-      this.logger?.warn(
+      this.#refusals.warn(
         { peer, maxConnections: this.settings.maxConnections },
         'connection refused: at maxConnections',
       );
@@ -268,14 +382,68 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       bytesRecv: 0,
       bytesSent: 0,
       connection: null,
+      deadline: null,
+      recvs: 0,
     });
     // Only info lines name the peer: with them off, a connection keeps no string for it.
     const peer = this.#logPeers ? describeEndpoint(socket.remoteAddress) : '';
     const conn = this.createConnection(socket, peer, io);
     io.data.connection = conn;
+    if (this.settings.idleTimeoutMs > 0 || this.settings.writeTimeoutMs > 0) {
+      io.data.deadline = new Deadline(() => this.#expired(conn));
+      this.#armDeadline(conn, 'recv');
+    }
     this.#connections.add(conn);
     this.logger?.info({ peer, connections: this.#connections.size }, 'connected');
     return conn;
+  }
+
+  /**
+   * Arms `conn`'s deadline for the operation about to be posted: the write
+   * limit covers a send, idle the rest; while stopping, a recv is given
+   * the quiet period and a send no deadline (the stop's own covers it).
+   */
+  #armDeadline(conn: C, next: 'send' | 'recv'): void {
+    const deadline = conn.io.data.deadline;
+    if (deadline === null) return;
+    if (this.stopping) {
+      if (next === 'recv') deadlines.arm(deadline, ECHO_DEFAULTS.quietMs);
+      else deadlines.disarm(deadline);
+      return;
+    }
+    const { idleTimeoutMs, writeTimeoutMs } = this.settings;
+    const ms = next === 'send' && writeTimeoutMs > 0 ? writeTimeoutMs : idleTimeoutMs;
+    if (ms > 0) deadlines.arm(deadline, ms);
+    else deadlines.disarm(deadline);
+  }
+
+  #expired(conn: C): void {
+    if (!this.#connections.has(conn) || !conn.io.pending) return;
+    if (this.stopping) {
+      // Quiet: the recv waited with nothing arriving. Its abort completes through the model.
+      if (conn.io.operation !== 'recv') return;
+      // Timers run before the loop polls for I/O: bytes that arrived meanwhile are not
+      // delivered yet. Look again after this turn's poll phase; a recv completed since means
+      // the connection was not quiet (its next recv re-arms the period).
+      const recvs = conn.io.data.recvs;
+      setImmediate(() => {
+        const io = conn.io;
+        if (this.#connections.has(conn) && io.pending && io.operation === 'recv') {
+          if (io.data.recvs === recvs) conn.socket.close();
+        }
+      });
+      return;
+    }
+    const sending = conn.io.operation === 'send';
+    const { idleTimeoutMs, writeTimeoutMs } = this.settings;
+    const reason = sending && writeTimeoutMs > 0 ? 'write' : 'idle';
+    closeOnDeadline(
+      conn.socket,
+      reason,
+      reason === 'write' ? writeTimeoutMs : idleTimeoutMs,
+      conn.peer,
+      this.logger,
+    );
   }
 
   /**
@@ -287,7 +455,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     const io = conn.io;
     const state = io.data;
     if (error !== null) {
-      if (!isAborted(error)) {
+      if (!isAborted(error) && !isTimeout(error)) {
         this.logger?.info({ peer: conn.peer, err: error.message }, 'connection error');
       }
       this.close(conn);
@@ -304,15 +472,20 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       }
       state.bytesRecv = bytes;
       state.bytesSent = 0;
+      state.recvs++;
+      this.bytesReceived += bytes;
     } else {
       state.bytesSent += bytes;
+      this.bytesEchoed += bytes;
     }
-    if (state.bytesSent < state.bytesRecv) return 'send';
-    if (this.stopping) {
-      this.close(conn);
-      return 'closed';
+    if (state.bytesSent < state.bytesRecv) {
+      // Each completed piece is progress: the write limit starts again.
+      if (state.deadline !== null) this.#armDeadline(conn, 'send');
+      return 'send';
     }
+    // Stopping or not, the connection reads on: what the client already sent is echoed too.
     release(state);
+    if (state.deadline !== null) this.#armDeadline(conn, 'recv');
     return 'recv';
   }
 
@@ -326,6 +499,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
   /** Closes and frees `conn` (idempotent); the model may extend it to drop its own records. */
   protected close(conn: C): void {
     if (!this.#connections.delete(conn)) return;
+    if (conn.io.data.deadline !== null) deadlines.disarm(conn.io.data.deadline);
     conn.socket.close();
     // Called only from a delivered completion: no send of the leased buffer is pending.
     release(conn.io.data);

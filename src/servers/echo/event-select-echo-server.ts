@@ -38,7 +38,7 @@ export class EventSelectEchoServer extends ReadinessEchoBase<EventSelectConnecti
   }
 
   static async start(options: EchoServerOptions): Promise<EventSelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options);
+    const { listener, settings } = await listenForEcho(options, 'event-select');
     const server = new EventSelectEchoServer(listener, settings);
     eventSelect(server.listener, server.#listenerEvent, FD_ACCEPT | FD_CLOSE);
     server.#acceptor = server.#accept();
@@ -68,7 +68,16 @@ export class EventSelectEchoServer extends ReadinessEchoBase<EventSelectConnecti
       this.#loops.push(this.#serve(set));
     }
     const event = new ManualResetEvent();
-    const conn = { socket, peer, backlog: null, backlogSent: 0, event, set, recvPosted: false };
+    const conn = {
+      socket,
+      peer,
+      backlog: null,
+      backlogSent: 0,
+      received: 0,
+      event,
+      set,
+      recvPosted: false,
+    };
     eventSelect(socket, event, FD_READ | FD_WRITE | FD_CLOSE);
     set.add(event, conn);
     return conn;

@@ -50,7 +50,7 @@ export class NonBlockingEchoServer extends ReadinessEchoBase<ReadinessConnection
       'OVL_ERR_INVALID_ARGUMENT',
       `sweepIntervalMs must be from 1 to 1000, got ${String(sweepIntervalMs)}`,
     );
-    const { listener, settings } = await listenForEcho(rest);
+    const { listener, settings } = await listenForEcho(rest, 'nonblocking');
     const server = new NonBlockingEchoServer(listener, settings, sweepIntervalMs);
     server.#loop = server.#sweepLoop();
     return server;
@@ -62,7 +62,7 @@ export class NonBlockingEchoServer extends ReadinessEchoBase<ReadinessConnection
   }
 
   protected override createConnection(socket: NonBlockingSocket, peer: string) {
-    return { socket, peer, backlog: null, backlogSent: 0 };
+    return { socket, peer, backlog: null, backlogSent: 0, received: 0 };
   }
 
   async #sweepLoop(): Promise<void> {

@@ -13,6 +13,7 @@
  * before anything else runs.
  */
 import type { Logger } from 'pino';
+import { Deadline, deadlines } from '../../core/deadlines.js';
 import type { TcpListener } from '../../core/tcp-listener.js';
 import type { Endpoint } from '../../engines/contract.js';
 import {
@@ -21,6 +22,7 @@ import {
   setNonBlocking,
   WOULD_BLOCK,
 } from '../../models/nonblocking.js';
+import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
 import {
   describeEndpoint,
   ECHO_DEFAULTS,
@@ -37,6 +39,8 @@ export interface ReadinessConnection {
   backlog: Buffer | null;
   /** How much of `backlog` is sent. */
   backlogSent: number;
+  /** Bytes received on this connection: a stop sees from it whether the connection went quiet. */
+  received: number;
 }
 
 /**
@@ -60,7 +64,14 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   /** Bumped by every recv or send that moved bytes: the polling model's "did a sweep find anything". */
   protected progress = 0;
   #drained: (() => void) | null = null;
+  /** Set as stop() begins, before #stop's first await assigns #stopping. */
+  #stopRequested = false;
   refused = 0;
+  /** Bytes received and bytes sent back, since start: equal once every echo is done. */
+  bytesReceived = 0;
+  bytesEchoed = 0;
+  /** Connections still busy when the stop deadline passed, and so reset. */
+  resetAtStop = 0;
 
   protected constructor(listener: TcpListener, settings: EchoSettings) {
     this.listener = setNonBlocking(listener);
@@ -68,7 +79,16 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     this.logger = settings.logger;
     this.#logPeers = settings.logger?.isLevelEnabled('info') ?? false;
     this.#scratch = Buffer.allocUnsafe(settings.bufferSize);
+    this.#storm = new AcceptStorm(settings.logger);
+    this.#refusals = new RateLimitedWarning(
+      settings.logger,
+      'connections refused at maxConnections',
+    );
+    listener.onAcceptError = (error, retryMs) => this.#storm.failed(error, retryMs);
   }
+
+  readonly #storm: AcceptStorm;
+  readonly #refusals: RateLimitedWarning;
 
   get address(): Endpoint {
     return this.listener.address;
@@ -79,17 +99,46 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   }
 
   protected get stopping(): boolean {
-    return this.#stopping !== null;
+    return this.#stopRequested;
   }
 
   /**
-   * Stops gracefully: no new connections; connections with nothing left to
-   * send are closed at once; a backlog being sent is finished, until
-   * `deadlineMs`, after which the rest are closed. Idempotent.
+   * Stops gracefully and loses nothing already received: no new
+   * connections; every connection is still served, and is closed with a FIN
+   * once it is quiet (no backlog, and nothing received for
+   * {@link ECHO_DEFAULTS.quietMs}); one still busy at `deadlineMs` is reset.
+   * Idempotent.
    */
   stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopRequested = true;
     this.#stopping ??= this.#stop(options.deadlineMs ?? ECHO_DEFAULTS.stopDeadlineMs);
     return this.#stopping;
+  }
+
+  /**
+   * While stopping: checks `conn` every quiet period, and closes it (a FIN)
+   * once it owes no backlog and received nothing since the previous check.
+   */
+  #watchQuiet(conn: C): void {
+    let seen = conn.received;
+    const deadline = new Deadline(() => {
+      if (!this.connectionsBySocket.has(conn.socket)) return;
+      if (conn.backlog === null && conn.received === seen) {
+        // Timers run before the loop polls for I/O: look again after this turn's poll phase.
+        setImmediate(() => {
+          if (!this.connectionsBySocket.has(conn.socket)) return;
+          if (conn.backlog === null && conn.received === seen) this.close(conn);
+          else {
+            seen = conn.received;
+            deadlines.arm(deadline, ECHO_DEFAULTS.quietMs);
+          }
+        });
+        return;
+      }
+      seen = conn.received;
+      deadlines.arm(deadline, ECHO_DEFAULTS.quietMs);
+    });
+    deadlines.arm(deadline, ECHO_DEFAULTS.quietMs);
   }
 
   async #stop(deadlineMs: number): Promise<void> {
@@ -97,9 +146,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     const drained = new Promise<void>((resolve) => {
       this.#drained = resolve;
     });
-    for (const conn of [...this.connectionsBySocket.values()]) {
-      if (conn.backlog === null) this.close(conn);
-    }
+    for (const conn of this.connectionsBySocket.values()) this.#watchQuiet(conn);
     if (this.connectionsBySocket.size === 0) this.#drained?.();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
@@ -108,9 +155,14 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     if ((await Promise.race([drained, deadline])) === 'deadline') {
       this.logger?.warn(
         { connections: this.connectionsBySocket.size, deadlineMs },
-        'stop deadline passed: closing the remaining connections',
+        'stop deadline passed: resetting the connections still busy',
       );
-      for (const conn of [...this.connectionsBySocket.values()]) this.close(conn);
+      for (const conn of [...this.connectionsBySocket.values()]) {
+        this.resetAtStop++;
+        // A reset, not a FIN behind unsent bytes: the stop ends now, with no linger.
+        conn.socket.destroy();
+        this.close(conn);
+      }
     }
     clearTimeout(timer);
     await this.finish();
@@ -135,10 +187,11 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
       try {
         socket = this.listener.accept();
       } catch (err) {
-        this.logger?.warn({ err }, 'accept failed');
+        this.#storm.failed(err as Error, 0);
         return taken;
       }
       if (socket === null) break;
+      this.#storm.accepted();
       taken++;
       this.progress++;
       this.#admit(socket);
@@ -149,7 +202,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   #admit(socket: NonBlockingSocket): void {
     if (this.connectionsBySocket.size >= this.settings.maxConnections) {
       this.refused++;
-      this.logger?.warn(
+      this.#refusals.warn(
         {
           peer: describeEndpoint(socket.remoteAddress),
           maxConnections: this.settings.maxConnections,
@@ -185,8 +238,11 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
         this.close(conn);
         return 'closed';
       }
+      conn.received += n;
+      this.bytesReceived += n;
       let sent = conn.socket.send(n === scratch.length ? scratch : scratch.subarray(0, n));
       if (sent === WOULD_BLOCK) sent = 0;
+      this.bytesEchoed += sent;
       this.progress++;
       if (sent === n) return 'read';
       conn.backlog = Buffer.from(scratch.subarray(sent, n));
@@ -211,6 +267,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
         );
         if (sent === WOULD_BLOCK) return 'write';
         conn.backlogSent += sent;
+        this.bytesEchoed += sent;
         this.progress++;
       }
     } catch (err) {
@@ -219,10 +276,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     }
     conn.backlog = null;
     conn.backlogSent = 0;
-    if (this.stopping) {
-      this.close(conn);
-      return 'closed';
-    }
+    // Stopping or not, the connection reads on: what the client already sent is echoed too.
     return 'read';
   }
 

@@ -46,7 +46,7 @@ export class SelectEchoServer extends ReadinessEchoBase<SelectConnection> {
   }
 
   static async start(options: EchoServerOptions): Promise<SelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options);
+    const { listener, settings } = await listenForEcho(options, 'select');
     const server = new SelectEchoServer(listener, settings);
     server.#open();
     return server;
@@ -63,7 +63,14 @@ export class SelectEchoServer extends ReadinessEchoBase<SelectConnection> {
   protected override createConnection(socket: NonBlockingSocket, peer: string): SelectConnection {
     let loop = this.#accepting;
     if (loop === null || loop.full) loop = this.#roomy() ?? this.#open();
-    const conn: SelectConnection = { socket, peer, backlog: null, backlogSent: 0, loop };
+    const conn: SelectConnection = {
+      socket,
+      peer,
+      backlog: null,
+      backlogSent: 0,
+      received: 0,
+      loop,
+    };
     loop.conns.add(conn);
     return conn;
   }

@@ -8,6 +8,7 @@
  * posting its next recv.
  */
 import { resolveEngine } from '../../core/engine-option.js';
+import { check } from '../../core/errors.js';
 import type { Endpoint } from '../../engines/contract.js';
 import type { Session } from '../../servers/session/session.js';
 import { SessionServer } from '../../servers/session/session-server.js';
@@ -30,6 +31,11 @@ export class SessionsEchoServer implements EchoService {
   }
 
   static async start(options: EchoServerOptions): Promise<SessionsEchoServer> {
+    check(
+      !options.idleTimeoutMs && !options.writeTimeoutMs,
+      'OVL_ERR_INVALID_ARGUMENT',
+      'the sessions model keeps no idle or write deadlines yet: use the completion-port, events or routines model for --idle-timeout and --write-timeout',
+    );
     const logger = options.logger;
     const logPeers = logger?.isLevelEnabled('info') ?? false;
     let server: SessionServer<string> | null = null;

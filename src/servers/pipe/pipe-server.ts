@@ -22,6 +22,7 @@
  */
 import type { Logger } from 'pino';
 import { queueUserApc } from '../../core/apc.js';
+import { Deadline, deadlines, RESOLUTION_MS } from '../../core/deadlines.js';
 import { check, OverlappedError, type OverlappedErrorCode } from '../../core/errors.js';
 import { ManualResetEvent } from '../../core/events.js';
 import { Overlapped } from '../../core/overlapped.js';
@@ -36,6 +37,7 @@ import { DEFAULT_PIPE_FILE_MODE, PipeListener } from '../../core/pipe-listener.j
 import { DEFAULT_PIPE_NAME, resolvePipeName } from '../../core/pipe-name.js';
 import { getOverlappedResult, INFINITE, waitForSingleObject } from '../../core/waits.js';
 import type { EngineOption } from '../../engines/contract.js';
+import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
 
 export const PIPE_DEFAULTS = {
   name: DEFAULT_PIPE_NAME,
@@ -46,6 +48,12 @@ export const PIPE_DEFAULTS = {
   /** Read buffer per instance; larger requests arrive in pieces (OVL_ERR_MORE_DATA). */
   bufferSize: 16 * 1024,
   stopDeadlineMs: 5000,
+  /** Close an instance that received nothing for 2 minutes. */
+  idleTimeoutMs: 120_000,
+  /** A request that started must arrive, or bring a read buffer's worth, within 10 s (to 20 s). */
+  readTimeoutMs: 10_000,
+  /** A reply the client takes no byte of for 10 s resets the instance. */
+  writeTimeoutMs: 10_000,
   /** The seeds' reply. */
   defaultAnswer: 'Default answer from server',
 } as const;
@@ -94,6 +102,27 @@ export interface PipeServerOptions {
   handler?: PipeHandler;
   /** Info line per connect and disconnect; warnings for refused clients and failures. */
   logger?: Logger;
+  /**
+   * Closes an instance that received no byte for this many ms while waiting
+   * for a request (default 120000; 0: off).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * A request whose first bytes arrived must arrive whole, or bring at
+   * least one read buffer (16 KiB) more, within one to two of these periods
+   * (default 10000 ms; 0: off): a client that trickles a frame (a
+   * slowloris) is closed.
+   */
+  readTimeoutMs?: number;
+  /** Resets an instance whose client took no byte of a reply for this many ms (default 10000; 0: off). */
+  writeTimeoutMs?: number;
+}
+
+/** The instance deadlines, in ms; 0 is off. */
+interface PipeTimeouts {
+  readonly idle: number;
+  readonly read: number;
+  readonly write: number;
 }
 
 /** Per-I/O data of an instance's one Overlapped (the seeds' PIPEINST). */
@@ -110,6 +139,13 @@ interface Instance extends PipeClientInfo {
   requests: number;
   /** A request was read and its reply is not written yet. */
   busy: boolean;
+  /** The instance's deadline, when any limit is on or the server is stopping. */
+  deadline: Deadline | null;
+  /** `bytesReceived` at the last deadline check, and when it last changed (or a read was posted). */
+  lastReceived: number;
+  lastProgress: number;
+  /** A deadline check found this request partly received (the next such check closes it). */
+  partialSeen: boolean;
 }
 
 function codeOf(error: Error | null): string | undefined {
@@ -126,6 +162,11 @@ function toBytes(reply: PipeReply): Uint8Array {
 }
 
 const EMPTY = new Uint8Array(0);
+/**
+ * While stopping, an instance waiting for a request with nothing received
+ * for this long is quiet, and is closed.
+ */
+const QUIET_MS = 100;
 /** `WaitForSingleObjectEx(hConnectEvent, INFINITE, TRUE)`'s options, made once. */
 const ALERTABLE_INFINITE = { timeoutMs: INFINITE, alertable: true } as const;
 
@@ -140,6 +181,9 @@ export class PipeServer {
   readonly #bufferSize: number;
   readonly #handler: PipeHandler;
   readonly #logger: Logger | undefined;
+  readonly #timeouts: PipeTimeouts;
+  /** How often a reading instance's deadline is checked: the read limit, else the idle one. */
+  readonly #checkMs: number;
   readonly #instances = new Set<Instance>();
   readonly #connectEvent = new ManualResetEvent(false);
   readonly #connect = new Overlapped();
@@ -147,18 +191,28 @@ export class PipeServer {
   #loop: Promise<void> = Promise.resolve();
   #finished = false;
   #stopping: Promise<void> | null = null;
+  /** Set as stop() begins (#stopping is assigned only after #stop's first part ran). */
+  #stopRequested = false;
   #drained: (() => void) | null = null;
   /** Clients refused because every instance was busy, since start. */
   refused = 0;
   /** Requests answered, since start. */
   transactions = 0;
+  /** Instances still busy when the stop deadline passed, and so reset. */
+  resetAtStop = 0;
 
   private constructor(
     listener: PipeListener,
     settings: { mode: PipeMode; maxMessage: number; instances: number; bufferSize: number },
     handler: PipeHandler,
     logger: Logger | undefined,
+    timeouts: PipeTimeouts,
   ) {
+    this.#timeouts = timeouts;
+    this.#checkMs =
+      timeouts.read > 0 && settings.mode === 'message'
+        ? Math.min(timeouts.read, timeouts.idle > 0 ? timeouts.idle : timeouts.read)
+        : timeouts.idle;
     this.listener = listener;
     this.mode = settings.mode;
     this.maxMessage = settings.maxMessage;
@@ -167,7 +221,15 @@ export class PipeServer {
     this.#handler = handler;
     this.#logger = logger;
     this.#connect.event = this.#connectEvent;
+    this.#storm = new AcceptStorm(logger);
+    this.#busyRefusals = new RateLimitedWarning(logger, 'clients refused: every instance busy');
+    this.#badRequests = new RateLimitedWarning(logger, 'clients refused for a bad request');
+    listener.onAcceptError = (error, retryMs) => this.#storm.failed(error, retryMs);
   }
+
+  readonly #storm: AcceptStorm;
+  readonly #busyRefusals: RateLimitedWarning;
+  readonly #badRequests: RateLimitedWarning;
 
   /**
    * Resolves the name, listens (replacing a stale socket file, refusing a
@@ -188,6 +250,18 @@ export class PipeServer {
       'OVL_ERR_INVALID_ARGUMENT',
       `bufferSize must be a whole number >= 1, got ${String(bufferSize)}`,
     );
+    const timeouts: PipeTimeouts = {
+      idle: options.idleTimeoutMs ?? PIPE_DEFAULTS.idleTimeoutMs,
+      read: options.readTimeoutMs ?? PIPE_DEFAULTS.readTimeoutMs,
+      write: options.writeTimeoutMs ?? PIPE_DEFAULTS.writeTimeoutMs,
+    };
+    for (const [name, value] of Object.entries(timeouts)) {
+      check(
+        Number.isSafeInteger(value) && value >= 0,
+        'OVL_ERR_INVALID_ARGUMENT',
+        `${name}TimeoutMs must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
+      );
+    }
     const handler = options.handler ?? defaultHandler;
     check(typeof handler === 'function', 'OVL_ERR_INVALID_ARGUMENT', 'handler must be a function');
     const path = resolvePipeName(options.name ?? PIPE_DEFAULTS.name);
@@ -204,6 +278,7 @@ export class PipeServer {
       { mode, maxMessage, instances, bufferSize },
       handler,
       options.logger,
+      timeouts,
     );
     server.#loop = server.#run();
     return server;
@@ -220,13 +295,15 @@ export class PipeServer {
   }
 
   /**
-   * Stops gracefully: no new clients (the socket file is removed at once);
-   * idle instances are closed; transactions in flight finish and their
-   * instances close after the reply, until `deadlineMs`, after which the rest
-   * are closed. Resolves when all are closed and the loop has returned.
-   * Idempotent.
+   * Stops gracefully and loses no request already sent: no new clients (the
+   * socket file is removed at once); every instance is still served, and is
+   * closed once it is quiet (waiting for a request, with nothing received
+   * for {@link QUIET_MS}), so each request a client sent before the stop
+   * gets its reply. Instances still busy at `deadlineMs` are reset.
+   * Resolves when all are closed and the loop has returned. Idempotent.
    */
   stop(options: { deadlineMs?: number } = {}): Promise<void> {
+    this.#stopRequested = true;
     this.#stopping ??= this.#stop(options.deadlineMs ?? PIPE_DEFAULTS.stopDeadlineMs);
     return this.#stopping;
   }
@@ -238,10 +315,8 @@ export class PipeServer {
     });
     if (this.#instances.size === 0) this.#drained?.();
     for (const inst of this.#instances) {
-      // Waiting for a request that has not started to arrive: nothing is in flight.
-      if (!inst.busy && inst.io.data.parts.length === 0 && inst.conn.unreadBytes === 0) {
-        this.#free(inst);
-      }
+      // Waiting for a request: watch it go quiet. Busy ones are watched once they read again.
+      if (inst.io.pending && inst.io.operation === 'read') this.#watchQuiet(inst);
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
@@ -250,9 +325,13 @@ export class PipeServer {
     if ((await Promise.race([drained, deadline])) === 'deadline') {
       this.#logger?.warn(
         { instances: this.#instances.size, deadlineMs },
-        'stop deadline passed: closing the remaining instances',
+        'stop deadline passed: resetting the instances still busy',
       );
-      for (const inst of [...this.#instances]) this.#free(inst);
+      for (const inst of [...this.#instances]) {
+        this.resetAtStop++;
+        inst.conn.destroy();
+        this.#free(inst);
+      }
       await drained;
     }
     clearTimeout(timer);
@@ -262,6 +341,13 @@ export class PipeServer {
     // A user APC wakes the loop from its infinite wait so it sees the flag.
     queueUserApc(() => {});
     await this.#loop;
+  }
+
+  /** While stopping: (re)starts the instance's quiet period from what it has received so far. */
+  #watchQuiet(inst: Instance): void {
+    inst.deadline ??= new Deadline(() => this.#expired(inst));
+    inst.lastReceived = inst.conn.bytesReceived;
+    deadlines.arm(inst.deadline, QUIET_MS);
   }
 
   /** The seeds' main loop. */
@@ -276,23 +362,24 @@ export class PipeServer {
         getOverlappedResult(this.#connect);
         pipe = this.#connect.pipe;
       } catch (err) {
-        if (codeOf(err as Error) !== 'OVL_ERR_ABORTED') {
-          this.#logger?.warn({ err }, 'connect failed');
-        }
+        if (codeOf(err as Error) !== 'OVL_ERR_ABORTED') this.#storm.failed(err as Error, 0);
       }
-      if (pipe !== null) this.#admit(pipe);
-      if (this.#stopping === null && !this.listener.closed) this.listener.accept(this.#connect);
+      if (pipe !== null) {
+        this.#storm.accepted();
+        this.#admit(pipe);
+      }
+      if (!this.#stopRequested && !this.listener.closed) this.listener.accept(this.#connect);
     }
   }
 
   #admit(conn: PipeConnection): void {
-    if (this.#stopping !== null) {
+    if (this.#stopRequested) {
       conn.destroy();
       return;
     }
     if (this.#instances.size >= this.instanceLimit) {
       this.refused++;
-      this.#logger?.warn(
+      this.#busyRefusals.warn(
         { instances: this.instanceLimit },
         'client refused: every instance is busy',
       );
@@ -308,12 +395,104 @@ export class PipeServer {
       buffer: Buffer.allocUnsafe(this.#bufferSize),
       parts: [],
     });
-    const inst: Instance = { id, conn, io, requests: 0, busy: false };
+    const timed = this.#checkMs > 0 || this.#timeouts.write > 0;
+    const inst: Instance = {
+      id,
+      conn,
+      io,
+      requests: 0,
+      busy: false,
+      deadline: timed ? new Deadline(() => this.#expired(inst)) : null,
+      lastReceived: 0,
+      lastProgress: 0,
+      partialSeen: false,
+    };
     (io.data as { instance: Instance }).instance = inst;
     this.#instances.add(inst);
     this.#logger?.info({ instance: id, instances: this.#instances.size }, 'client connected');
     conn.sendControl(READY);
-    conn.read(io.data.buffer, io, this.#onRead);
+    this.#read(inst);
+  }
+
+  /** Posts the instance's next read (a new request, or the next piece of one) and arms its deadline. */
+  #read(inst: Instance): void {
+    const deadline = inst.deadline;
+    if (this.#stopRequested) {
+      this.#watchQuiet(inst);
+    } else if (deadline !== null) {
+      inst.lastReceived = inst.conn.bytesReceived;
+      inst.lastProgress = performance.now();
+      inst.partialSeen = false;
+      if (this.#checkMs > 0) deadlines.arm(deadline, this.#checkMs);
+      else deadlines.disarm(deadline);
+    }
+    inst.conn.read(inst.io.data.buffer, inst.io, this.#onRead);
+  }
+
+  /**
+   * A deadline check. A pending write that made no progress for the write
+   * limit resets the instance. A pending read is closed when the request
+   * it waits for was already partly there at the previous check (read
+   * limit), or when nothing at all arrived for the idle limit; otherwise
+   * the check comes again. While the handler runs there is no deadline.
+   */
+  #expired(inst: Instance): void {
+    const io = inst.io;
+    if (!this.#instances.has(inst) || !io.pending || inst.deadline === null) return;
+    if (this.#stopRequested) {
+      // A reply in flight: its completion reads on and watches again; the stop's deadline covers it.
+      if (io.operation !== 'read') return;
+      const partial = io.data.parts.length > 0 || inst.conn.unreadBytes > 0;
+      if (!partial && inst.conn.bytesReceived === inst.lastReceived) this.#free(inst);
+      else this.#watchQuiet(inst);
+      return;
+    }
+    const { idle, read, write } = this.#timeouts;
+    if (io.operation === 'write') {
+      if (write > 0) this.#timedOut(inst, 'write', write);
+      return;
+    }
+    const now = performance.now();
+    const received = inst.conn.bytesReceived;
+    if (received !== inst.lastReceived) {
+      inst.lastReceived = received;
+      inst.lastProgress = now;
+    }
+    const partial =
+      this.mode === 'message' && (io.data.parts.length > 0 || inst.conn.unreadBytes > 0);
+    if (partial && read > 0) {
+      if (inst.partialSeen) {
+        this.#timedOut(inst, 'read', read);
+        return;
+      }
+      inst.partialSeen = true;
+    } else if (idle > 0 && now - inst.lastProgress + RESOLUTION_MS >= idle) {
+      this.#timedOut(inst, 'idle', idle);
+      return;
+    }
+    deadlines.arm(inst.deadline, this.#checkMs);
+  }
+
+  /**
+   * Closes an instance whose deadline passed, with one info line: its
+   * pending operation completes with `OVL_ERR_TIMEOUT`; a reading client is
+   * told so in a control frame, a client that does not read is reset.
+   */
+  #timedOut(inst: Instance, reason: 'idle' | 'read' | 'write', timeoutMs: number): void {
+    const what =
+      reason === 'idle'
+        ? `no byte arrived for ${timeoutMs} ms (--idle-timeout)`
+        : reason === 'read'
+          ? `a request stopped arriving (less than one read buffer per ${timeoutMs} ms, --read-timeout)`
+          : `the client took no byte of a reply for ${timeoutMs} ms (--write-timeout)`;
+    this.#logger?.info(
+      { instance: inst.id, reason, timeoutMs },
+      `deadline passed: closing the instance: ${what}`,
+    );
+    const message = `${reason} deadline: ${what}`;
+    inst.conn.failPendingWith(new OverlappedError('OVL_ERR_TIMEOUT', message));
+    if (reason === 'write') inst.conn.destroy();
+    this.#free(inst, reason === 'write' ? undefined : 'OVL_ERR_TIMEOUT', message);
   }
 
   /** CompletedReadRoutine: a request (or a piece of one) arrived, or the client left. */
@@ -323,21 +502,29 @@ export class PipeServer {
     if (error !== null) {
       const c = codeOf(error);
       if (c === 'OVL_ERR_MORE_DATA') {
-        state.parts.push(Buffer.from(state.buffer.subarray(0, bytes)));
-        if (this.#usable(inst)) inst.conn.read(state.buffer, io, this.#onRead);
+        // The pieces held are bytes the client sent (never more than it claimed, up to maxMessage).
+        const piece = this.#copy(inst, state.buffer.subarray(0, bytes));
+        if (piece === null) return;
+        state.parts.push(piece);
+        if (this.#usable(inst)) this.#read(inst);
         return;
       }
       if (c === 'OVL_ERR_MESSAGE_TOO_LARGE' || c === 'OVL_ERR_PIPE_PROTOCOL') {
-        this.#logger?.warn({ instance: inst.id, err: error.message }, 'client refused a request');
+        this.#badRequests.warn(
+          { instance: inst.id, err: error.message },
+          'client refused a request',
+        );
         this.#free(inst, c, error.message);
         return;
       }
-      if (c !== 'OVL_ERR_ABORTED' && c !== 'OVL_ERR_BROKEN_PIPE') {
+      if (c !== 'OVL_ERR_ABORTED' && c !== 'OVL_ERR_BROKEN_PIPE' && c !== 'OVL_ERR_TIMEOUT') {
         this.#logger?.info({ instance: inst.id, err: error.message }, 'instance error');
       }
       this.#free(inst);
       return;
     }
+    // The handler's time is its own: no deadline until the reply is posted.
+    if (inst.deadline !== null) deadlines.disarm(inst.deadline);
     if (this.mode === 'byte' && bytes === 0) {
       this.#free(inst); // end of stream
       return;
@@ -345,8 +532,10 @@ export class PipeServer {
     let request = state.buffer.subarray(0, bytes);
     if (state.parts.length > 0) {
       state.parts.push(request);
-      request = Buffer.concat(state.parts);
+      const whole = this.#copy(inst, state.parts);
       state.parts = [];
+      if (whole === null) return;
+      request = whole;
     }
     inst.busy = true;
     let reply: PipeReply | Promise<PipeReply>;
@@ -366,6 +555,21 @@ export class PipeServer {
     }
   };
 
+  /**
+   * Copies a request piece (or joins the pieces); when the process cannot
+   * allocate it, that client alone is refused and freed (null).
+   */
+  #copy(inst: Instance, data: Buffer | Buffer[]): Buffer | null {
+    try {
+      return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    } catch (err) {
+      const message = `no memory for this request (${(err as Error).message}): send smaller messages`;
+      this.#badRequests.warn({ instance: inst.id, err: message }, 'client refused a request');
+      this.#free(inst, 'OVL_ERR_MESSAGE_TOO_LARGE', message);
+      return null;
+    }
+  }
+
   #reply(inst: Instance, reply: PipeReply): void {
     let bytes: Uint8Array;
     try {
@@ -374,7 +578,11 @@ export class PipeServer {
       this.#handlerFailed(inst, err);
       return;
     }
-    if (this.#usable(inst)) inst.conn.write(bytes, inst.io, this.#onWrite);
+    if (!this.#usable(inst)) return;
+    if (inst.deadline !== null && this.#timeouts.write > 0) {
+      deadlines.arm(inst.deadline, this.#timeouts.write);
+    }
+    inst.conn.write(bytes, inst.io, this.#onWrite);
   }
 
   #handlerFailed(inst: Instance, err: unknown): void {
@@ -395,7 +603,8 @@ export class PipeServer {
     const inst = io.data.instance;
     inst.busy = false;
     if (error !== null) {
-      if (codeOf(error) !== 'OVL_ERR_ABORTED' && codeOf(error) !== 'OVL_ERR_BROKEN_PIPE') {
+      const c = codeOf(error);
+      if (c !== 'OVL_ERR_ABORTED' && c !== 'OVL_ERR_BROKEN_PIPE' && c !== 'OVL_ERR_TIMEOUT') {
         this.#logger?.info({ instance: inst.id, err: error.message }, 'instance error');
       }
       this.#free(inst);
@@ -407,11 +616,8 @@ export class PipeServer {
   };
 
   #next(inst: Instance): void {
-    if (this.#stopping !== null) {
-      this.#free(inst);
-      return;
-    }
-    if (this.#usable(inst)) inst.conn.read(inst.io.data.buffer, inst.io, this.#onRead);
+    // Stopping or not, the instance reads on: a request the client already sent is answered too.
+    if (this.#usable(inst)) this.#read(inst);
   }
 
   /** False (and the instance freed) if it was closed meanwhile (stop deadline): post nothing more on it. */
@@ -424,6 +630,7 @@ export class PipeServer {
   /** DisconnectAndClose: closes the instance (with a control frame for the client, if given) and frees it. */
   #free(inst: Instance, code?: OverlappedErrorCode, message?: string): void {
     if (!this.#instances.delete(inst)) return;
+    if (inst.deadline !== null) deadlines.disarm(inst.deadline);
     if (code !== undefined) inst.conn.closeWithError(code, message ?? '');
     else inst.conn.close();
     this.#logger?.info(
