@@ -17,6 +17,7 @@ import {
   type ThreadContext,
   type ThreadHandlersFactory,
   threadOf,
+  workerHandlers,
 } from './thread-protocol.js';
 
 export interface ClusterWorkerSetup {
@@ -81,27 +82,16 @@ server = await SessionServer.start({
   sharedListener: true,
   host: setup.host,
   port: setup.port,
-  handlers: {
-    onAccept: handlers.onAccept?.bind(handlers),
-    onReceive: handlers.onReceive?.bind(handlers),
-    onSendCompleted: handlers.onSendCompleted?.bind(handlers),
-    onWritable: handlers.onWritable?.bind(handlers),
-    onClose: handlers.onClose?.bind(handlers),
-    onPost(key, value) {
-      if (key !== FROM_PRIMARY) {
-        handlers.onPost?.call(handlers, key, value);
-        return;
-      }
-      const message = value as ClusterMessage;
-      if (message.kind === 'broadcast') {
-        localBroadcast(Buffer.from(message.bytes, 'base64'), message.except);
-      } else if (message.kind === 'send') {
-        server?.get(message.key)?.send(Buffer.from(message.bytes, 'base64'));
-      } else if (message.kind === 'stop') {
-        server?.stop({ deadlineMs: message.deadlineMs }).then(reportStopped);
-      }
-    },
-  },
+  handlers: workerHandlers(handlers, FROM_PRIMARY, (value) => {
+    const message = value as ClusterMessage;
+    if (message.kind === 'broadcast') {
+      localBroadcast(Buffer.from(message.bytes, 'base64'), message.except);
+    } else if (message.kind === 'send') {
+      server?.get(message.key)?.send(Buffer.from(message.bytes, 'base64'));
+    } else if (message.kind === 'stop') {
+      server?.stop({ deadlineMs: message.deadlineMs }).then(reportStopped);
+    }
+  }),
 });
 toPrimary({ kind: 'listening', port: server.address.port });
 

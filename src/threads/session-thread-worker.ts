@@ -21,6 +21,7 @@ import {
   type ThreadHandlersFactory,
   type ToWorker,
   threadOf,
+  workerHandlers,
 } from './thread-protocol.js';
 
 interface WorkerSetup {
@@ -61,7 +62,6 @@ const context: ThreadContext = {
   },
 };
 const handlers = factory(context);
-const userOnPost = handlers.onPost;
 
 function localBroadcast(bytes: Uint8Array, except: number): void {
   const skip = threadOf(except) === setup.thread ? localKeyOf(except) : -1;
@@ -71,43 +71,31 @@ function localBroadcast(bytes: Uint8Array, except: number): void {
 server = SessionServer.withoutListener({
   ...setup.session,
   engine,
-  handlers: {
-    // Bound, not spread: a handler object may be a class instance (hooks on its prototype).
-    onAccept: handlers.onAccept?.bind(handlers),
-    onReceive: handlers.onReceive?.bind(handlers),
-    onSendCompleted: handlers.onSendCompleted?.bind(handlers),
-    onWritable: handlers.onWritable?.bind(handlers),
-    onClose: handlers.onClose?.bind(handlers),
-    onPost(key, value) {
-      if (key !== FROM_ACCEPTOR) {
-        userOnPost?.call(handlers, key, value);
-        return;
+  handlers: workerHandlers(handlers, FROM_ACCEPTOR, (value) => {
+    const message = value as ToWorker;
+    switch (message.kind) {
+      case 'adopt': {
+        const socket = TcpSocket.adopt(engine, message.fd, {
+          maxPendingSendBytes: server.maxQueuedBytes,
+          noDelay: setup.session.noDelay ?? true,
+        });
+        server.adopt(socket);
+        break;
       }
-      const message = value as ToWorker;
-      switch (message.kind) {
-        case 'adopt': {
-          const socket = TcpSocket.adopt(engine, message.fd, {
-            maxPendingSendBytes: server.maxQueuedBytes,
-            noDelay: setup.session.noDelay ?? true,
-          });
-          server.adopt(socket);
-          break;
-        }
-        case 'broadcast':
-          localBroadcast(message.bytes, message.except);
-          break;
-        case 'send':
-          server.get(message.key)?.send(message.bytes);
-          break;
-        case 'post':
-          userOnPost?.call(handlers, message.key, message.value);
-          break;
-        case 'stop':
-          server.stop({ deadlineMs: message.deadlineMs }).then(reportStopped);
-          break;
-      }
-    },
-  },
+      case 'broadcast':
+        localBroadcast(message.bytes, message.except);
+        break;
+      case 'send':
+        server.get(message.key)?.send(message.bytes);
+        break;
+      case 'post':
+        handlers.onPost?.call(handlers, message.key, message.value);
+        break;
+      case 'stop':
+        server.stop({ deadlineMs: message.deadlineMs }).then(reportStopped);
+        break;
+    }
+  }),
   onError(error, session) {
     // Reported on the acceptor's side through the thread's error event only when uncaught;
     // a hook's error is this session's alone (it is reset), so stderr says it.

@@ -74,3 +74,29 @@ export interface ThreadContext<D = unknown> {
  * that thread, to make the hooks of its sessions.
  */
 export type ThreadHandlersFactory<D = unknown> = (context: ThreadContext<D>) => SessionHandlers<D>;
+
+/**
+ * The hooks a worker (thread or cluster process) gives its server: the
+ * application's own, bound to their object (a handler object may be a class
+ * instance, hooks on its prototype), with packets posted under `fromHost`
+ * (the acceptor's or the primary's messages, re-posted on this thread's
+ * port so they run in order with the completions) going to `onHostMessage`
+ * instead of the application's `onPost`.
+ */
+export function workerHandlers<D>(
+  handlers: SessionHandlers<D>,
+  fromHost: symbol,
+  onHostMessage: (message: unknown) => void,
+): SessionHandlers<D> {
+  return {
+    onAccept: handlers.onAccept?.bind(handlers),
+    onReceive: handlers.onReceive?.bind(handlers),
+    onSendCompleted: handlers.onSendCompleted?.bind(handlers),
+    onWritable: handlers.onWritable?.bind(handlers),
+    onClose: handlers.onClose?.bind(handlers),
+    onPost(key, value) {
+      if (key === fromHost) onHostMessage(value);
+      else handlers.onPost?.call(handlers, key, value);
+    },
+  };
+}

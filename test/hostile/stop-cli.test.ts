@@ -6,49 +6,24 @@
  * that never reads exits at once with 143.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 import type { EchoModel } from '../../src/servers/echo/echo-models.js';
 import { MAIN } from '../support/cli-runner.js';
-import { closed, connectClient, delay, destroyAll, waitFor } from '../support/echo-fixture.js';
+import { type EchoChild, portOf, watchEchoChild } from '../support/echo-child.js';
+import { closed, connectClient, delay, destroyAll } from '../support/echo-fixture.js';
 import { enginesUnderTest } from '../support/engines.js';
 import { type StreamingClient, stream } from '../support/streaming-client.js';
 
 /** Every model drains (lossless-stop.test.ts); the CLI path is shared, so four of them cover it. */
 const CLI_MODELS: EchoModel[] = ['completion-port', 'events', 'routines', 'select'];
 
-interface Server {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  exited: Promise<number | null>;
-}
-
-function startEcho(engine: string, args: string[]): Server {
+function startEcho(engine: string, args: string[]): EchoChild {
   const child = spawn(process.execPath, [MAIN, 'echo', '--port', '0', '--quiet', ...args], {
     env: { ...process.env, OVERLAPPED_ENGINE: engine },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const lines: Record<string, unknown>[] = [];
-  let partial = '';
-  child.stdout?.setEncoding('utf8').on('data', (s: string) => {
-    const parts = (partial + s).split('\n');
-    partial = parts.pop() ?? '';
-    for (const l of parts)
-      if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-  });
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  return { child, lines, exited };
-}
-
-async function portOf(server: Server): Promise<number> {
-  await waitFor(
-    () => server.lines.some((l) => typeof l.port === 'number'),
-    'the listening line',
-    10_000,
-  );
-  return server.lines.find((l) => typeof l.port === 'number')?.port as number;
+  return watchEchoChild(child);
 }
 
 for (const e of enginesUnderTest()) {

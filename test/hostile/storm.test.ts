@@ -8,10 +8,11 @@
  * above the limit; and refusals at --max-connections are rate-limited too.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { MAIN } from '../support/cli-runner.js';
+import { type EchoChild, portOf, watchEchoChild } from '../support/echo-child.js';
 import {
   closed,
   connectClient,
@@ -22,13 +23,7 @@ import {
 } from '../support/echo-fixture.js';
 import { enginesUnderTest } from '../support/engines.js';
 
-interface Server {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  exited: Promise<number | null>;
-}
-
-function startUnderUlimit(engine: string, nofile: number, args: string[]): Server {
+function startUnderUlimit(engine: string, nofile: number, args: string[]): EchoChild {
   const child = spawn(
     'sh',
     [
@@ -44,27 +39,7 @@ function startUnderUlimit(engine: string, nofile: number, args: string[]): Serve
     ],
     { env: { ...process.env, OVERLAPPED_ENGINE: engine }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  const lines: Record<string, unknown>[] = [];
-  let partial = '';
-  child.stdout?.setEncoding('utf8').on('data', (s: string) => {
-    const parts = (partial + s).split('\n');
-    partial = parts.pop() ?? '';
-    for (const l of parts)
-      if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-  });
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  return { child, lines, exited };
-}
-
-async function portOf(server: Server): Promise<number> {
-  await waitFor(
-    () => server.lines.some((l) => typeof l.port === 'number'),
-    'the listening line',
-    10_000,
-  );
-  return server.lines.find((l) => typeof l.port === 'number')?.port as number;
+  return watchEchoChild(child);
 }
 
 /** Opens `n` connections at once; those the OS or the server refuses are simply not kept. */
@@ -73,7 +48,7 @@ async function flood(port: number, n: number): Promise<Socket[]> {
   return settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
 }
 
-const warnings = (server: Server) =>
+const warnings = (server: EchoChild) =>
   server.lines.filter((l) => l.level === 40).map((l) => String(l.msg));
 
 for (const e of enginesUnderTest()) {
