@@ -16,6 +16,8 @@ interface ChatFlags extends LogFlags {
   port: number;
   maxQueue: number;
   maxLine: number;
+  idleTimeout: number;
+  writeTimeout: number;
   engine?: string;
   threads?: number;
 }
@@ -46,6 +48,18 @@ export function createChatCommand(): Command {
       (v: string) => parseIntegerFlag('--max-line', v, 16, 1024 * 1024),
       CHAT_DEFAULTS.maxLineBytes,
     )
+    .option(
+      '--idle-timeout <ms>',
+      'close a client that sent nothing and was sent nothing for this long (0: off)',
+      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
+      CHAT_DEFAULTS.idleTimeoutMs,
+    )
+    .option(
+      '--write-timeout <ms>',
+      'reset a client that takes no byte of what it is sent for this long (0: off)',
+      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
+      CHAT_DEFAULTS.writeTimeoutMs,
+    )
     .addOption(engineOption())
     .addOption(quietOption())
     .option(
@@ -70,6 +84,8 @@ export function createChatCommand(): Command {
         port: flags.port,
         maxQueuedBytes: flags.maxQueue,
         maxLineBytes: flags.maxLine,
+        idleTimeoutMs: flags.idleTimeout,
+        writeTimeoutMs: flags.writeTimeout,
         logger: clientLogger,
       });
     } catch (err) {
@@ -103,7 +119,12 @@ async function runThreadedChat(flags: ChatFlags & { threads: number }): Promise<
       port: flags.port,
       handlers: CHAT_HANDLERS,
       handlerOptions: { maxLineBytes: flags.maxLine },
-      session: { maxQueuedBytes: flags.maxQueue, queuePolicy: 'disconnect' },
+      session: {
+        maxQueuedBytes: flags.maxQueue,
+        queuePolicy: 'disconnect',
+        idleTimeoutMs: flags.idleTimeout,
+        writeTimeoutMs: flags.writeTimeout,
+      },
       onError: (err) => logger.error({ err }, err.message),
     });
   } catch (err) {

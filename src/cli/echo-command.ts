@@ -8,7 +8,7 @@ import {
   DEFAULT_SWEEP_INTERVAL_MS,
   NonBlockingEchoServer,
 } from '../servers/echo/nonblocking-echo-server.js';
-import { descriptorLimit } from '../servers/rate-limited-log.js';
+import { descriptorHeadroom } from '../servers/rate-limited-log.js';
 import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js';
 import { explainOsError } from './os-error-hints.js';
 import { engineOption, hostOption, quietOption } from './server-options.js';
@@ -160,14 +160,8 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       pooled: flags.pooled === true,
     },
   });
-  const limit = descriptorLimit();
-  // Each connection is a descriptor; the process needs a few dozen of its own besides.
-  if (limit !== null && flags.maxConnections + 64 > limit) {
-    logger.warn(
-      { maxConnections: flags.maxConnections, limit },
-      `--max-connections ${flags.maxConnections} is more than this process's descriptor limit allows (ulimit -n ${limit}): past about ${Math.max(0, limit - 64)} connections accepting fails with EMFILE; raise ulimit -n or lower --max-connections`,
-    );
-  }
+  const headroom = descriptorHeadroom(flags.maxConnections);
+  if (headroom !== null) logger.warn(headroom.fields, headroom.message);
   await stopOnSignal(
     logger,
     () => server.stop(),

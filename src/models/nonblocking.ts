@@ -187,7 +187,14 @@ export class NonBlockingListener {
   accept(): NonBlockingSocket | null {
     this.readiness.known &= ~READ_BITS;
     const selection = this.selection;
-    const socket = this.listener.tryAccept();
+    let socket: TcpSocket | null;
+    try {
+      socket = this.listener.tryAccept();
+    } catch (err) {
+      // A failed accept re-enables FD_ACCEPT too (MSDN: any call to the re-enabling function, even one that fails).
+      if (selection !== null && !isAbortedOrClosed(err)) selection.afterAccept(null);
+      throw err;
+    }
     const accepted = socket === null ? null : new NonBlockingSocket(socket);
     if (selection !== null) selection.afterAccept(accepted);
     return accepted;

@@ -7,7 +7,7 @@
  * per {@link SUMMARY_INTERVAL_MS} while it goes on ("N more in the last 5 s"),
  * from one unreferenced timer per kind and server (never one per client).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 
 /** At most one summary line per kind in this many ms. */
@@ -92,6 +92,34 @@ function readDescriptorLimit(): number | null {
   } catch {
     return null;
   }
+}
+
+/** Descriptors this process has open now (Linux), or null where it cannot tell. */
+export function openDescriptors(): number | null {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The start-up line of a server whose connection limit the descriptor limit
+ * cannot hold (each connection is a descriptor), or null when it can.
+ */
+export function descriptorHeadroom(
+  maxConnections: number,
+): { fields: object; message: string } | null {
+  const limit = descriptorLimit();
+  if (limit === null) return null;
+  // The process's own descriptors, and a margin for the ones it opens later (logs, pipes).
+  const own = (openDescriptors() ?? 32) + 16;
+  if (maxConnections + own <= limit) return null;
+  const room = Math.max(0, limit - own);
+  return {
+    fields: { maxConnections, limit, open: own - 16 },
+    message: `--max-connections ${maxConnections} is more than this process's descriptor limit allows (ulimit -n ${limit}): ${room === 0 ? 'accepting fails with EMFILE from the first connection' : `past about ${room} connections accepting fails with EMFILE`}; raise ulimit -n or lower --max-connections`,
+  };
 }
 
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);

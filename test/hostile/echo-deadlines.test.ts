@@ -1,6 +1,6 @@
 /**
  * Echo deadlines over real sockets, on every engine and on each model that
- * keeps them (completion port, event objects, completion routines): a client
+ * keeps them (every model but blocking, whose threads block in recv): a client
  * that never sends is closed by the idle deadline (a FIN, one info line
  * saying why); a client that never reads is reset by the write deadline; a
  * steady talker slower than neither deadline is never cut.
@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import type { EchoService } from '../../src/servers/echo/echo-base.js';
-import { type EchoModel, startEchoServer } from '../../src/servers/echo/echo-models.js';
+import {
+  ECHO_MODELS,
+  type EchoModel,
+  startEchoServer,
+} from '../../src/servers/echo/echo-models.js';
 import {
   closed,
   connectClient,
@@ -20,7 +24,7 @@ import {
 import { enginesUnderTest } from '../support/engines.js';
 import { capturingLogger } from '../support/log-capture.js';
 
-const MODELS: EchoModel[] = ['completion-port', 'events', 'routines'];
+const MODELS: EchoModel[] = ECHO_MODELS.filter((m) => m !== 'blocking');
 
 for (const e of enginesUnderTest()) {
   describe(`echo deadlines on ${e.name}`, { skip: e.skip ?? false }, () => {
@@ -119,6 +123,14 @@ for (const e of enginesUnderTest()) {
     }
   });
 }
+
+test('the blocking model refuses deadlines with a clear error, before it listens', async () => {
+  await assert.rejects(
+    startEchoServer({ model: 'blocking', host: '127.0.0.1', port: 0, idleTimeoutMs: 1000 }),
+    (err: Error & { code?: string }) =>
+      err.code === 'OVL_ERR_INVALID_ARGUMENT' && /blocking model keeps no idle/.test(err.message),
+  );
+});
 
 async function stop(server: EchoService): Promise<void> {
   await server.stop({ deadlineMs: 1000 });

@@ -6,9 +6,13 @@
  * add at most one summary line per interval while it lasts, and one line
  * when accepting works again; it says at start-up that --max-connections is
  * above the limit; and refusals at --max-connections are rate-limited too.
+ * The readiness models, whose `accept` itself fails, back off instead of
+ * spinning on a listener that stays readable (and stay up: the notification
+ * models used to lose the listener and exit).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { MAIN } from '../support/cli-runner.js';
@@ -47,6 +51,14 @@ async function flood(port: number, n: number): Promise<Socket[]> {
   const settled = await Promise.allSettled(Array.from({ length: n }, () => connectClient(port)));
   return settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
 }
+
+/** User plus system CPU seconds of a process so far (Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+const READINESS_MODELS = ['nonblocking', 'select', 'async-select', 'event-select'];
 
 const warnings = (server: EchoChild) =>
   server.lines.filter((l) => l.level === 40).map((l) => String(l.msg));
@@ -153,5 +165,64 @@ for (const e of enginesUnderTest()) {
         await server.exited;
       }
     });
+  });
+
+  // Only uring's try-accept sees EMFILE: libuv drops such connections before Node hears of them.
+  describe(`accept storm on ${e.name}: the readiness models back off`, {
+    skip:
+      e.skip ??
+      (process.platform !== 'linux'
+        ? 'reads /proc'
+        : e.name === 'node'
+          ? 'the node engine never sees EMFILE (libuv drops the connection)'
+          : false),
+  }, () => {
+    for (const model of READINESS_MODELS) {
+      test(`${model}: under ulimit -n 64 it serves, backs off without spinning, and recovers`, async () => {
+        const server = startUnderUlimit(e.name, 64, ['--model', model]);
+        const sockets: Socket[] = [];
+        try {
+          const port = await portOf(server);
+          const steady = await connectClient(port);
+          sockets.push(steady);
+          sockets.push(...(await flood(port, 150)));
+          await waitFor(
+            () => warnings(server).some((m) => m.startsWith('cannot accept connections: EMFILE')),
+            'the EMFILE warning',
+            5000,
+          );
+          const pid = server.child.pid as number;
+          const cpu0 = cpuSeconds(pid);
+          const t0 = performance.now();
+          for (let i = 0; i < 10; i++) {
+            const msg = Buffer.from(`during the storm ${i}`);
+            assert.deepEqual(await echoRoundTrip(steady, msg, 3000), msg);
+            await delay(150);
+          }
+          const busy = (cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000);
+          console.log(
+            `${model}: server CPU ${(busy * 100).toFixed(0)}% of a core during the storm`,
+          );
+          // A spinning accept loop takes a whole core; backing off takes almost nothing.
+          assert.ok(busy < 0.5, `the server used ${(busy * 100).toFixed(0)}% of a core`);
+          await destroyAll(sockets.splice(1));
+          await waitFor(
+            () => warnings(server).some((m) => m.startsWith('accepting connections again')),
+            'the recovery line',
+            8000,
+          );
+          const after = await connectClient(port);
+          sockets.push(after);
+          assert.deepEqual(await echoRoundTrip(after, Buffer.from('after')), Buffer.from('after'));
+          const w = warnings(server);
+          assert.equal(w.filter((m) => m.startsWith('cannot accept connections')).length, 1);
+          assert.match(w.find((m) => m.startsWith('cannot accept')) as string, /retrying in 50 ms/);
+        } finally {
+          await destroyAll(sockets);
+          server.child.kill('SIGTERM');
+          assert.equal(await server.exited, 0, 'the server stopped cleanly');
+        }
+      });
+    }
   });
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { ChatServer } from '../../src/servers/chat/chat-server.js';
+import { CHAT_DEFAULTS, ChatServer } from '../../src/servers/chat/chat-server.js';
 import { spawnCli } from '../support/cli-runner.js';
 import { closed, destroyAll, waitFor } from '../support/echo-fixture.js';
 import { enginesUnderTest } from '../support/engines.js';
@@ -74,6 +74,35 @@ function stdoutLines(child: ChildProcessWithoutNullStreams): string[] {
 for (const { name, engine, skip } of enginesUnderTest()) {
   describe(`chat relay on ${name}`, { skip: skip ?? false }, () => {
     const e = engine as NonNullable<typeof engine>;
+
+    it('deadlines are on by default; a silent client is closed at --idle-timeout and the room is told', async () => {
+      const defaults = await ChatServer.start({ engine: e, port: 0 });
+      assert.equal(defaults.sessions.idleTimeoutMs, CHAT_DEFAULTS.idleTimeoutMs);
+      assert.equal(defaults.sessions.writeTimeoutMs, CHAT_DEFAULTS.writeTimeoutMs);
+      assert.ok(CHAT_DEFAULTS.idleTimeoutMs > 0 && CHAT_DEFAULTS.writeTimeoutMs > 0);
+      await defaults.stop();
+      const chat = await ChatServer.start({ engine: e, port: 0, idleTimeoutMs: 400 });
+      const sockets = new Set<Socket>();
+      try {
+        const talker = await LineClient.open(chat.address.port, sockets);
+        await talker.line(/^\* welcome, you are guest1/);
+        const silent = await LineClient.open(chat.address.port, sockets);
+        await silent.line(/^\* welcome, you are guest2/);
+        // The talker keeps a line in progress (relayed to nobody yet): it moves bytes, guest2 none.
+        const typing = setInterval(() => talker.send('.'), 100);
+        try {
+          await closed(silent.socket, 3000);
+        } finally {
+          clearInterval(typing);
+        }
+        await talker.line('* guest2 left (timed out)');
+        assert.equal(chat.stats.timedOut, 1);
+        assert.equal(chat.clients, 1);
+      } finally {
+        await destroyAll(sockets);
+        await chat.stop();
+      }
+    });
 
     it('relays lines with names, /nick, /quit, notices, cut long lines and lines in pieces', async () => {
       const chat = await ChatServer.start({ engine: e, port: 0, maxLineBytes: 16 });

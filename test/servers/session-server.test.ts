@@ -280,6 +280,72 @@ for (const { name, engine, skip } of enginesUnderTest()) {
       );
     });
 
+    it('idleTimeoutMs: a silent peer gets a FIN and onClose idle-timeout; a steady talker is never cut', async () => {
+      const reasons = new Map<number, CloseReason>();
+      await withServer(
+        e,
+        {
+          idleTimeoutMs: 300,
+          handlers: {
+            onReceive: (s, bytes) => s.send(bytes),
+            onClose: (s, r) => reasons.set(s.key, r),
+          },
+        },
+        async ({ server, connect }) => {
+          const silent = await connect();
+          const talker = await connect();
+          let ended = false;
+          silent.on('end', () => {
+            ended = true;
+          });
+          silent.resume();
+          for (let i = 0; i < 10; i++) {
+            talker.write(`tick ${i}`);
+            await readExactly(talker, `tick ${i}`.length);
+            await delay(100);
+          }
+          await closed(silent, 3000);
+          assert.ok(ended, 'the idle close is a FIN');
+          assert.equal(talker.closed, false, 'the talker is still connected');
+          const [reason] = [...reasons.values()];
+          assert.equal(reasons.size, 1);
+          assert.equal(reason?.code, 'idle-timeout');
+          assert.ok(reason?.error instanceof OverlappedError);
+          assert.equal((reason?.error as OverlappedError | undefined)?.code, 'OVL_ERR_TIMEOUT');
+          assert.equal(server.stats.timedOut, 1);
+        },
+      );
+    });
+
+    it('writeTimeoutMs: a peer that takes no byte of a send is reset with onClose write-timeout', async () => {
+      const reasons: CloseReason[] = [];
+      await withServer(
+        e,
+        {
+          writeTimeoutMs: 400,
+          maxQueuedBytes: 64 * 1024 * KiB,
+          highWaterMark: 64 * 1024 * KiB,
+          handlers: {
+            onAccept: (s) => {
+              // More than both kernels' buffers hold: the send stalls once the peer stops reading.
+              for (let i = 0; i < 32; i++) s.send(Buffer.alloc(1024 * KiB, i));
+            },
+            onClose: (_s, r) => reasons.push(r),
+          },
+        },
+        async ({ server, connect }) => {
+          const client = await connect();
+          client.pause();
+          await waitFor(() => reasons.length === 1, 'onClose', 8000);
+          assert.equal(reasons[0]?.code, 'write-timeout');
+          assert.equal((reasons[0]?.error as OverlappedError | undefined)?.code, 'OVL_ERR_TIMEOUT');
+          assert.equal(server.stats.timedOut, 1);
+          client.resume();
+          await closed(client);
+        },
+      );
+    });
+
     it("policy 'drop': the send past the cap is refused with OVL_ERR_SESSION_QUEUE_FULL and the session stays", async () => {
       let session: Session | undefined;
       let refused: unknown;

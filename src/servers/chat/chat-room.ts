@@ -76,9 +76,18 @@ export class ChatRoom implements SessionHandlers<ChatClient> {
         ? ' (cut off: it stopped reading)'
         : reason.code === 'error'
           ? ' (connection lost)'
-          : '';
+          : reason.code === 'idle-timeout' || reason.code === 'write-timeout'
+            ? ' (timed out)'
+            : '';
     this.#notice(session, `* ${client.name} left${why}\n`);
-    this.#logger?.info({ name: client.name, reason: reason.code }, 'left');
+    this.#logger?.info(
+      {
+        name: client.name,
+        reason: reason.code,
+        ...(reason.error === null ? {} : { err: reason.error.message }),
+      },
+      'left',
+    );
   }
 
   /** Splits what arrived into lines; a line's bytes are copied only while it is incomplete. */

@@ -30,6 +30,17 @@ export const CHAT_DEFAULTS = {
    * while 10,000 stalled clients hold at most 2.5 GiB.
    */
   maxQueuedBytes: 256 * 1024,
+  /**
+   * A client that sends nothing and is sent nothing for 10 minutes is closed:
+   * a quiet room keeps its lurkers that long, while a connection flood that
+   * never speaks is let go instead of holding a slot for ever.
+   */
+  idleTimeoutMs: 600_000,
+  /**
+   * A client that takes no byte of what it is sent for 30 s is reset: with
+   * `maxQueuedBytes` this bounds a stalled reader both in bytes and in time.
+   */
+  writeTimeoutMs: 30_000,
 } as const;
 
 export interface ChatServerOptions {
@@ -39,6 +50,10 @@ export interface ChatServerOptions {
   maxQueuedBytes?: number;
   maxLineBytes?: number;
   maxSessions?: number;
+  /** Default 10 minutes; 0: off. */
+  idleTimeoutMs?: number;
+  /** Default 30 s; 0: off. */
+  writeTimeoutMs?: number;
   /** Per-client join/leave lines at info; warnings always. */
   logger?: Logger;
 }
@@ -77,6 +92,8 @@ export class ChatServer {
       maxQueuedBytes: options.maxQueuedBytes ?? CHAT_DEFAULTS.maxQueuedBytes,
       ...(options.maxSessions === undefined ? {} : { maxSessions: options.maxSessions }),
       queuePolicy: 'disconnect',
+      idleTimeoutMs: options.idleTimeoutMs ?? CHAT_DEFAULTS.idleTimeoutMs,
+      writeTimeoutMs: options.writeTimeoutMs ?? CHAT_DEFAULTS.writeTimeoutMs,
       handlers: room,
       onError: (error, session) =>
         options.logger?.warn({ err: error, session: session?.key }, 'chat handler failed'),

@@ -28,7 +28,11 @@ import {
 import { FD_ACCEPT, FD_CLOSE, FD_READ, FD_WRITE } from '../../models/network-events.js';
 import type { NonBlockingSocket } from '../../models/nonblocking.js';
 import { type EchoServerOptions, type EchoSettings, listenForEcho } from './echo-base.js';
-import { type ReadinessConnection, ReadinessEchoBase } from './readiness-echo-base.js';
+import {
+  connectionFields,
+  type ReadinessConnection,
+  ReadinessEchoBase,
+} from './readiness-echo-base.js';
 
 /** The window message that carries network events. */
 export const WM_SOCKET = WM_USER + 1;
@@ -48,7 +52,7 @@ export class AsyncSelectEchoServer extends ReadinessEchoBase<AsyncSelectConnecti
   }
 
   static async start(options: EchoServerOptions): Promise<AsyncSelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options, 'async-select');
+    const { listener, settings } = await listenForEcho(options);
     const server = new AsyncSelectEchoServer(listener, settings);
     asyncSelect(server.listener, server.#window, WM_SOCKET, FD_ACCEPT | FD_CLOSE);
     server.#loop = server.#window.run();
@@ -70,7 +74,12 @@ export class AsyncSelectEchoServer extends ReadinessEchoBase<AsyncSelectConnecti
     peer: string,
   ): AsyncSelectConnection {
     asyncSelect(socket, this.#window, WM_SOCKET, FD_READ | FD_WRITE | FD_CLOSE);
-    return { socket, peer, backlog: null, backlogSent: 0, received: 0, recvPosted: false };
+    return { ...connectionFields(socket, peer), recvPosted: false };
+  }
+
+  /** FD_ACCEPT was used up by the accept that failed: post one, as if it came again. */
+  protected override resumeAccepting(): void {
+    this.#window.postMessage(WM_SOCKET, this.listener, WSAMAKESELECTREPLY(FD_ACCEPT, 0));
   }
 
   readonly #windowProc = (

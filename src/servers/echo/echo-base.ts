@@ -226,7 +226,7 @@ export async function listenForEcho(
   check(
     model === undefined || (settings.idleTimeoutMs === 0 && settings.writeTimeoutMs === 0),
     'OVL_ERR_INVALID_ARGUMENT',
-    `the ${model} model keeps no idle or write deadlines yet: use the completion-port, events or routines model for --idle-timeout and --write-timeout`,
+    `the ${model} model keeps no idle or write deadlines (its threads block in recv and send): use any other model for --idle-timeout and --write-timeout`,
   );
   const listenOptions: ListenOptions = {
     engine: options.engine,

@@ -19,7 +19,11 @@ import { EventWaitSet } from '../../models/event-wait-set.js';
 import { FD_ACCEPT, FD_CLOSE, FD_READ, FD_WRITE } from '../../models/network-events.js';
 import type { NonBlockingSocket } from '../../models/nonblocking.js';
 import { type EchoServerOptions, type EchoSettings, listenForEcho } from './echo-base.js';
-import { type ReadinessConnection, ReadinessEchoBase } from './readiness-echo-base.js';
+import {
+  connectionFields,
+  type ReadinessConnection,
+  ReadinessEchoBase,
+} from './readiness-echo-base.js';
 
 interface EventSelectConnection extends ReadinessConnection {
   readonly event: ManualResetEvent;
@@ -32,13 +36,14 @@ export class EventSelectEchoServer extends ReadinessEchoBase<EventSelectConnecti
   readonly #loops: Promise<void>[] = [];
   readonly #listenerEvent = new ManualResetEvent();
   #acceptor: Promise<void> = Promise.resolve();
+  #retryAccept = false;
 
   private constructor(listener: TcpListener, settings: EchoSettings) {
     super(listener, settings);
   }
 
   static async start(options: EchoServerOptions): Promise<EventSelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options, 'event-select');
+    const { listener, settings } = await listenForEcho(options);
     const server = new EventSelectEchoServer(listener, settings);
     eventSelect(server.listener, server.#listenerEvent, FD_ACCEPT | FD_CLOSE);
     server.#acceptor = server.#accept();
@@ -68,16 +73,7 @@ export class EventSelectEchoServer extends ReadinessEchoBase<EventSelectConnecti
       this.#loops.push(this.#serve(set));
     }
     const event = new ManualResetEvent();
-    const conn = {
-      socket,
-      peer,
-      backlog: null,
-      backlogSent: 0,
-      received: 0,
-      event,
-      set,
-      recvPosted: false,
-    };
+    const conn = { ...connectionFields(socket, peer), event, set, recvPosted: false };
     eventSelect(socket, event, FD_READ | FD_WRITE | FD_CLOSE);
     set.add(event, conn);
     return conn;
@@ -88,12 +84,21 @@ export class EventSelectEchoServer extends ReadinessEchoBase<EventSelectConnecti
     super.close(conn);
   }
 
+  /** A back-off ended: the acceptor tries `accept` once even though no FD_ACCEPT is recorded. */
+  protected override resumeAccepting(): void {
+    this.#retryAccept = true;
+    this.#listenerEvent.set();
+  }
+
   async #accept(): Promise<void> {
     const events = [this.#listenerEvent];
     while (!this.stopping) {
       await waitForMultipleEvents(events);
       const { events: fired } = enumNetworkEvents(this.listener, this.#listenerEvent);
-      if (fired & FD_ACCEPT) this.acceptWaiting();
+      if (fired & FD_ACCEPT || this.#retryAccept) {
+        this.#retryAccept = false;
+        this.acceptWaiting();
+      }
     }
   }
 

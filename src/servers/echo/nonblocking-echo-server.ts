@@ -17,7 +17,11 @@ import { check } from '../../core/errors.js';
 import type { TcpListener } from '../../core/tcp-listener.js';
 import type { NonBlockingSocket } from '../../models/nonblocking.js';
 import { type EchoServerOptions, type EchoSettings, listenForEcho } from './echo-base.js';
-import { type ReadinessConnection, ReadinessEchoBase } from './readiness-echo-base.js';
+import {
+  connectionFields,
+  type ReadinessConnection,
+  ReadinessEchoBase,
+} from './readiness-echo-base.js';
 
 export const DEFAULT_SWEEP_INTERVAL_MS = 1;
 
@@ -50,7 +54,7 @@ export class NonBlockingEchoServer extends ReadinessEchoBase<ReadinessConnection
       'OVL_ERR_INVALID_ARGUMENT',
       `sweepIntervalMs must be from 1 to 1000, got ${String(sweepIntervalMs)}`,
     );
-    const { listener, settings } = await listenForEcho(rest, 'nonblocking');
+    const { listener, settings } = await listenForEcho(rest);
     const server = new NonBlockingEchoServer(listener, settings, sweepIntervalMs);
     server.#loop = server.#sweepLoop();
     return server;
@@ -62,8 +66,11 @@ export class NonBlockingEchoServer extends ReadinessEchoBase<ReadinessConnection
   }
 
   protected override createConnection(socket: NonBlockingSocket, peer: string) {
-    return { socket, peer, backlog: null, backlogSent: 0, received: 0 };
+    return connectionFields(socket, peer);
   }
+
+  /** The sweep tries `accept` on every pass, so nothing is needed to resume. */
+  protected override resumeAccepting(): void {}
 
   async #sweepLoop(): Promise<void> {
     while (!this.#finished) {

@@ -11,6 +11,12 @@
  * until that backlog is sent. An idle connection therefore holds no buffer
  * at all: the scratch buffer is shared, since non-blocking calls return
  * before anything else runs.
+ *
+ * Deadlines are the overlapped models' (--idle-timeout, --write-timeout),
+ * re-armed whenever a call moves bytes. Accepting backs off when the process
+ * is out of descriptors: a listener that stays readable while `accept`
+ * fails would otherwise wake its model for ever (select spins, and the
+ * notification models would never hear of it again).
  */
 import type { Logger } from 'pino';
 import { Deadline, deadlines } from '../../core/deadlines.js';
@@ -24,6 +30,7 @@ import {
 } from '../../models/nonblocking.js';
 import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
 import {
+  closeOnDeadline,
   describeEndpoint,
   ECHO_DEFAULTS,
   type EchoService,
@@ -41,6 +48,13 @@ export interface ReadinessConnection {
   backlogSent: number;
   /** Bytes received on this connection: a stop sees from it whether the connection went quiet. */
   received: number;
+  /** The idle or write deadline, when either is on; re-armed by every call that moves bytes. */
+  deadline: Deadline | null;
+}
+
+/** A new connection record's base fields, for a model's {@link ReadinessEchoBase.createConnection}. */
+export function connectionFields(socket: NonBlockingSocket, peer: string): ReadinessConnection {
+  return { socket, peer, backlog: null, backlogSent: 0, received: 0, deadline: null };
 }
 
 /**
@@ -51,6 +65,15 @@ export type ReadinessStep = 'read' | 'write' | 'closed';
 
 /** Accepts taken per accept readiness, so a flood of connects cannot starve the connections. */
 const ACCEPTS_PER_WAKE = 16;
+
+/**
+ * Accepting pauses this long after it fails (EMFILE, ENFILE, ENOBUFS, …),
+ * doubling up to the maximum while it keeps failing, and starts again at
+ * the minimum after an accept succeeds: the uring engine's schedule for
+ * posted accepts. Clients that arrive meanwhile wait in the listen backlog.
+ */
+export const ACCEPT_BACKOFF_MIN_MS = 50;
+export const ACCEPT_BACKOFF_MAX_MS = 1000;
 
 export abstract class ReadinessEchoBase<C extends ReadinessConnection> implements EchoService {
   protected readonly listener: NonBlockingListener;
@@ -89,6 +112,9 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
 
   readonly #storm: AcceptStorm;
   readonly #refusals: RateLimitedWarning;
+  #backoffMs = ACCEPT_BACKOFF_MIN_MS;
+  /** Set while accepting backs off; referenced, so a server with nothing else pending stays up. */
+  #backoffTimer: ReturnType<typeof setTimeout> | null = null;
 
   get address(): Endpoint {
     return this.listener.address;
@@ -101,6 +127,24 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   protected get stopping(): boolean {
     return this.#stopRequested;
   }
+
+  /** True while the model should watch the listener: not stopping, and not backing off. */
+  protected get accepting(): boolean {
+    return !this.#stopRequested && this.#backoffTimer === null;
+  }
+
+  /** Until accepting resumes after a back-off, in ms (0 when not backing off). */
+  protected get backoffLeftMs(): number {
+    return this.#backoffTimer === null ? 0 : Math.max(1, this.#backoffUntil - performance.now());
+  }
+
+  #backoffUntil = 0;
+
+  /**
+   * A back-off ended: the model looks at the listener again (an accept that
+   * finds nothing waiting is harmless), since no readiness will say so.
+   */
+  protected abstract resumeAccepting(): void;
 
   /**
    * Stops gracefully and loses nothing already received: no new
@@ -120,6 +164,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
    * once it owes no backlog and received nothing since the previous check.
    */
   #watchQuiet(conn: C): void {
+    if (conn.deadline !== null) deadlines.disarm(conn.deadline);
     let seen = conn.received;
     const deadline = new Deadline(() => {
       if (!this.connectionsBySocket.has(conn.socket)) return;
@@ -143,6 +188,8 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
 
   async #stop(deadlineMs: number): Promise<void> {
     this.listener.close();
+    if (this.#backoffTimer !== null) clearTimeout(this.#backoffTimer);
+    this.#backoffTimer = null;
     const drained = new Promise<void>((resolve) => {
       this.#drained = resolve;
     });
@@ -182,21 +229,33 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
    */
   protected acceptWaiting(): number {
     let taken = 0;
-    while (taken < ACCEPTS_PER_WAKE && !this.stopping) {
+    while (taken < ACCEPTS_PER_WAKE && this.accepting) {
       let socket: NonBlockingSocket | null;
       try {
         socket = this.listener.accept();
       } catch (err) {
-        this.#storm.failed(err as Error, 0);
+        this.#backOff(err as Error);
         return taken;
       }
       if (socket === null) break;
+      this.#backoffMs = ACCEPT_BACKOFF_MIN_MS;
       this.#storm.accepted();
       taken++;
       this.progress++;
       this.#admit(socket);
     }
     return taken;
+  }
+
+  #backOff(error: Error): void {
+    const delay = this.#backoffMs;
+    this.#backoffMs = Math.min(ACCEPT_BACKOFF_MAX_MS, delay * 2);
+    this.#storm.failed(error, delay);
+    this.#backoffUntil = performance.now() + delay;
+    this.#backoffTimer = setTimeout(() => {
+      this.#backoffTimer = null;
+      if (!this.stopping) this.resumeAccepting();
+    }, delay);
   }
 
   #admit(socket: NonBlockingSocket): void {
@@ -215,12 +274,51 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     const peer = this.#logPeers ? describeEndpoint(socket.remoteAddress) : '';
     const conn = this.createConnection(socket, peer);
     this.connectionsBySocket.set(socket, conn);
+    const { idleTimeoutMs, writeTimeoutMs } = this.settings;
+    if (idleTimeoutMs > 0 || writeTimeoutMs > 0) {
+      conn.deadline = new Deadline(() => this.#expired(conn));
+      this.#rearm(conn);
+    }
     this.logger?.info({ peer, connections: this.connectionsBySocket.size }, 'connected');
   }
 
   /** True when the server has room for another connection (and is not stopping). */
   protected get hasRoom(): boolean {
     return !this.stopping && this.connectionsBySocket.size < this.settings.maxConnections;
+  }
+
+  /**
+   * Bytes moved on `conn` (or it just connected): its deadline starts again,
+   * the write limit while a backlog waits for the client to read, idle
+   * otherwise. While stopping, the stop's quiet watch stands in for both.
+   */
+  #rearm(conn: C): void {
+    const deadline = conn.deadline;
+    if (deadline === null || this.stopping) return;
+    const { idleTimeoutMs, writeTimeoutMs } = this.settings;
+    const ms = conn.backlog !== null && writeTimeoutMs > 0 ? writeTimeoutMs : idleTimeoutMs;
+    if (ms > 0) deadlines.arm(deadline, ms);
+    else deadlines.disarm(deadline);
+  }
+
+  #expired(conn: C): void {
+    if (!this.connectionsBySocket.has(conn.socket) || this.stopping) return;
+    const { idleTimeoutMs, writeTimeoutMs } = this.settings;
+    const write = conn.backlog !== null && writeTimeoutMs > 0;
+    closeOnDeadline(
+      {
+        failPendingWith: (error) => conn.socket.socket.failPendingWith(error),
+        close: () => this.close(conn),
+        destroy: () => {
+          conn.socket.destroy();
+          this.close(conn);
+        },
+      },
+      write ? 'write' : 'idle',
+      write ? writeTimeoutMs : idleTimeoutMs,
+      conn.peer,
+      this.logger,
+    );
   }
 
   /**
@@ -244,9 +342,13 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
       if (sent === WOULD_BLOCK) sent = 0;
       this.bytesEchoed += sent;
       this.progress++;
-      if (sent === n) return 'read';
+      if (sent === n) {
+        this.#rearm(conn);
+        return 'read';
+      }
       conn.backlog = Buffer.from(scratch.subarray(sent, n));
       conn.backlogSent = 0;
+      this.#rearm(conn);
       // A short send did not say WSAEWOULDBLOCK: keep sending until it does (or all is gone),
       // since only a WSAEWOULDBLOCK re-enables FD_WRITE.
       return this.writable(conn);
@@ -269,6 +371,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
         conn.backlogSent += sent;
         this.bytesEchoed += sent;
         this.progress++;
+        this.#rearm(conn);
       }
     } catch (err) {
       this.#failed(conn, err as Error);
@@ -276,6 +379,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     }
     conn.backlog = null;
     conn.backlogSent = 0;
+    this.#rearm(conn);
     // Stopping or not, the connection reads on: what the client already sent is echoed too.
     return 'read';
   }
@@ -290,6 +394,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
     if (!this.connectionsBySocket.delete(conn.socket)) return;
     conn.socket.close();
     conn.backlog = null;
+    if (conn.deadline !== null) deadlines.disarm(conn.deadline);
     this.logger?.info(
       { peer: conn.peer, connections: this.connectionsBySocket.size },
       'disconnected',

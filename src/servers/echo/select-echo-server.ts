@@ -12,10 +12,15 @@
  * WSAEWOULDBLOCK: a spurious wake-up, as select allows).
  */
 import type { TcpListener } from '../../core/tcp-listener.js';
+import { INFINITE } from '../../core/waits.js';
 import type { NonBlockingSocket } from '../../models/nonblocking.js';
 import { FD_SETSIZE, FdSet, select } from '../../models/select.js';
 import { type EchoServerOptions, type EchoSettings, listenForEcho } from './echo-base.js';
-import { type ReadinessConnection, ReadinessEchoBase } from './readiness-echo-base.js';
+import {
+  connectionFields,
+  type ReadinessConnection,
+  ReadinessEchoBase,
+} from './readiness-echo-base.js';
 
 /** One select loop: its connections and its two sets, reused on every call. */
 class SelectLoop {
@@ -46,7 +51,7 @@ export class SelectEchoServer extends ReadinessEchoBase<SelectConnection> {
   }
 
   static async start(options: EchoServerOptions): Promise<SelectEchoServer> {
-    const { listener, settings } = await listenForEcho(options, 'select');
+    const { listener, settings } = await listenForEcho(options);
     const server = new SelectEchoServer(listener, settings);
     server.#open();
     return server;
@@ -63,14 +68,7 @@ export class SelectEchoServer extends ReadinessEchoBase<SelectConnection> {
   protected override createConnection(socket: NonBlockingSocket, peer: string): SelectConnection {
     let loop = this.#accepting;
     if (loop === null || loop.full) loop = this.#roomy() ?? this.#open();
-    const conn: SelectConnection = {
-      socket,
-      peer,
-      backlog: null,
-      backlogSent: 0,
-      received: 0,
-      loop,
-    };
+    const conn: SelectConnection = { ...connectionFields(socket, peer), loop };
     loop.conns.add(conn);
     return conn;
   }
@@ -78,6 +76,11 @@ export class SelectEchoServer extends ReadinessEchoBase<SelectConnection> {
   protected override close(conn: SelectConnection): void {
     conn.loop.conns.delete(conn);
     super.close(conn);
+  }
+
+  /** Every loop waits with a timeout while accepting backs off; one that ended is opened again. */
+  protected override resumeAccepting(): void {
+    if (this.hasRoom && this.#roomy() === null) this.#open();
   }
 
   #roomy(): SelectLoop | null {
@@ -99,11 +102,13 @@ export class SelectEchoServer extends ReadinessEchoBase<SelectConnection> {
     for (;;) {
       read.clear();
       write.clear();
-      const listening = !this.stopping && !loop.full;
+      const listening = this.accepting && !loop.full;
       if (listening) read.add(this.listener);
       for (const conn of loop.conns) (conn.backlog === null ? read : write).add(conn.socket);
       if (loop.conns.size === 0 && (!listening || this.#othersListen(loop))) break;
-      await select({ read, write });
+      // Backing off: the listener is left out until accepting resumes, so wake up then.
+      const pausedMs = this.stopping || loop.full ? 0 : this.backoffLeftMs;
+      await select({ read, write }, pausedMs > 0 ? Math.ceil(pausedMs) : INFINITE);
       for (const handle of read) {
         if (handle === this.listener) {
           this.#accepting = loop;

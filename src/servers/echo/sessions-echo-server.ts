@@ -8,7 +8,6 @@
  * posting its next recv.
  */
 import { resolveEngine } from '../../core/engine-option.js';
-import { check } from '../../core/errors.js';
 import type { Endpoint } from '../../engines/contract.js';
 import type { Session } from '../../servers/session/session.js';
 import { SessionServer } from '../../servers/session/session-server.js';
@@ -31,11 +30,6 @@ export class SessionsEchoServer implements EchoService {
   }
 
   static async start(options: EchoServerOptions): Promise<SessionsEchoServer> {
-    check(
-      !options.idleTimeoutMs && !options.writeTimeoutMs,
-      'OVL_ERR_INVALID_ARGUMENT',
-      'the sessions model keeps no idle or write deadlines yet: use the completion-port, events or routines model for --idle-timeout and --write-timeout',
-    );
     const logger = options.logger;
     const logPeers = logger?.isLevelEnabled('info') ?? false;
     let server: SessionServer<string> | null = null;
@@ -50,6 +44,8 @@ export class SessionsEchoServer implements EchoService {
       queuePolicy: 'backpressure',
       highWaterMark: HIGH_WATER,
       lowWaterMark: HIGH_WATER / 2,
+      idleTimeoutMs: options.idleTimeoutMs ?? 0,
+      writeTimeoutMs: options.writeTimeoutMs ?? 0,
       handlers: {
         onAccept(session: Session<string>) {
           session.data = logPeers ? describeEndpoint(session.remoteAddress) : '';
@@ -59,7 +55,12 @@ export class SessionsEchoServer implements EchoService {
           session.send(bytes);
         },
         onClose(session: Session<string>, reason) {
-          if (reason.error !== null) {
+          if (reason.code === 'idle-timeout' || reason.code === 'write-timeout') {
+            logger?.info(
+              { peer: session.data, reason: reason.code === 'idle-timeout' ? 'idle' : 'write' },
+              `deadline passed: closing the connection: ${reason.error?.message}`,
+            );
+          } else if (reason.error !== null) {
             logger?.info({ peer: session.data, err: reason.error.message }, 'connection error');
           }
           logger?.info({ peer: session.data, connections: count() }, 'disconnected');

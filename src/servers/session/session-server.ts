@@ -60,6 +60,9 @@ export const SESSION_DEFAULTS = {
   pendingAccepts: 16,
   /** `stop()`'s default deadline: how long sessions get to drain before they are reset. */
   stopDeadlineMs: 10_000,
+  /** Deadlines are the application's choice (a game lobby and a chat relay differ): off. */
+  idleTimeoutMs: 0,
+  writeTimeoutMs: 0,
 } as const;
 
 /**
@@ -128,6 +131,16 @@ export interface SessionServerOptions<D = unknown> {
   sharedListener?: boolean;
   /** TCP_NODELAY on every session (default true: relayed messages leave at once). */
   noDelay?: boolean;
+  /**
+   * Closes a session (FIN) that moved no byte in either direction for this
+   * many ms; `onClose` gets `timeout`. 0 or absent: off.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Resets a session whose peer took no byte of a send for this many ms;
+   * `onClose` gets `timeout`. 0 or absent: off.
+   */
+  writeTimeoutMs?: number;
   /** Errors no session can be told of (a hook that threw, an accept that failed). Default: stderr. */
   onError?(error: Error, session: Session<D> | null): void;
 }
@@ -149,6 +162,8 @@ export interface SessionStats {
   dropped: number;
   /** Sessions reset because their queue passed the cap. */
   cutOff: number;
+  /** Sessions a deadline ended (`idleTimeoutMs`, `writeTimeoutMs`). */
+  timedOut: number;
 }
 
 export interface StopOptions {
@@ -201,6 +216,14 @@ function validate(options: SessionServerOptions<never>): number {
     `the marks must hold 0 <= lowWaterMark < highWaterMark <= maxQueuedBytes, got ${low}, ${high}, ${max}`,
   );
   positive('maxSessions', options.maxSessions ?? SESSION_DEFAULTS.maxSessions);
+  for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
+    const value = options[name] ?? 0;
+    check(
+      Number.isSafeInteger(value) && value >= 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
+    );
+  }
   return max;
 }
 
@@ -212,6 +235,8 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
   readonly highWaterMark: number;
   readonly lowWaterMark: number;
   readonly maxSessions: number;
+  readonly idleTimeoutMs: number;
+  readonly writeTimeoutMs: number;
   readonly stats: SessionStats = {
     accepted: 0,
     rejected: 0,
@@ -223,6 +248,7 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
     bytesReceived: 0,
     dropped: 0,
     cutOff: 0,
+    timedOut: 0,
   };
   /** Null for a server that only adopts sockets (a worker thread's: src/threads/). */
   readonly #listener: TcpListener | null;
@@ -256,6 +282,8 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
     this.highWaterMark = options.highWaterMark ?? SESSION_DEFAULTS.highWaterMark;
     this.lowWaterMark = options.lowWaterMark ?? SESSION_DEFAULTS.lowWaterMark;
     this.maxSessions = options.maxSessions ?? SESSION_DEFAULTS.maxSessions;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? SESSION_DEFAULTS.idleTimeoutMs;
+    this.writeTimeoutMs = options.writeTimeoutMs ?? SESSION_DEFAULTS.writeTimeoutMs;
     this.#port = new CompletionPort<PortKey, unknown>({ concurrency: 1 });
   }
 
@@ -516,6 +544,9 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
     this.stats.closed++;
     const reason = session.closeReason ?? { code: 'closed', error: null };
     if (reason.code === 'send-queue-full') this.stats.cutOff++;
+    else if (reason.code === 'idle-timeout' || reason.code === 'write-timeout') {
+      this.stats.timedOut++;
+    }
     const onClose = this.#handlers.onClose;
     if (onClose !== undefined) {
       try {

@@ -12,7 +12,13 @@
  *
  * Queued bytes (queued plus in flight) are capped per session; what happens
  * past the cap is the server's {@link QueuePolicy}.
+ *
+ * Deadlines (the server's `idleTimeoutMs`, `writeTimeoutMs`) are one
+ * {@link Deadline} per session in the loop's one timer structure, re-armed
+ * by every completion that moved bytes: the write limit while a send is in
+ * flight, idle otherwise.
  */
+import { Deadline, deadlines } from '../../core/deadlines.js';
 import { OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
@@ -51,11 +57,15 @@ export type CloseCode =
   /** Queued bytes passed `maxQueuedBytes` (policy `'disconnect'`, or the hard cap of `'backpressure'`). */
   | 'send-queue-full'
   /** A handler threw for this session: `error` is what it threw. */
-  | 'handler-failed';
+  | 'handler-failed'
+  /** No byte moved for `idleTimeoutMs`: closed with a FIN; `error` is an `OVL_ERR_TIMEOUT`. */
+  | 'idle-timeout'
+  /** The peer took no byte of a send for `writeTimeoutMs`: reset; `error` is an `OVL_ERR_TIMEOUT`. */
+  | 'write-timeout';
 
 export interface CloseReason {
   readonly code: CloseCode;
-  /** The error behind `error` and `handler-failed`; null otherwise. */
+  /** The error behind `error`, `handler-failed` and the timeouts; null otherwise. */
   readonly error: Error | null;
 }
 
@@ -68,6 +78,10 @@ export interface SessionHost {
   readonly maxQueuedBytes: number;
   readonly highWaterMark: number;
   readonly lowWaterMark: number;
+  /** 0: off. */
+  readonly idleTimeoutMs: number;
+  /** 0: off. */
+  readonly writeTimeoutMs: number;
   /** @internal A socket send was posted (`partial` true when it carries the tail of a partial send). */
   countSend(partial: boolean): void;
   /** @internal A send was refused under policy `'drop'`. */
@@ -114,6 +128,8 @@ export class Session<D = unknown> {
   #recvHeld = false;
   #writable = true;
   #sends = 0;
+  /** Null when the server keeps no deadlines. */
+  readonly #deadline: Deadline | null;
 
   /** @internal Sessions are made by their server. */
   constructor(key: number, socket: TcpSocket, host: SessionHost) {
@@ -123,6 +139,8 @@ export class Session<D = unknown> {
     this.remoteAddress = socket.remoteAddress;
     this.recvOv = new Overlapped<Session<D>>(this);
     this.sendOv = new Overlapped<Session<D>>(this);
+    this.#deadline =
+      host.idleTimeoutMs > 0 || host.writeTimeoutMs > 0 ? new Deadline(this.#expired) : null;
   }
 
   /** True until `close()`, `destroy()` or the peer's end: sends are taken only then. */
@@ -205,7 +223,9 @@ export class Session<D = unknown> {
 
   /** @internal Posts the first recv, unless onAccept already ended the session. */
   start(): void {
-    if (this.#state === OPEN) this.#postRecv();
+    if (this.#state !== OPEN) return;
+    this.#rearm();
+    this.#postRecv();
   }
 
   /** @internal The recv completed. */
@@ -225,6 +245,7 @@ export class Session<D = unknown> {
       return;
     }
     if (this.#state === OPEN) {
+      this.#rearm();
       try {
         this.#host.received(this, lease.view.subarray(0, ov.bytes));
       } finally {
@@ -264,6 +285,7 @@ export class Session<D = unknown> {
       return;
     }
     this.#flush(partial);
+    if (sent > 0 || this.#inFlight === null) this.#rearm();
     if (sent > 0) this.#host.sendCompleted(this, sent);
     if (!this.#writable && this.queuedBytes <= this.#host.lowWaterMark && this.#state === OPEN) {
       this.#writable = true;
@@ -279,6 +301,45 @@ export class Session<D = unknown> {
   fail(code: CloseCode, error: Error): void {
     this.#abort({ code, error });
   }
+
+  /**
+   * Bytes moved (or the session began): the write limit runs while a send is
+   * in flight, even while flushing a graceful close; idle runs while open.
+   */
+  #rearm(): void {
+    const deadline = this.#deadline;
+    if (deadline === null) return;
+    const host = this.#host;
+    const ms =
+      this.#inFlight !== null && host.writeTimeoutMs > 0
+        ? host.writeTimeoutMs
+        : this.#state === OPEN
+          ? host.idleTimeoutMs
+          : 0;
+    if (ms > 0 && this.#state < CLOSED) deadlines.arm(deadline, ms);
+    else deadlines.disarm(deadline);
+  }
+
+  readonly #expired = (): void => {
+    if (this.#state >= CLOSED) return;
+    const host = this.#host;
+    const write = this.#inFlight !== null && host.writeTimeoutMs > 0;
+    const error = new OverlappedError(
+      'OVL_ERR_TIMEOUT',
+      write
+        ? `write deadline: the peer took no byte of a send for ${host.writeTimeoutMs} ms`
+        : `idle deadline: no byte moved for ${host.idleTimeoutMs} ms`,
+    );
+    const reason: CloseReason = { code: write ? 'write-timeout' : 'idle-timeout', error };
+    // The recv (and send) in flight complete with this error, not OVL_ERR_ABORTED.
+    this.#socket.failPendingWith(error);
+    if (write) {
+      this.#reason = reason;
+      this.#abort(reason);
+    } else if (this.#state === OPEN) {
+      this.#beginClose(reason);
+    }
+  };
 
   #postRecv(): void {
     this.#recvPending = true;
@@ -300,6 +361,7 @@ export class Session<D = unknown> {
     this.#sends++;
     this.#host.countSend(partial);
     this.#socket.send(parts.length === 1 ? (parts[0] as Uint8Array) : parts, this.sendOv);
+    if (this.#host.writeTimeoutMs > 0) this.#rearm();
   }
 
   #beginClose(reason: CloseReason): void {
@@ -322,6 +384,7 @@ export class Session<D = unknown> {
 
   #closeSocket(abortive: boolean): void {
     this.#state = CLOSED;
+    if (this.#deadline !== null) deadlines.disarm(this.#deadline);
     if (abortive) this.#socket.destroy();
     else this.#socket.close();
     this.#maybeEnd();
