@@ -7,7 +7,7 @@ import { startSessionThreads } from '../threads/start-session-threads.js';
 import type { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { createLoggers, type LogFlags, logOptions } from './logging.js';
 import { explainOsError } from './os-error-hints.js';
-import { engineOption, hostOption, quietOption } from './server-options.js';
+import { engineOption, hostOption, quietOption, timeoutOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
 
@@ -48,17 +48,19 @@ export function createChatCommand(): Command {
       (v: string) => parseIntegerFlag('--max-line', v, 16, 1024 * 1024),
       CHAT_DEFAULTS.maxLineBytes,
     )
-    .option(
-      '--idle-timeout <ms>',
-      'close a client that sent nothing and was sent nothing for this long (0: off)',
-      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
-      CHAT_DEFAULTS.idleTimeoutMs,
+    .addOption(
+      timeoutOption(
+        '--idle-timeout',
+        'close a client that sent nothing and was sent nothing for this long (0: off)',
+        CHAT_DEFAULTS.idleTimeoutMs,
+      ),
     )
-    .option(
-      '--write-timeout <ms>',
-      'reset a client that takes no byte of what it is sent for this long (0: off)',
-      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
-      CHAT_DEFAULTS.writeTimeoutMs,
+    .addOption(
+      timeoutOption(
+        '--write-timeout',
+        'reset a client that takes no byte of what it is sent for this long (0: off)',
+        CHAT_DEFAULTS.writeTimeoutMs,
+      ),
     )
     .addOption(engineOption())
     .addOption(quietOption())

@@ -11,7 +11,7 @@ import {
 import { descriptorHeadroom } from '../servers/rate-limited-log.js';
 import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js';
 import { explainOsError } from './os-error-hints.js';
-import { engineOption, hostOption, quietOption } from './server-options.js';
+import { engineOption, hostOption, quietOption, timeoutOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { runThreadedEcho } from './threaded-echo.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
@@ -85,17 +85,19 @@ export function createEchoCommand(): Command {
       (v: string) => parseIntegerFlag('--max-connections', v, 1, 1_000_000),
       ECHO_DEFAULTS.maxConnections,
     )
-    .option(
-      '--idle-timeout <ms>',
-      'close a connection that moved no byte either way for this long (0: off; e.g. 300000 on the open Internet)',
-      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
-      0,
+    .addOption(
+      timeoutOption(
+        '--idle-timeout',
+        'close a connection that moved no byte either way for this long (0: off; e.g. 300000 on the open Internet)',
+        0,
+      ),
     )
-    .option(
-      '--write-timeout <ms>',
-      'reset a connection whose client takes no byte of an echo for this long (0: off; e.g. 30000)',
-      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
-      0,
+    .addOption(
+      timeoutOption(
+        '--write-timeout',
+        'reset a connection whose client takes no byte of an echo for this long (0: off; e.g. 30000)',
+        0,
+      ),
     )
     .addOption(engineOption())
     .option(

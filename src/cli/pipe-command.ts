@@ -6,7 +6,7 @@ import { chooseEngine, type EngineName } from '../engines/select.js';
 import { PipeClient } from '../servers/pipe/pipe-client.js';
 import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
 import { createLoggers, type LogFlags, logOptions, logStart, plural } from './logging.js';
-import { engineOption, quietOption } from './server-options.js';
+import { engineOption, quietOption, timeoutOption } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, UserError } from './user-error.js';
 
@@ -140,23 +140,26 @@ export function createPipeServerCommand(): Command {
         .default(PIPE_DEFAULTS.fileMode, PIPE_DEFAULTS.fileMode.toString(8))
         .argParser(parseFileMode),
     )
-    .option(
-      '--idle-timeout <ms>',
-      'close an instance that received nothing for this long while waiting for a request (0: off)',
-      (v: string) => parseIntegerFlag('--idle-timeout', v, 0, 2_147_483_647),
-      PIPE_DEFAULTS.idleTimeoutMs,
+    .addOption(
+      timeoutOption(
+        '--idle-timeout',
+        'close an instance that received nothing for this long while waiting for a request (0: off)',
+        PIPE_DEFAULTS.idleTimeoutMs,
+      ),
     )
-    .option(
-      '--read-timeout <ms>',
-      'close an instance whose request stops arriving: less than one read buffer (16 KiB) in one to two of these periods (0: off)',
-      (v: string) => parseIntegerFlag('--read-timeout', v, 0, 2_147_483_647),
-      PIPE_DEFAULTS.readTimeoutMs,
+    .addOption(
+      timeoutOption(
+        '--read-timeout',
+        'close an instance whose request stops arriving: less than one read buffer (16 KiB) in one to two of these periods (0: off)',
+        PIPE_DEFAULTS.readTimeoutMs,
+      ),
     )
-    .option(
-      '--write-timeout <ms>',
-      'reset an instance whose client has not taken a reply after this long (0: off)',
-      (v: string) => parseIntegerFlag('--write-timeout', v, 0, 2_147_483_647),
-      PIPE_DEFAULTS.writeTimeoutMs,
+    .addOption(
+      timeoutOption(
+        '--write-timeout',
+        'reset an instance whose client has not taken a reply after this long (0: off)',
+        PIPE_DEFAULTS.writeTimeoutMs,
+      ),
     )
     .addOption(engineOption())
     .addOption(quietOption());

@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { Option } from 'commander';
 import { hostProblem, isValidHost } from '../core/host-address.js';
 import { ENGINE_NAMES } from '../engines/select.js';
-import { UserError } from './user-error.js';
+import { parseIntegerFlag, UserError } from './user-error.js';
 
 /** `--engine <name>`, shared by every command that runs on an engine. */
 export function engineOption(): Option {
@@ -36,6 +36,17 @@ export function parseHostFlag(value: string): string {
 /** `--host <host>` with `fallback` as its default, checked by {@link parseHostFlag}. */
 export function hostOption(description: string, fallback: string): Option {
   return new Option('--host <host>', description).default(fallback).argParser(parseHostFlag);
+}
+
+/**
+ * A deadline flag in milliseconds (`--idle-timeout`, `--read-timeout`,
+ * `--write-timeout`): a whole number from 0 (off) to 2^31 - 1, the longest
+ * delay a timer takes.
+ */
+export function timeoutOption(flag: string, description: string, fallback: number): Option {
+  return new Option(`${flag} <ms>`, description)
+    .default(fallback)
+    .argParser((v: string) => parseIntegerFlag(flag, v, 0, 2_147_483_647));
 }
 
 /** `--quiet`: the per-connection info lines off; start, stop and warnings stay. */
