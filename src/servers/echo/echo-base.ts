@@ -461,6 +461,11 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
       this.close(conn);
       return 'closed';
     }
+    if (conn.socket.closed) {
+      // Closed (a deadline, or the stop's reset) after this completion was queued: it ends here.
+      this.close(conn);
+      return 'closed';
+    }
     if (io.operation === 'recv') {
       if (bytes === 0) {
         this.close(conn);
