@@ -25,6 +25,19 @@ export type BlockingMode = 'descriptor' | 'proxied';
 /** Bytes one proxied call moves at most (a larger send is split; a recv gets at most this). */
 export const PROXY_DATA_BYTES = 64 * 1024;
 
+/**
+ * Words of a descriptor socket's progress record, shared with the acceptor
+ * (a BigInt64Array): bytes received and sent, and whether the thread is
+ * blocked in `recv` now. A graceful stop reads them to see a connection go
+ * quiet (blocked in recv, nothing received since its last look). @internal
+ */
+export const Progress = {
+  RECEIVED: 0,
+  SENT: 1,
+  IN_RECV: 2,
+  BYTES: 3 * 8,
+} as const;
+
 /** ProxyCall call codes and states in the shared control words. @internal */
 export const ProxyCall = {
   /** control[STATE]: the worker waits on it while it is REQUEST. */
@@ -75,19 +88,26 @@ function checkBuffer(buffer: Uint8Array, call: string): void {
 export class DescriptorSocket implements BlockingSocket {
   readonly mode = 'descriptor';
   #shut = false;
+  readonly #progress: BigInt64Array;
 
   constructor(
     readonly fd: number,
     readonly peer: string,
     readonly io: BlockingDescriptorIo,
+    progress: SharedArrayBuffer,
   ) {
+    this.#progress = new BigInt64Array(progress);
     const result = io.setBlocking(fd, true);
     if (result < 0) throw osError(result, 'fcntl');
   }
 
   recv(buffer: Uint8Array): number {
     checkBuffer(buffer, 'recv');
+    const progress = this.#progress;
+    Atomics.store(progress, Progress.IN_RECV, 1n);
     const n = this.io.recv(this.fd, buffer);
+    if (n > 0) Atomics.add(progress, Progress.RECEIVED, BigInt(n));
+    Atomics.store(progress, Progress.IN_RECV, 0n);
     if (n < 0) throw osError(n, 'recv');
     return n;
   }
@@ -96,6 +116,7 @@ export class DescriptorSocket implements BlockingSocket {
     if (data.byteLength === 0) return 0;
     const n = this.io.send(this.fd, data);
     if (n < 0) throw osError(n, 'send');
+    Atomics.add(this.#progress, Progress.SENT, BigInt(n));
     return n;
   }
 

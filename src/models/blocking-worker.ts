@@ -11,7 +11,7 @@ import { type BlockingSocket, DescriptorSocket, ProxiedSocket } from './blocking
 type Handler = (socket: BlockingSocket, options: unknown) => void;
 
 type Handoff =
-  | { kind: 'descriptor'; fd: number; peer: string }
+  | { kind: 'descriptor'; fd: number; peer: string; progress: SharedArrayBuffer }
   | {
       kind: 'proxied';
       shared: SharedArrayBuffer;
@@ -33,7 +33,12 @@ port.on('message', (handoff: Handoff) => {
   try {
     let socket: BlockingSocket;
     if (handoff.kind === 'descriptor') {
-      socket = new DescriptorSocket(handoff.fd, handoff.peer, blockingDescriptorIo());
+      socket = new DescriptorSocket(
+        handoff.fd,
+        handoff.peer,
+        blockingDescriptorIo(),
+        handoff.progress,
+      );
     } else {
       proxyPort = handoff.port;
       socket = new ProxiedSocket(handoff.shared, handoff.port, handoff.peer);

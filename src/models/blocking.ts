@@ -32,6 +32,7 @@ import {
   type BlockingMode,
   encodeProxyError,
   PROXY_DATA_BYTES,
+  Progress,
   ProxyCall,
 } from './blocking-socket.js';
 
@@ -39,6 +40,13 @@ export type { BlockingMode, BlockingSocket } from './blocking-socket.js';
 
 /** Default cap on threads, and so on connections served at once. */
 export const DEFAULT_MAX_THREADS = 64;
+
+/**
+ * While stopping, a connection whose thread sat in `recv` this long with
+ * nothing arriving is quiet: its recv then sees end of stream (the echo
+ * servers' quiet period).
+ */
+export const STOP_QUIET_MS = 100;
 
 export interface ThreadPerConnectionOptions {
   listener: TcpListener;
@@ -66,10 +74,19 @@ interface Served {
   readonly control: Int32Array | null;
   readonly data: Uint8Array | null;
   readonly io: Overlapped | null;
-  /** node: a recv is posted for the thread (a graceful stop cancels it). */
+  /** node: a recv is posted for the thread (a graceful stop cancels it once quiet). */
   receiving: boolean;
-  /** A graceful stop has begun: the thread's next recv sees end of stream. */
+  /** A graceful stop has begun: the connection is watched for going quiet. */
   ending: boolean;
+  /** Quiet while stopping: the thread's recv sees end of stream from now on. */
+  cut: boolean;
+  /** uring: the thread's progress record (./blocking-socket.ts, `Progress`). */
+  readonly progress: BigInt64Array | null;
+  /** node: bytes this thread received and sent, counted here where the I/O is made. */
+  received: number;
+  sent: number;
+  /** Bytes received at the stop's previous look. */
+  seen: number;
 }
 
 interface Thread {
@@ -111,6 +128,11 @@ export class ThreadPerConnectionServer {
   refused = 0;
   /** Threads started since start (the rest of the connections reused one). */
   threadsStarted = 0;
+  /** Bytes received from clients and sent to them, by connections that ended. */
+  #receivedBefore = 0;
+  #sentBefore = 0;
+  /** Connections still busy when the stop deadline passed, and so cut. */
+  resetAtStop = 0;
 
   private constructor(options: ThreadPerConnectionOptions) {
     this.listener = options.listener;
@@ -148,6 +170,21 @@ export class ThreadPerConnectionServer {
 
   get address(): Endpoint {
     return this.listener.address;
+  }
+
+  /** Bytes received from clients since start (connections served now included). */
+  get bytesReceived(): number {
+    let total = this.#receivedBefore;
+    for (const thread of this.#threads)
+      if (thread.served !== null) total += received(thread.served);
+    return total;
+  }
+
+  /** Bytes sent to clients since start (connections served now included). */
+  get bytesSent(): number {
+    let total = this.#sentBefore;
+    for (const thread of this.#threads) if (thread.served !== null) total += sent(thread.served);
+    return total;
   }
 
   async #accept(): Promise<void> {
@@ -234,31 +271,22 @@ export class ThreadPerConnectionServer {
     this.#busy++;
     if (this.#io !== undefined) {
       const fd = socket.detach();
+      const progress = new SharedArrayBuffer(Progress.BYTES);
       thread.served = {
-        thread,
-        peer,
+        ...servedFields(thread, peer),
         fd,
-        socket: null,
-        control: null,
-        data: null,
-        io: null,
-        receiving: false,
-        ending: false,
+        progress: new BigInt64Array(progress),
       };
-      thread.worker.postMessage({ kind: 'descriptor', fd, peer });
+      thread.worker.postMessage({ kind: 'descriptor', fd, peer, progress });
     } else {
       const shared = new SharedArrayBuffer(ProxyCall.CONTROL_BYTES + PROXY_DATA_BYTES);
       const { port1, port2 } = new MessageChannel();
       const served: Served = {
-        thread,
-        peer,
-        fd: -1,
+        ...servedFields(thread, peer),
         socket,
         control: new Int32Array(shared, 0, ProxyCall.CONTROL_BYTES / 4),
         data: new Uint8Array(shared, ProxyCall.CONTROL_BYTES, PROXY_DATA_BYTES),
         io: new Overlapped(),
-        receiving: false,
-        ending: false,
       };
       thread.served = served;
       port1.on('message', () => {
@@ -294,6 +322,8 @@ export class ThreadPerConnectionServer {
     const served = thread.served;
     if (served === null) return;
     thread.served = null;
+    this.#receivedBefore += received(served);
+    this.#sentBefore += sent(served);
     if (served.socket !== null) served.socket.close();
     else this.#io?.close(served.fd, false);
     this.#busy--;
@@ -306,15 +336,48 @@ export class ThreadPerConnectionServer {
   }
 
   /**
-   * Stops gracefully: no new connections; every thread's next (or current)
-   * recv sees end of stream, so a handler finishes what it was sending and
-   * returns; at `deadlineMs` the connections still served are cut (their
-   * blocked calls fail) and a thread still running a second later is
-   * terminated. Resolves when every thread has exited. Idempotent.
+   * Stops gracefully and loses nothing already received: no new
+   * connections; each connection is served on until it is quiet (its thread
+   * waited in `recv` for {@link STOP_QUIET_MS} with nothing arriving, so
+   * every byte it sent was read and answered), and then that recv sees end
+   * of stream, so the handler returns and the connection ends with a FIN. At
+   * `deadlineMs` the connections still served are cut (their blocked calls
+   * fail) and a thread still running a second later is terminated. Resolves
+   * when every thread has exited. Idempotent.
    */
   stop(options: { deadlineMs?: number } = {}): Promise<void> {
     this.#stopping ??= this.#stop(options.deadlineMs ?? 5000);
     return this.#stopping;
+  }
+
+  /**
+   * While stopping: ends the recv of each connection that received nothing
+   * since the previous look and waits in recv now. On node the look is taken
+   * again after this turn's poll phase, since timers run before it and bytes
+   * that arrived meanwhile are not delivered yet.
+   */
+  #cutQuiet(): void {
+    for (const thread of this.#threads) {
+      const served = thread.served;
+      if (served === null || served.cut) continue;
+      const now = received(served);
+      if (now !== served.seen || !inRecv(served)) {
+        served.seen = now;
+        continue;
+      }
+      if (served.socket === null) {
+        served.cut = true;
+        // SHUT_RD: the blocked recv returns 0 at once, and every later one too.
+        this.#io?.shutdown(served.fd, 0);
+        continue;
+      }
+      setImmediate(() => {
+        if (thread.served !== served || served.cut) return;
+        if (received(served) !== now || !served.receiving) return;
+        served.cut = true;
+        served.socket?.cancel(served.io as Overlapped);
+      });
+    }
   }
 
   async #stop(deadlineMs: number): Promise<void> {
@@ -329,12 +392,15 @@ export class ThreadPerConnectionServer {
       const served = thread.served;
       if (served === null) continue;
       served.ending = true;
-      if (served.socket === null) this.#io?.shutdown(served.fd, 0);
-      else if (served.receiving) served.socket.cancel(served.io as Overlapped);
+      served.seen = received(served);
     }
+    // One timer for every connection: a stop is rare, and a look costs a few loads each.
+    const quiet = setInterval(() => this.#cutQuiet(), STOP_QUIET_MS);
     const deadline = (ms: number) =>
       new Promise<'deadline'>((resolve) => setTimeout(resolve, ms, 'deadline').unref());
-    if ((await Promise.race([drained, deadline(deadlineMs)])) === 'deadline') {
+    const outcome = await Promise.race([drained, deadline(deadlineMs)]);
+    clearInterval(quiet);
+    if (outcome === 'deadline') {
       this.#logger?.warn(
         { connections: this.#busy, deadlineMs },
         'stop deadline passed: cutting the remaining connections',
@@ -342,6 +408,7 @@ export class ThreadPerConnectionServer {
       for (const thread of this.#threads) {
         const served = thread.served;
         if (served === null) continue;
+        this.resetAtStop++;
         if (served.socket === null) this.#io?.shutdown(served.fd, 2);
         else served.socket.destroy();
       }
@@ -356,20 +423,58 @@ export class ThreadPerConnectionServer {
   }
 }
 
+/** The fields every connection record starts with. */
+function servedFields(thread: Thread, peer: string): Served {
+  return {
+    thread,
+    peer,
+    fd: -1,
+    socket: null,
+    control: null,
+    data: null,
+    io: null,
+    receiving: false,
+    ending: false,
+    cut: false,
+    progress: null,
+    received: 0,
+    sent: 0,
+    seen: 0,
+  };
+}
+
+function received(served: Served): number {
+  const progress = served.progress;
+  return progress === null ? served.received : Number(Atomics.load(progress, Progress.RECEIVED));
+}
+
+function sent(served: Served): number {
+  const progress = served.progress;
+  return progress === null ? served.sent : Number(Atomics.load(progress, Progress.SENT));
+}
+
+/** Whether `served`'s thread waits in recv now. */
+function inRecv(served: Served): boolean {
+  const progress = served.progress;
+  return progress === null ? served.receiving : Atomics.load(progress, Progress.IN_RECV) === 1n;
+}
+
 /** One proxied call on the main thread's socket: recv into, or send from, the shared area. */
 async function proxyCall(served: Served, op: number, length: number): Promise<number> {
   const socket = served.socket as TcpSocket;
   const data = served.data as Uint8Array;
   const ov = served.io as Overlapped;
   if (op === ProxyCall.RECV) {
-    if (served.ending) return 0;
+    if (served.cut) return 0;
     served.receiving = true;
     socket.recv(data.subarray(0, length), ov);
     try {
-      return await getOverlappedResult(ov, { wait: true });
+      const n = await getOverlappedResult(ov, { wait: true });
+      served.received += n;
+      return n;
     } catch (err) {
-      // A graceful stop cancels the recv: the thread sees end of stream.
-      if (served.ending && err instanceof OverlappedError && err.code === 'OVL_ERR_ABORTED') {
+      // A graceful stop cancels a quiet recv: the thread sees end of stream.
+      if (served.cut && err instanceof OverlappedError && err.code === 'OVL_ERR_ABORTED') {
         return 0;
       }
       throw err;
@@ -378,12 +483,14 @@ async function proxyCall(served: Served, op: number, length: number): Promise<nu
     }
   }
   if (op === ProxyCall.SEND) {
-    let sent = 0;
-    while (sent < length) {
-      socket.send(sent === 0 ? data.subarray(0, length) : data.subarray(sent, length), ov);
-      sent += await getOverlappedResult(ov, { wait: true });
+    let done = 0;
+    while (done < length) {
+      socket.send(done === 0 ? data.subarray(0, length) : data.subarray(done, length), ov);
+      const n = await getOverlappedResult(ov, { wait: true });
+      done += n;
+      served.sent += n;
     }
-    return sent;
+    return done;
   }
   socket.shutdown(ov);
   await getOverlappedResult(ov, { wait: true });

@@ -10,6 +10,7 @@ export const DRAINING_MODELS: EchoModel[] = [
   'completion-port',
   'events',
   'routines',
+  'blocking',
   'nonblocking',
   'select',
   'async-select',

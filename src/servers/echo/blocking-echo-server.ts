@@ -57,6 +57,18 @@ export class BlockingEchoServer implements EchoService {
     return this.#server.refused;
   }
 
+  get bytesReceived(): number {
+    return this.#server.bytesReceived;
+  }
+
+  get bytesEchoed(): number {
+    return this.#server.bytesSent;
+  }
+
+  get resetAtStop(): number {
+    return this.#server.resetAtStop;
+  }
+
   /** Threads alive (serving, or waiting to be reused). */
   get threads(): number {
     return this.#server.threads;

@@ -1,0 +1,5 @@
+/** The lossless stop (../support/lossless-stop-suite.ts) of the readiness models. */
+import { losslessStopSuite } from '../support/lossless-stop-suite.js';
+import { DRAINING_MODELS } from '../support/streaming-client.js';
+
+losslessStopSuite(DRAINING_MODELS.slice(4));
