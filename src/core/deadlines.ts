@@ -18,6 +18,21 @@
  * completion batch.
  */
 
+/**
+ * A graceful stop's quiet period: a connection that waited this long for
+ * bytes with nothing arriving (and owes nothing) is closed with a FIN. Long
+ * enough that a client whose last bytes are still leaving a busy process is
+ * not taken for one that stopped; short beside the stop's 5 s deadline.
+ */
+export const STOP_QUIET_MS = 250;
+
+/** What a deadline close says of itself, in its one log line and its `OVL_ERR_TIMEOUT`. */
+export function describeDeadline(reason: 'idle' | 'write', timeoutMs: number): string {
+  return reason === 'idle'
+    ? `no byte moved for ${timeoutMs} ms (--idle-timeout)`
+    : `the client took no byte of a send for ${timeoutMs} ms (--write-timeout)`;
+}
+
 /** Deadlines fire up to this late, so that many fire in one timer callback. */
 export const RESOLUTION_MS = 10;
 

@@ -27,15 +27,19 @@ export const PROXY_DATA_BYTES = 64 * 1024;
 
 /**
  * Words of a descriptor socket's progress record, shared with the acceptor
- * (a BigInt64Array): bytes received and sent, and whether the thread is
- * blocked in `recv` now. A graceful stop reads them to see a connection go
- * quiet (blocked in recv, nothing received since its last look). @internal
+ * (a BigInt64Array): bytes received and sent, whether the thread is blocked
+ * in `recv` or `send` now, and when a call last moved bytes (ms since the
+ * epoch). A graceful stop reads them to see a connection go quiet (blocked
+ * in recv, nothing received since its last look), and the deadlines to see
+ * how long it has been idle. @internal
  */
 export const Progress = {
   RECEIVED: 0,
   SENT: 1,
   IN_RECV: 2,
-  BYTES: 3 * 8,
+  IN_SEND: 3,
+  LAST: 4,
+  BYTES: 5 * 8,
 } as const;
 
 /** ProxyCall call codes and states in the shared control words. @internal */
@@ -97,6 +101,7 @@ export class DescriptorSocket implements BlockingSocket {
     progress: SharedArrayBuffer,
   ) {
     this.#progress = new BigInt64Array(progress);
+    Atomics.store(this.#progress, Progress.LAST, BigInt(Date.now()));
     const result = io.setBlocking(fd, true);
     if (result < 0) throw osError(result, 'fcntl');
   }
@@ -106,7 +111,10 @@ export class DescriptorSocket implements BlockingSocket {
     const progress = this.#progress;
     Atomics.store(progress, Progress.IN_RECV, 1n);
     const n = this.io.recv(this.fd, buffer);
-    if (n > 0) Atomics.add(progress, Progress.RECEIVED, BigInt(n));
+    if (n > 0) {
+      Atomics.add(progress, Progress.RECEIVED, BigInt(n));
+      Atomics.store(progress, Progress.LAST, BigInt(Date.now()));
+    }
     Atomics.store(progress, Progress.IN_RECV, 0n);
     if (n < 0) throw osError(n, 'recv');
     return n;
@@ -114,9 +122,13 @@ export class DescriptorSocket implements BlockingSocket {
 
   send(data: Uint8Array): number {
     if (data.byteLength === 0) return 0;
+    const progress = this.#progress;
+    Atomics.store(progress, Progress.IN_SEND, 1n);
     const n = this.io.send(this.fd, data);
+    Atomics.store(progress, Progress.IN_SEND, 0n);
     if (n < 0) throw osError(n, 'send');
-    Atomics.add(this.#progress, Progress.SENT, BigInt(n));
+    Atomics.add(progress, Progress.SENT, BigInt(n));
+    Atomics.store(progress, Progress.LAST, BigInt(Date.now()));
     return n;
   }
 

@@ -22,6 +22,7 @@
  */
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { Deadline, deadlines, describeDeadline, STOP_QUIET_MS } from '../core/deadlines.js';
 import { check, OverlappedError } from '../core/errors.js';
 import { Overlapped } from '../core/overlapped.js';
 import type { TcpListener } from '../core/tcp-listener.js';
@@ -41,13 +42,6 @@ export type { BlockingMode, BlockingSocket } from './blocking-socket.js';
 /** Default cap on threads, and so on connections served at once. */
 export const DEFAULT_MAX_THREADS = 64;
 
-/**
- * While stopping, a connection whose thread sat in `recv` this long with
- * nothing arriving is quiet: its recv then sees end of stream (the echo
- * servers' quiet period).
- */
-export const STOP_QUIET_MS = 100;
-
 export interface ThreadPerConnectionOptions {
   listener: TcpListener;
   /** The handler module: a file URL (or path) whose default export serves one connection. */
@@ -60,6 +54,17 @@ export interface ThreadPerConnectionOptions {
   maxConnections?: number;
   /** Info lines per connect and disconnect, a warning when the thread cap is reached. */
   logger?: Logger;
+  /**
+   * Ends a connection whose calls moved no byte either way for this many ms:
+   * its thread's `recv` sees end of stream (a FIN follows once the handler
+   * returns). 0 or absent: off.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Resets a connection whose thread has waited this many ms in a `send`
+   * the client takes nothing of: the send fails. 0 or absent: off.
+   */
+  writeTimeoutMs?: number;
 }
 
 /** One connection being served, and its thread. */
@@ -87,6 +92,14 @@ interface Served {
   sent: number;
   /** Bytes received at the stop's previous look. */
   seen: number;
+  /** node: a send is posted for the thread. */
+  sending: boolean;
+  /** node: when a call last moved bytes (ms since the epoch). */
+  last: number;
+  /** The idle or write deadline, when either is on. */
+  deadline: Deadline | null;
+  /** A write deadline reset the connection: its thread's failure is not news. */
+  timedOut: boolean;
 }
 
 interface Thread {
@@ -116,6 +129,8 @@ export class ThreadPerConnectionServer {
   readonly #handler: string;
   readonly #handlerOptions: unknown;
   readonly #logger: Logger | undefined;
+  readonly #idleTimeoutMs: number;
+  readonly #writeTimeoutMs: number;
   readonly #threads = new Set<Thread>();
   readonly #idle: Thread[] = [];
   #busy = 0;
@@ -143,6 +158,8 @@ export class ThreadPerConnectionServer {
     this.#handler = options.handler instanceof URL ? options.handler.href : options.handler;
     this.#handlerOptions = options.handlerOptions;
     this.#logger = options.logger;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    this.#writeTimeoutMs = options.writeTimeoutMs ?? 0;
   }
 
   /** Starts accepting on `listener` and serving each connection on a thread of its own. */
@@ -153,6 +170,14 @@ export class ThreadPerConnectionServer {
       'OVL_ERR_INVALID_ARGUMENT',
       `maxThreads must be a whole number from 1 to 10000, got ${String(max)}`,
     );
+    for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
+      const value = options[name] ?? 0;
+      check(
+        Number.isSafeInteger(value) && value >= 0,
+        'OVL_ERR_INVALID_ARGUMENT',
+        `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
+      );
+    }
     const server = new ThreadPerConnectionServer(options);
     server.#acceptor = server.#accept();
     return server;
@@ -245,6 +270,7 @@ export class ThreadPerConnectionServer {
     };
     worker.on('message', (message: { kind: string; error?: string }) => {
       if (message.kind === 'error') {
+        if (thread.served?.timedOut) return;
         this.#logger?.info({ peer: thread.served?.peer, err: message.error }, 'connection error');
       } else if (message.kind === 'done') {
         this.#finished(thread);
@@ -295,6 +321,11 @@ export class ThreadPerConnectionServer {
       port1.unref();
       thread.worker.postMessage({ kind: 'proxied', shared, port: port2, peer }, [port2]);
     }
+    const served = thread.served as Served;
+    if (this.#idleTimeoutMs > 0 || this.#writeTimeoutMs > 0) {
+      served.deadline = new Deadline(() => this.#expired(served));
+      deadlines.arm(served.deadline, this.#idleTimeoutMs || this.#writeTimeoutMs);
+    }
     this.#logger?.info({ peer, connections: this.#busy }, 'connected');
   }
 
@@ -322,10 +353,15 @@ export class ThreadPerConnectionServer {
     const served = thread.served;
     if (served === null) return;
     thread.served = null;
+    if (served.deadline !== null) deadlines.disarm(served.deadline);
     this.#receivedBefore += received(served);
     this.#sentBefore += sent(served);
-    if (served.socket !== null) served.socket.close();
-    else this.#io?.close(served.fd, false);
+    if (served.socket !== null) {
+      if (served.timedOut) served.socket.destroy();
+      else served.socket.close();
+    } else {
+      this.#io?.close(served.fd, served.timedOut);
+    }
     this.#busy--;
     this.#logger?.info({ peer: served.peer, connections: this.#busy }, 'disconnected');
     if (this.#threads.has(thread)) this.#idle.push(thread);
@@ -348,6 +384,47 @@ export class ThreadPerConnectionServer {
   stop(options: { deadlineMs?: number } = {}): Promise<void> {
     this.#stopping ??= this.#stop(options.deadlineMs ?? 5000);
     return this.#stopping;
+  }
+
+  /**
+   * A connection's deadline came due. Its thread's calls say when they last
+   * moved bytes, so the deadline is re-armed for what is left of the limit
+   * when they did since it was armed, and acts only once a whole limit has
+   * passed without progress: idle ends its recvs (end of stream, so the
+   * handler returns and a FIN follows); write fails the send it is blocked
+   * in and resets the connection.
+   */
+  #expired(served: Served): void {
+    if (served.thread.served !== served || served.cut || this.#stopping !== null) return;
+    const writing = isSending(served) && this.#writeTimeoutMs > 0;
+    const limit = writing ? this.#writeTimeoutMs : this.#idleTimeoutMs;
+    const quietFor = Date.now() - lastProgress(served);
+    const deadline = served.deadline as Deadline;
+    if (limit === 0 || quietFor < limit) {
+      deadlines.arm(deadline, Math.max(1, limit === 0 ? this.#writeTimeoutMs : limit - quietFor));
+      return;
+    }
+    const reason = writing ? 'write' : 'idle';
+    const what = describeDeadline(reason, limit);
+    this.#logger?.info(
+      { peer: served.peer, reason, timeoutMs: limit },
+      `deadline passed: closing the connection: ${what}`,
+    );
+    if (writing) {
+      served.timedOut = true;
+      if (served.socket !== null) {
+        served.socket.failPendingWith(
+          new OverlappedError('OVL_ERR_TIMEOUT', `write deadline: ${what}`),
+        );
+        served.socket.destroy();
+      } else {
+        this.#io?.shutdown(served.fd, 2);
+      }
+      return;
+    }
+    served.cut = true;
+    if (served.socket === null) this.#io?.shutdown(served.fd, 0);
+    else if (served.receiving) served.socket.cancel(served.io as Overlapped);
   }
 
   /**
@@ -440,7 +517,21 @@ function servedFields(thread: Thread, peer: string): Served {
     received: 0,
     sent: 0,
     seen: 0,
+    sending: false,
+    last: Date.now(),
+    deadline: null,
+    timedOut: false,
   };
+}
+
+function lastProgress(served: Served): number {
+  const progress = served.progress;
+  return progress === null ? served.last : Number(Atomics.load(progress, Progress.LAST));
+}
+
+function isSending(served: Served): boolean {
+  const progress = served.progress;
+  return progress === null ? served.sending : Atomics.load(progress, Progress.IN_SEND) === 1n;
 }
 
 function received(served: Served): number {
@@ -471,6 +562,7 @@ async function proxyCall(served: Served, op: number, length: number): Promise<nu
     try {
       const n = await getOverlappedResult(ov, { wait: true });
       served.received += n;
+      if (n > 0) served.last = Date.now();
       return n;
     } catch (err) {
       // A graceful stop cancels a quiet recv: the thread sees end of stream.
@@ -484,11 +576,17 @@ async function proxyCall(served: Served, op: number, length: number): Promise<nu
   }
   if (op === ProxyCall.SEND) {
     let done = 0;
-    while (done < length) {
-      socket.send(done === 0 ? data.subarray(0, length) : data.subarray(done, length), ov);
-      const n = await getOverlappedResult(ov, { wait: true });
-      done += n;
-      served.sent += n;
+    served.sending = true;
+    try {
+      while (done < length) {
+        socket.send(done === 0 ? data.subarray(0, length) : data.subarray(done, length), ov);
+        const n = await getOverlappedResult(ov, { wait: true });
+        done += n;
+        served.sent += n;
+        served.last = Date.now();
+      }
+    } finally {
+      served.sending = false;
     }
     return done;
   }

@@ -28,13 +28,15 @@ export class BlockingEchoServer implements EchoService {
 
   static async start(options: BlockingEchoServerOptions): Promise<BlockingEchoServer> {
     const { maxThreads = DEFAULT_MAX_THREADS, ...rest } = options;
-    const { listener, settings } = await listenForEcho(rest, 'blocking');
+    const { listener, settings } = await listenForEcho(rest);
     const serverOptions = {
       listener,
       handler: HANDLER,
       handlerOptions: { bufferSize: settings.bufferSize },
       maxThreads,
       maxConnections: settings.maxConnections,
+      idleTimeoutMs: settings.idleTimeoutMs,
+      writeTimeoutMs: settings.writeTimeoutMs,
       ...(settings.logger === undefined ? {} : { logger: settings.logger }),
     };
     try {

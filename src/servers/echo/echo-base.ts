@@ -11,7 +11,7 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { CompletionRoutine } from '../../core/apc.js';
-import { Deadline, deadlines } from '../../core/deadlines.js';
+import { Deadline, deadlines, describeDeadline, STOP_QUIET_MS } from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
@@ -31,7 +31,7 @@ export const ECHO_DEFAULTS = {
    * While stopping, a connection whose recv waited this long with nothing
    * arriving (every byte read was echoed) is quiet, and is closed with a FIN.
    */
-  quietMs: 100,
+  quietMs: STOP_QUIET_MS,
 } as const;
 
 export interface EchoServerOptions {
@@ -161,10 +161,7 @@ export function closeOnDeadline(
   peer: string,
   logger: Logger | undefined,
 ): void {
-  const what =
-    reason === 'idle'
-      ? `no byte moved for ${timeoutMs} ms (--idle-timeout)`
-      : `the client took no byte of a send for ${timeoutMs} ms (--write-timeout)`;
+  const what = describeDeadline(reason, timeoutMs);
   logger?.info({ peer, reason, timeoutMs }, `deadline passed: closing the connection: ${what}`);
   socket.failPendingWith(new OverlappedError('OVL_ERR_TIMEOUT', `${reason} deadline: ${what}`));
   if (reason === 'write') socket.destroy();
@@ -187,14 +184,9 @@ export interface EchoSettings {
 
 const EMPTY = Buffer.alloc(0);
 
-/**
- * Checks the options and listens (127.0.0.1:5150 unless told otherwise).
- * `model` names a model that keeps no deadlines: asking it for one is
- * refused rather than silently ignored.
- */
+/** Checks the options and listens (127.0.0.1:5150 unless told otherwise). */
 export async function listenForEcho(
   options: EchoServerOptions,
-  model?: string,
 ): Promise<{ listener: TcpListener; settings: EchoSettings }> {
   const cpus = availableParallelism();
   const settings: EchoSettings = {
@@ -223,11 +215,6 @@ export async function listenForEcho(
       `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
     );
   }
-  check(
-    model === undefined || (settings.idleTimeoutMs === 0 && settings.writeTimeoutMs === 0),
-    'OVL_ERR_INVALID_ARGUMENT',
-    `the ${model} model keeps no idle or write deadlines (its threads block in recv and send): use any other model for --idle-timeout and --write-timeout`,
-  );
   const listenOptions: ListenOptions = {
     engine: options.engine,
     host: options.host ?? ECHO_DEFAULTS.host,
