@@ -17,6 +17,7 @@
  * is one structure per event loop. Callbacks run on that loop, outside any
  * completion batch.
  */
+import { check } from './errors.js';
 
 /**
  * A graceful stop's quiet period: a connection that waited this long for
@@ -25,6 +26,21 @@
  * not taken for one that stopped; short beside the stop's 5 s deadline.
  */
 export const STOP_QUIET_MS = 250;
+
+/**
+ * Checks the idle and write limits of a server's options: whole numbers of
+ * ms, 0 (or absent) for off. Throws `OVL_ERR_INVALID_ARGUMENT`.
+ */
+export function checkTimeouts(options: { idleTimeoutMs?: number; writeTimeoutMs?: number }): void {
+  for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
+    const value = options[name] ?? 0;
+    check(
+      Number.isSafeInteger(value) && value >= 0,
+      'OVL_ERR_INVALID_ARGUMENT',
+      `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
+    );
+  }
+}
 
 /** What a deadline close says of itself, in its one log line and its `OVL_ERR_TIMEOUT`. */
 export function describeDeadline(reason: 'idle' | 'write', timeoutMs: number): string {

@@ -22,7 +22,13 @@
  */
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { Deadline, deadlines, describeDeadline, STOP_QUIET_MS } from '../core/deadlines.js';
+import {
+  checkTimeouts,
+  Deadline,
+  deadlines,
+  describeDeadline,
+  STOP_QUIET_MS,
+} from '../core/deadlines.js';
 import { check, OverlappedError } from '../core/errors.js';
 import { Overlapped } from '../core/overlapped.js';
 import type { TcpListener } from '../core/tcp-listener.js';
@@ -170,14 +176,7 @@ export class ThreadPerConnectionServer {
       'OVL_ERR_INVALID_ARGUMENT',
       `maxThreads must be a whole number from 1 to 10000, got ${String(max)}`,
     );
-    for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
-      const value = options[name] ?? 0;
-      check(
-        Number.isSafeInteger(value) && value >= 0,
-        'OVL_ERR_INVALID_ARGUMENT',
-        `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
-      );
-    }
+    checkTimeouts(options);
     const server = new ThreadPerConnectionServer(options);
     server.#acceptor = server.#accept();
     return server;

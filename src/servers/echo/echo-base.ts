@@ -11,7 +11,13 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { CompletionRoutine } from '../../core/apc.js';
-import { Deadline, deadlines, describeDeadline, STOP_QUIET_MS } from '../../core/deadlines.js';
+import {
+  checkTimeouts,
+  Deadline,
+  deadlines,
+  describeDeadline,
+  STOP_QUIET_MS,
+} from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
@@ -207,14 +213,7 @@ export async function listenForEcho(
       `${name} must be a whole number >= 1, got ${String(value)}`,
     );
   }
-  for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
-    const value = settings[name];
-    check(
-      Number.isSafeInteger(value) && value >= 0,
-      'OVL_ERR_INVALID_ARGUMENT',
-      `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
-    );
-  }
+  checkTimeouts(settings);
   const listenOptions: ListenOptions = {
     engine: options.engine,
     host: options.host ?? ECHO_DEFAULTS.host,

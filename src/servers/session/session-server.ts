@@ -20,6 +20,7 @@
  * at once.
  */
 import { type Completion, CompletionPort, type PortWorker } from '../../core/completion-port.js';
+import { checkTimeouts } from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import { DEFAULT_BACKLOG, TcpListener } from '../../core/tcp-listener.js';
@@ -216,14 +217,7 @@ function validate(options: SessionServerOptions<never>): number {
     `the marks must hold 0 <= lowWaterMark < highWaterMark <= maxQueuedBytes, got ${low}, ${high}, ${max}`,
   );
   positive('maxSessions', options.maxSessions ?? SESSION_DEFAULTS.maxSessions);
-  for (const name of ['idleTimeoutMs', 'writeTimeoutMs'] as const) {
-    const value = options[name] ?? 0;
-    check(
-      Number.isSafeInteger(value) && value >= 0,
-      'OVL_ERR_INVALID_ARGUMENT',
-      `${name} must be a whole number of ms >= 0 (0: off), got ${String(value)}`,
-    );
-  }
+  checkTimeouts(options);
   return max;
 }
 
