@@ -316,10 +316,8 @@ static napi_value submit(napi_env env, napi_callback_info info) {
  * drained: a request/reply server posts its recv right after sending the
  * reply, before the next request has arrived, and a first attempt would only
  * fail with EAGAIN. After a full buffer more data is likely waiting, and
- * polling first would add a task-work round trip. Measured on the echo server
- * (medians of 6 runs; run-to-run spread here is about 10%): poll-first always
- * was 5-10% cheaper at depth 1 under the node:net load generator; at 16 KiB
- * messages never polling first was 3.5% cheaper than always.
+ * polling first would add a task-work round trip (what each choice measured:
+ * docs/benchmarks.md).
  */
 
 /*

@@ -84,14 +84,13 @@ int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
   struct io_uring_params p;
   /*
    * Task work (the kernel's second half of a socket operation that waited)
-   * runs, by default, by interrupting this thread wherever it is (an IPI,
-   * measured at ~20% of the server's CPU in an echo benchmark here).
-   * COOP_TASKRUN (5.19+) runs it at this thread's next system call (libuv's
-   * epoll_wait wakes for it) without an interrupt: the default.
-   * DEFER_TASKRUN (6.1+) runs it only when this thread asks
-   * (io_uring_get_events), in batches; as fast here, but see on_readable
-   * for its batch limit. Each mode falls back to the next when the kernel
-   * refuses it.
+   * runs, by default, by interrupting this thread wherever it is (an IPI;
+   * its cost is in docs/benchmarks.md). COOP_TASKRUN (5.19+) runs it at
+   * this thread's next system call (libuv's epoll_wait wakes for it)
+   * without an interrupt: the default. DEFER_TASKRUN (6.1+) runs it only
+   * when this thread asks (io_uring_get_events), in batches; see
+   * on_readable for its batch limit. Each mode falls back to the next when
+   * the kernel refuses it.
    */
   static const unsigned tries[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,

@@ -86,7 +86,12 @@
  */
 import { chmod } from 'node:fs/promises';
 import net from 'node:net';
-import { abortedError, OsError, toOsError } from '../../core/errors.js';
+import {
+  abortedError,
+  connectionClosedError,
+  resetToCancelError,
+  toOsError,
+} from '../../core/errors.js';
 import {
   type CompletionSink,
   type Endpoint,
@@ -133,9 +138,6 @@ function completeNow(turn: Turn, req: EngineRequest, bytes: number, error: Error
 
 /** How long a gracefully closed socket may take to hand Node's queued bytes to the OS. */
 const LINGER_MS = 10_000;
-
-const connectionClosedError = () =>
-  new OsError('EPIPE', -32, 'write', 'the connection closed before the send completed');
 
 /**
  * The try-send "send buffer": bytes Node holds that the OS has not taken
@@ -414,12 +416,7 @@ class NodeStream implements EngineStream, StagedWriter {
 
   /** Aborts everything and resets the connection; later operations fail with ECONNABORTED. */
   #resetToCancel(): void {
-    this.#error ??= new OsError(
-      'ECONNABORTED',
-      -103,
-      'cancel',
-      'the connection was reset to cancel an operation the OS had not finished',
-    );
+    this.#error ??= resetToCancelError();
     this.#dropStaged();
     this.#abortAll();
     this.#reset();
