@@ -51,7 +51,9 @@
  *   cancelled (a graceful close lets a send in flight finish, for at most
  *   10 s, and completes it aborted with the bytes it moved, as the node
  *   engine does); the descriptor is closed once nothing of it is in the
- *   kernel, so no buffer is still in use. Abortive close sets SO_LINGER 0.
+ *   kernel, so no buffer is still in use. Abortive close sets SO_LINGER 0;
+ *   one after a graceful close (destroy() after close()) cancels the
+ *   lingering send and resets the connection (contract: abortive wins).
  * - Pooled receive: a provided-buffer ring of up to 1024 × 8 KiB buffers
  *   (8 MiB of address space), registered on the first pooled recv. The
  *   kernel picks a buffer only when data arrives; the lease gives it back.
