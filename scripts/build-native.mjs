@@ -13,7 +13,7 @@
 //
 // OVERLAPPED_ASAN=1 builds with AddressSanitizer into native/build-asan/.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { copyNativeSources, findNodeGyp, localNodeDir, NATIVE, ROOT } from './native-toolchain.mjs';
@@ -38,10 +38,19 @@ function prebuilt() {
   try {
     process.env.PREBUILDS_ONLY = '1'; // node-gyp-build: look at prebuilds/ only, not at an old build/
     path = createRequire(import.meta.url)('node-gyp-build').path(NATIVE);
-  } catch (err) {
-    return { why: `no prebuilt addon for this machine (${err.message.split('\n')[0]})` };
+  } catch {
+    return { why: `no prebuilt addon for this machine (${process.platform}-${process.arch})` };
   } finally {
     delete process.env.PREBUILDS_ONLY;
+  }
+  // In a clone, C edited since the last prebuild must not be hidden behind it (a packed
+  // tarball gives every file one mtime, so an installed package never looks stale).
+  const sources = [
+    join(NATIVE, 'binding.gyp'),
+    ...readdirSync(join(NATIVE, 'src')).map((f) => join(NATIVE, 'src', f)),
+  ];
+  if (sources.some((f) => statSync(f).mtimeMs > statSync(path).mtimeMs)) {
+    return { why: 'the prebuilt addon is older than native/src' };
   }
   try {
     createRequire(import.meta.url)(path);
