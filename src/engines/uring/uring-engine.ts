@@ -89,9 +89,11 @@
  *   it. `detach` disowns the descriptor (the ring would close it at
  *   teardown) for a worker's blocking calls (`engine.blocking`, ring-less
  *   addon functions).
- * - Memory safety: the native ring holds a strong reference to this
- *   engine's record callback, so every buffer in `#slots` stays reachable
- *   until its CQE is reaped, whatever the caller drops. Memory the kernel
+ * - Memory safety: the native ring holds a strong reference to the ring's
+ *   record callback (ring.ts), so every owner in its id table, and every
+ *   buffer the owner holds for an operation, stays reachable until the
+ *   operation's final CQE is reaped, whatever the caller drops; the pool's
+ *   ArrayBuffer is referenced natively before the kernel may write into it. Memory the kernel
  *   reads besides data (msghdr, iovec, sockaddr) is native and freed at the
  *   final CQE. When the Node-API environment ends (process or worker exit),
  *   the native side cancels and reaps everything before freeing the ring.
