@@ -1,6 +1,7 @@
 /**
- * Compiles the C programs under bench/peers (the epoll echo peer, the load generator)
- * into bench/.cache, shared by the benchmarks and the tests that run them.
+ * Compiles the C programs under bench/peers (the epoll and io_uring echo peers, the
+ * load generator) into bench/.cache, shared by the benchmarks and the tests that run
+ * them.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -16,12 +17,13 @@ export type CBuild = { binary: string } | { skip: string };
 
 /**
  * Builds bench/peers/`name`.c into bench/.cache/`name` with `cc -O2 -Wall -Wextra`
- * when the binary is missing or older than the source. Resolves to the binary, or to
+ * (linked with `libs`, e.g. `-luring`) when the binary is missing or older than the
+ * source. Resolves to the binary, or to
  * a reason it cannot be built here (no cc, or cc failed). The binary is written under
  * a temporary name and renamed, so concurrent builds (parallel test files) never run
  * a half-written one.
  */
-export function buildCPeer(name: string): CBuild {
+export function buildCPeer(name: string, libs: readonly string[] = []): CBuild {
   const source = join(ROOT, 'bench/peers', `${name}.c`);
   const binary = join(CACHE_DIR, name);
   if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) {
@@ -29,7 +31,7 @@ export function buildCPeer(name: string): CBuild {
   }
   mkdirSync(CACHE_DIR, { recursive: true });
   const temporary = `${binary}.${process.pid}.tmp`;
-  const args = ['-O2', '-Wall', '-Wextra', '-o', temporary, source];
+  const args = ['-O2', '-Wall', '-Wextra', '-o', temporary, source, ...libs];
   process.stderr.write(`  building ${name}: cc ${args.join(' ')}\n`);
   const result = spawnSync('cc', args, { encoding: 'utf8', timeout: 60_000 });
   if (result.error !== undefined) {

@@ -22,6 +22,7 @@ import type { LoadOptions, LoadReport } from '../src/load/load-generator.js';
 import { buildCPeer } from './c-build.js';
 import {
   C_BASELINE,
+  C_URING_PEER,
   DEFAULT_MODEL,
   ENGINES,
   type EngineName,
@@ -86,7 +87,7 @@ ${CATALOGUE.map((s) => `                        ${s.id.padEnd(22)}${s.descriptio
                       an explicit --loader c that cannot be built is an error
   --json <file>       also write every run, the medians and the ratios to <file>
 
-Before any run each server is prepared (c-epoll compiled into bench/.cache, bun
+Before any run each server is prepared (c-epoll and c-uring compiled into bench/.cache, bun
 installed there with npm if it is not on PATH) and started once as a probe; a server
 that cannot be prepared, exits before listening (an engine or --model this build does
 not have), or runs another engine than asked, is skipped with the reason printed.
@@ -473,6 +474,8 @@ interface CellSummary {
   cpuPerMessageVsBaseline?: number;
   /** Server CPU/message as a ratio to c-epoll's. */
   cpuPerMessageVsCEpoll?: number;
+  /** Server CPU/message as a ratio to c-uring's (the best C server). */
+  cpuPerMessageVsCUring?: number;
   /** For events/routines variants: CPU/message as a ratio to the same engine's completion-port. */
   cpuPerMessageVsCompletionPort?: number;
   /** For events/routines variants: msgs/s as a ratio to the same engine's completion-port. */
@@ -535,12 +538,15 @@ function addRatios(cells: CellSummary[]): void {
     own !== undefined && base !== undefined && base > 0 ? own / base : undefined;
   const nodeBase = cpu(NODE_BASELINE);
   const cBase = cpu(C_BASELINE);
+  const uringBase = cpu(C_URING_PEER);
   for (const cell of cells) {
     const own = cell.median?.serverCpuUsPerMessage;
     const vsNode = ratio(own, nodeBase);
     if (vsNode !== undefined) cell.cpuPerMessageVsBaseline = vsNode;
     const vsC = ratio(own, cBase);
     if (vsC !== undefined) cell.cpuPerMessageVsCEpoll = vsC;
+    const vsCUring = ratio(own, uringBase);
+    if (vsCUring !== undefined) cell.cpuPerMessageVsCUring = vsCUring;
     if (cell.model !== undefined && cell.model !== DEFAULT_MODEL) {
       // The completion-port variant of the same engine, and not its Nagle variant.
       const base = cells.find(
@@ -588,6 +594,7 @@ function scenarioTable(cells: CellSummary[], skipped: Map<string, string>): stri
     'CPU µs/msg',
     `vs ${NODE_BASELINE}`,
     `vs ${C_BASELINE}`,
+    `vs ${C_URING_PEER}`,
     'RSS idle',
     'RSS/conn open',
     'RSS/conn end',
@@ -609,6 +616,7 @@ function scenarioTable(cells: CellSummary[], skipped: Map<string, string>): stri
       m.serverCpuUsPerMessage === undefined ? '-' : m.serverCpuUsPerMessage.toFixed(2),
       times(cell.cpuPerMessageVsBaseline),
       times(cell.cpuPerMessageVsCEpoll),
+      times(cell.cpuPerMessageVsCUring),
       mib(m.rssIdleBytes),
       kib(m.rssPerConnOpenBytes) + unaccepted,
       kib(m.rssPerConnEndBytes),
@@ -617,11 +625,17 @@ function scenarioTable(cells: CellSummary[], skipped: Map<string, string>): stri
       String(cell.mismatches) + (flagged ? '  << INVALID' : ''),
     ];
   });
-  // The c-epoll column only when c-epoll ran (a FAILED row has no such column).
-  const cColumn = header.indexOf(`vs ${C_BASELINE}`);
-  const withC = cells.some((c) => c.cpuPerMessageVsCEpoll !== undefined);
+  // The c-epoll and c-uring columns only when those peers ran (a FAILED row has neither).
+  const dropped = [
+    cells.some((c) => c.cpuPerMessageVsCUring !== undefined)
+      ? -1
+      : header.indexOf(`vs ${C_URING_PEER}`),
+    cells.some((c) => c.cpuPerMessageVsCEpoll !== undefined)
+      ? -1
+      : header.indexOf(`vs ${C_BASELINE}`),
+  ].filter((column) => column >= 0);
   const keep = (row: string[]) =>
-    withC || row.length <= cColumn ? row : row.toSpliced(cColumn, 1);
+    dropped.reduce((r, column) => (r.length <= column ? r : r.toSpliced(column, 1)), row);
   // Below the table, not in it: a long reason would stretch the first column.
   const skips = [...skipped].map(([id, reason]) => `\n  skipped ${id}: ${reason}`);
   return formatTable(keep(header), rows.map(keep)) + skips.join('');
@@ -783,6 +797,7 @@ async function main(): Promise<void> {
       repeat: config.repeat,
       baseline: NODE_BASELINE,
       cBaseline: C_BASELINE,
+      cUringPeer: C_URING_PEER,
       modelCpuBars: MODEL_CPU_BARS,
       elapsedSec: elapsed(),
       servers: config.servers.map((s) => ({
@@ -799,7 +814,7 @@ async function main(): Promise<void> {
   }
   console.log(
     '\nCPU µs/msg: server user+system CPU (from /proc, 10 ms ticks) over the measured window ' +
-      `per message; vs ${NODE_BASELINE} / vs ${C_BASELINE}: that figure as a ratio to those peers'.\n` +
+      `per message; vs ${NODE_BASELINE} / vs ${C_BASELINE} / vs ${C_URING_PEER}: that figure as a ratio to those peers'.\n` +
       'RSS: server VmRSS before connecting; RSS/conn: its growth per connection with all ' +
       'connections open (before any message) and at the end of the window.',
   );

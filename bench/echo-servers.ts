@@ -1,6 +1,6 @@
 /**
  * The servers the echo benchmark can run: `overlapped echo` as engine × model
- * variants, and the peers it is compared with (plain node:net, C epoll, Bun).
+ * variants, and the peers it is compared with (plain node:net, C epoll, C io_uring, Bun).
  *
  * A server is described by how to start it on a port, plus an optional `prepare`
  * step that gets it ready on this machine (compile the C peer, install Bun) or
@@ -26,6 +26,8 @@ export const DEFAULT_MODEL: ModelName = 'completion-port';
 /** Ratio baselines: CPU/message of every server is also shown relative to these. */
 export const NODE_BASELINE = 'node-net';
 export const C_BASELINE = 'c-epoll';
+/** The best C server (DESIGN.md: the peer to beat): io_uring, 64 KiB buffers. */
+export const C_URING_PEER = 'c-uring';
 
 /** A command line that starts a server listening on HOST and a given port. */
 export interface Launch {
@@ -178,7 +180,21 @@ export function serverCatalogue(): ServerSpec[] {
     ),
     optIn: true,
   }));
-  return [...overlapped, ...pooled, ...lean, ...nagle, nodePeer(), epollPeer(), bunPeer()];
+  return [
+    ...overlapped,
+    ...pooled,
+    ...lean,
+    ...nagle,
+    nodePeer(),
+    cPeer(C_BASELINE, 'epoll-echo', 'C epoll echo (bench/peers/epoll-echo.c, built with cc -O2)'),
+    cPeer(
+      C_URING_PEER,
+      'uring-echo',
+      'C io_uring echo, 64 KiB buffers (bench/peers/uring-echo.c, built with cc -O2 -luring)',
+      ['-luring'],
+    ),
+    bunPeer(),
+  ];
 }
 
 function nodePeer(): ServerSpec {
@@ -192,13 +208,14 @@ function nodePeer(): ServerSpec {
   };
 }
 
-function epollPeer(): ServerSpec {
-  let binary = join(CACHE_DIR, 'epoll-echo');
+/** A C peer under bench/peers, compiled into bench/.cache on first use. */
+function cPeer(id: string, name: string, description: string, libs: string[] = []): ServerSpec {
+  let binary = join(CACHE_DIR, name);
   return {
-    id: C_BASELINE,
-    description: 'C epoll echo (bench/peers/epoll-echo.c, built with cc -O2)',
+    id,
+    description,
     prepare: async () => {
-      const built = buildCPeer('epoll-echo');
+      const built = buildCPeer(name, libs);
       if ('skip' in built) return built.skip;
       binary = built.binary;
       return undefined;

@@ -1,19 +1,25 @@
-// Builds the io_uring addon (native/) with node-gyp when this machine can:
-// Linux, a C compiler, and liburing's header. Otherwise it prints one line
-// saying why it skipped, leaves the reason in native/build/skipped.txt (the
-// engine reports it), and exits 0: `npm install` never fails over the addon.
+// The io_uring addon (native/) for this machine, in one of three ways, each
+// ending in one line that says which:
+// - `--prefer-prebuilt` (npm's install script): the prebuilt addon the package
+//   ships (native/prebuilds/<platform>-<arch>/, made by scripts/prebuild.mjs
+//   with prebuildify and found by node-gyp-build), when one matches this
+//   machine and loads; no compiler needed.
+// - Otherwise built from source with node-gyp, when this machine can: Linux, a
+//   C compiler, and liburing's header (liburing is linked statically where its
+//   archive is installed, see native/liburing-link.mjs).
+// - Otherwise skipped: the reason goes in native/build/skipped.txt (the engine
+//   reports it) and the node engine is used. `npm install` never fails over
+//   the addon.
 //
 // OVERLAPPED_ASAN=1 builds with AddressSanitizer into native/build-asan/.
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join, relative } from 'node:path';
+import { copyNativeSources, findNodeGyp, localNodeDir, NATIVE, ROOT } from './native-toolchain.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const native = join(root, 'native');
 const asan = process.env.OVERLAPPED_ASAN === '1';
-const note = join(native, 'build', 'skipped.txt');
+const note = join(NATIVE, 'build', 'skipped.txt');
 
 function skip(why) {
   if (asan) {
@@ -26,69 +32,67 @@ function skip(why) {
   process.exit(0);
 }
 
+/** The shipped prebuilt addon for this machine if it loads here: its path, or why not (a string). */
+function prebuilt() {
+  let path;
+  try {
+    process.env.PREBUILDS_ONLY = '1'; // node-gyp-build: look at prebuilds/ only, not at an old build/
+    path = createRequire(import.meta.url)('node-gyp-build').path(NATIVE);
+  } catch {
+    return { why: `no prebuilt addon for this machine (${process.platform}-${process.arch})` };
+  } finally {
+    delete process.env.PREBUILDS_ONLY;
+  }
+  // In a clone, C edited since the last prebuild must not be hidden behind it (a packed
+  // tarball gives every file one mtime, so an installed package never looks stale).
+  const sources = [
+    join(NATIVE, 'binding.gyp'),
+    ...readdirSync(join(NATIVE, 'src')).map((f) => join(NATIVE, 'src', f)),
+  ];
+  if (sources.some((f) => statSync(f).mtimeMs > statSync(path).mtimeMs)) {
+    return { why: 'the prebuilt addon is older than native/src' };
+  }
+  try {
+    createRequire(import.meta.url)(path);
+    return { path };
+  } catch (err) {
+    return { why: `the prebuilt addon does not load here (${err.message.split('\n')[0]})` };
+  }
+}
+
 if (process.platform !== 'linux') skip(`io_uring is Linux only, this is ${process.platform}`);
 if (process.env.OVERLAPPED_SKIP_NATIVE === '1') skip('OVERLAPPED_SKIP_NATIVE=1');
+let fromSourceBecause = '';
+if (!asan && process.argv.includes('--prefer-prebuilt')) {
+  const found = prebuilt();
+  if (found.path !== undefined) {
+    // What install chose is what loads: node-gyp-build prefers native/build/ over prebuilds/.
+    rmSync(join(NATIVE, 'build'), { recursive: true, force: true });
+    console.log(`overlapped: using the prebuilt io_uring addon (${relative(ROOT, found.path)})`);
+    process.exit(0);
+  }
+  fromSourceBecause = ` (${found.why})`;
+}
 const cc = process.env.CC || 'cc';
 if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).status !== 0) {
-  skip(`no C compiler (${cc}) found`);
+  skip(`no C compiler (${cc}) found${fromSourceBecause}`);
 }
 const probe = spawnSync(cc, ['-E', '-x', 'c', '-'], {
   input: '#include <liburing.h>\n',
   stdio: ['pipe', 'ignore', 'ignore'],
 });
-if (probe.status !== 0) skip('liburing.h not found: install liburing-dev');
+if (probe.status !== 0) skip(`liburing.h not found: install liburing-dev${fromSourceBecause}`);
 
-function nodeGyp() {
-  // npm ships node-gyp; use it rather than downloading one.
-  const candidates = [];
-  if (process.env.npm_execpath) {
-    candidates.push(
-      join(
-        dirname(process.env.npm_execpath),
-        '..',
-        'node_modules',
-        'node-gyp',
-        'bin',
-        'node-gyp.js',
-      ),
-    );
-  }
-  candidates.push(
-    join(
-      dirname(process.execPath),
-      '..',
-      'lib',
-      'node_modules',
-      'npm',
-      'node_modules',
-      'node-gyp',
-      'bin',
-      'node-gyp.js',
-    ),
-  );
-  try {
-    candidates.push(createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js'));
-  } catch {
-    // not installed locally
-  }
-  return candidates.find((c) => existsSync(c));
-}
-
-const gyp = nodeGyp();
+const gyp = findNodeGyp();
 if (gyp === undefined) skip('node-gyp not found (it ships with npm)');
 const args = [gyp, 'rebuild'];
-// Use the headers installed beside node when there are some (no download, works offline).
-const headers = join(dirname(process.execPath), '..');
-if (existsSync(join(headers, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${headers}`);
-// node-gyp always builds into ./build beside binding.gyp: the ASan build runs on a copy of
-// the sources in native/build-asan/, so it never replaces the normal build.
-let cwd = native;
+const nodedir = localNodeDir();
+if (nodedir !== undefined) args.push(`--nodedir=${nodedir}`);
+// The ASan build runs on a copy of the sources, so it never replaces the normal build.
+let cwd = NATIVE;
 if (asan) {
-  cwd = join(native, 'build-asan');
-  rmSync(cwd, { recursive: true, force: true });
-  mkdirSync(cwd);
-  cpSync(join(native, 'binding.gyp'), join(cwd, 'binding.gyp'));
-  cpSync(join(native, 'src'), join(cwd, 'src'), { recursive: true });
+  cwd = join(NATIVE, 'build-asan');
+  copyNativeSources(cwd);
 } else {
   rmSync(note, { force: true });
 }
@@ -105,6 +109,8 @@ if (result.status !== 0) {
 }
 if (asan) {
   console.log(`overlapped: built the io_uring addon with AddressSanitizer in ${cwd}/build/Release`);
-} else {
-  console.log(`overlapped: built the io_uring addon in ${Date.now() - started} ms`);
+} else if (existsSync(join(NATIVE, 'build', 'Release', 'overlapped_uring.node'))) {
+  console.log(
+    `overlapped: built the io_uring addon from source in ${Date.now() - started} ms${fromSourceBecause}`,
+  );
 }

@@ -21,16 +21,44 @@
 
 #include "ring.h"
 
-#define NAPI_OK(call)                                                 \
-  do {                                                                \
-    if ((call) != napi_ok) {                                          \
-      const napi_extended_error_info *info;                           \
-      napi_get_last_error_info(env, &info);                           \
-      napi_throw_error(env, "OVL_ERR_INTERNAL",                       \
-                       info && info->error_message ? info->error_message \
-                                                   : #call " failed"); \
-      return NULL;                                                    \
-    }                                                                 \
+/*
+ * Node-API statuses: in a function JS called, a failed call throws
+ * OVL_ERR_INTERNAL (NAPI_OK); in a callback from the loop (the reap), where no
+ * caller could hear of it and completions would be lost, it ends the process
+ * with the call named (LOOP_OK), as Node's own CHECK does; at teardown it is
+ * reported and teardown goes on (TEARDOWN_OK), so the kernel's memory is still
+ * drained before it is freed.
+ */
+static void throw_internal(napi_env env, const char *call) {
+  const napi_extended_error_info *info = NULL;
+  const char *message = call;
+  if (napi_get_last_error_info(env, &info) == napi_ok && info != NULL &&
+      info->error_message != NULL) {
+    message = info->error_message;
+  }
+  /* Fails only when an exception is pending already: that one propagates instead. */
+  if (napi_throw_error(env, "OVL_ERR_INTERNAL", message) != napi_ok) return;
+}
+
+#define NAPI_OK(call)                         \
+  do {                                        \
+    if ((call) != napi_ok) {                  \
+      throw_internal(env, #call " failed");   \
+      return NULL;                            \
+    }                                         \
+  } while (0)
+
+#define LOOP_OK(call)                                                                  \
+  do {                                                                                 \
+    if ((call) != napi_ok) {                                                           \
+      napi_fatal_error("overlapped_uring", NAPI_AUTO_LENGTH, #call " failed",         \
+                       NAPI_AUTO_LENGTH);                                              \
+    }                                                                                  \
+  } while (0)
+
+#define TEARDOWN_OK(call)                                                    \
+  do {                                                                       \
+    if ((call) != napi_ok) fprintf(stderr, "overlapped_uring: %s failed at teardown\n", #call); \
   } while (0)
 
 #define ARGS(n)                                                     \
@@ -151,17 +179,15 @@ static napi_value done(napi_env env, ovl_ring *r, int rc) {
 
 /* ---- reap: every ready CQE to JavaScript, in batches of record_cap ---- */
 
-void ovl_reap(ovl_ring *r) {
+/* The ring's ovl_ready_cb: runs on the loop's thread when the eventfd fires. */
+static void reap(ovl_ring *r) {
   napi_env env = r->env;
   if (r->torn_down) return;
   napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  LOOP_OK(napi_open_handle_scope(env, &scope));
   napi_value callback, global;
-  if (napi_get_reference_value(env, r->callback_ref, &callback) != napi_ok ||
-      napi_get_global(env, &global) != napi_ok) {
-    napi_close_handle_scope(env, scope);
-    return;
-  }
+  LOOP_OK(napi_get_reference_value(env, r->callback_ref, &callback));
+  LOOP_OK(napi_get_global(env, &global));
   /* Posts made while JS handles this batch are submitted once, below, not per post. */
   r->records[OVL_CTL_SUBMIT_PENDING] = 1;
   int32_t *out = r->records + OVL_RECORDS_AT;
@@ -190,13 +216,22 @@ void ovl_reap(ovl_ring *r) {
     }
     io_uring_cq_advance(&r->ring, seen);
     if (n == 0) break;
-    napi_value argv[1] = {int_value(env, n)};
+    napi_value argv[1];
+    LOOP_OK(napi_create_uint32(env, n, &argv[0]));
     napi_value result;
     napi_status status = napi_make_callback(env, r->async_ctx, global, callback, 1, argv, &result);
-    if (status == napi_pending_exception) {
+    if (status != napi_ok) {
+      /*
+       * A handler threw: it takes the uncaughtException path, as from any
+       * callback. When even that fails, or JS cannot run at all, the
+       * environment is stopping (a worker's terminate()): its cleanup hook
+       * drains the ring, so the rest of the batch needs no delivery.
+       */
       napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
+      bool reported = status == napi_pending_exception &&
+                      napi_get_and_clear_last_exception(env, &err) == napi_ok &&
+                      napi_fatal_exception(env, err) == napi_ok;
+      (void)reported; /* reported or not, this reap ends here */
       break;
     }
     if (r->torn_down) break;
@@ -207,32 +242,44 @@ void ovl_reap(ovl_ring *r) {
     r->records[OVL_CTL_SUBMIT_PENDING] = 0;
     ovl_ring_update_ref(r);
   }
-  napi_close_handle_scope(env, scope);
+  LOOP_OK(napi_close_handle_scope(env, scope));
 }
 
 /* ---- lifecycle ---- */
 
 static void on_poll_closed(uv_handle_t *handle) {
   ovl_ring *r = handle->data;
-  napi_remove_async_cleanup_hook(r->cleanup);
+  if (r->cleanup != NULL) TEARDOWN_OK(napi_remove_async_cleanup_hook(r->cleanup));
   free(r);
+}
+
+/*
+ * Drains and frees a ring set up by ovl_ring_init: ovl_ring_teardown first
+ * (every operation cancelled and reaped), and only then are the references
+ * that keep the kernel's buffers alive dropped; `r` itself is freed once
+ * libuv has closed its poll handle.
+ */
+static void release_ring(ovl_ring *r) {
+  napi_env env = r->env;
+  ovl_ring_teardown(r);
+  if (r->callback_ref != NULL) TEARDOWN_OK(napi_delete_reference(env, r->callback_ref));
+  if (r->records_ref != NULL) TEARDOWN_OK(napi_delete_reference(env, r->records_ref));
+  if (r->pool_ref != NULL) TEARDOWN_OK(napi_delete_reference(env, r->pool_ref));
+  if (r->async_ctx != NULL) TEARDOWN_OK(napi_async_destroy(env, r->async_ctx));
+  uv_poll_stop(&r->poll);
+  close(r->efd);
+  uv_close((uv_handle_t *)&r->poll, on_poll_closed);
 }
 
 static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
   ovl_ring *r = arg;
-  ovl_ring_teardown(r);
   void *data = NULL;
-  if (napi_get_instance_data(r->env, &data) == napi_ok && data != NULL) {
+  TEARDOWN_OK(napi_get_instance_data(r->env, &data));
+  if (data != NULL) {
     ovl_env_rings *t = data;
     if (r->index < t->count) t->rings[r->index] = NULL;
   }
-  napi_delete_reference(r->env, r->callback_ref);
-  napi_delete_reference(r->env, r->records_ref);
-  if (r->pool_ref != NULL) napi_delete_reference(r->env, r->pool_ref);
-  napi_async_destroy(r->env, r->async_ctx);
-  uv_poll_stop(&r->poll);
-  close(r->efd);
-  uv_close((uv_handle_t *)&r->poll, on_poll_closed);
+  release_ring(r);
 }
 
 /*
@@ -256,7 +303,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENOMEM", "overlapped_uring: out of memory");
     return NULL;
   }
-  int rc = ovl_ring_init(r, env, (unsigned)entries, mode);
+  int rc = ovl_ring_init(r, env, (unsigned)entries, mode, reap);
   if (rc < 0) {
     char text[256];
     snprintf(text, sizeof text, "%s failed: %s",
@@ -272,22 +319,35 @@ static napi_value create(napi_env env, napi_callback_info info) {
   }
   r->records = records;
   r->record_cap = (uint32_t)((records_len / sizeof(int32_t) - OVL_RECORDS_AT) / OVL_RECORD_INTS);
-  /* Strong references for the ring's life: the callback reaches every buffer JS lent the kernel. */
-  NAPI_OK(napi_create_reference(env, argv[0], 1, &r->records_ref));
-  NAPI_OK(napi_create_reference(env, argv[1], 1, &r->callback_ref));
-  napi_value name;
-  NAPI_OK(napi_create_string_utf8(env, "overlapped:uring", NAPI_AUTO_LENGTH, &name));
-  NAPI_OK(napi_async_init(env, NULL, name, &r->async_ctx));
   ovl_env_rings *t = env_rings(env);
   ovl_ring **rings = t == NULL ? NULL : realloc(t->rings, (t->count + 1) * sizeof *rings);
   if (rings == NULL) {
+    release_ring(r);
     napi_throw_error(env, "ENOMEM", "overlapped_uring: out of memory");
     return NULL;
   }
   t->rings = rings;
+  /* Strong references for the ring's life: the callback reaches every buffer JS lent the kernel. */
+  napi_value name;
+  const char *failed = NULL;
+  if (napi_create_reference(env, argv[0], 1, &r->records_ref) != napi_ok) {
+    failed = "napi_create_reference(records)";
+  } else if (napi_create_reference(env, argv[1], 1, &r->callback_ref) != napi_ok) {
+    failed = "napi_create_reference(callback)";
+  } else if (napi_create_string_utf8(env, "overlapped:uring", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+             napi_async_init(env, NULL, name, &r->async_ctx) != napi_ok) {
+    failed = "napi_async_init";
+  } else if (napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup) != napi_ok) {
+    failed = "napi_add_async_cleanup_hook";
+  }
+  if (failed != NULL) {
+    /* Nothing was posted yet, so nothing of the kernel's is lost with the ring. */
+    throw_internal(env, failed);
+    release_ring(r);
+    return NULL;
+  }
   r->index = t->count;
   rings[t->count++] = r;
-  NAPI_OK(napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup));
   return int_value(env, r->index);
 }
 
@@ -316,10 +376,8 @@ static napi_value submit(napi_env env, napi_callback_info info) {
  * drained: a request/reply server posts its recv right after sending the
  * reply, before the next request has arrived, and a first attempt would only
  * fail with EAGAIN. After a full buffer more data is likely waiting, and
- * polling first would add a task-work round trip. Measured on the echo server
- * (medians of 6 runs; run-to-run spread here is about 10%): poll-first always
- * was 5-10% cheaper at depth 1 under the node:net load generator; at 16 KiB
- * messages never polling first was 3.5% cheaper than always.
+ * polling first would add a task-work round trip (what each choice measured:
+ * docs/benchmarks.md).
  */
 
 /*
@@ -577,8 +635,15 @@ static napi_value register_pool(napi_env env, napi_callback_info info) {
   NAPI_OK(napi_get_arraybuffer_info(env, argv[1], &pool, &len));
   if (size <= 0 || count <= 0 || (size_t)size * (size_t)count > len) return int_value(env, -EINVAL);
   if (initial < 0) return int_value(env, -EINVAL);
+  if (r->pool_ref != NULL) return int_value(env, -EEXIST);
+  /* The reference first: from registration on the kernel may write into the pool. */
+  NAPI_OK(napi_create_reference(env, argv[1], 1, &r->pool_ref));
   int rc = ovl_ring_register_pool(r, pool, (uint32_t)size, (uint32_t)count, (uint32_t)initial);
-  if (rc == 0) NAPI_OK(napi_create_reference(env, argv[1], 1, &r->pool_ref));
+  if (rc < 0) {
+    napi_ref ref = r->pool_ref;
+    r->pool_ref = NULL;
+    NAPI_OK(napi_delete_reference(env, ref));
+  }
   return int_value(env, rc);
 }
 

@@ -18,7 +18,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   while (read(r->efd, &value, sizeof value) < 0 && errno == EINTR) {
   }
   if (!r->defer_taskrun) {
-    ovl_reap(r);
+    r->on_ready(r);
     return;
   }
   /*
@@ -30,7 +30,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   for (int pass = 0; pass < 1024 && !r->torn_down; pass++) {
     io_uring_get_events(&r->ring);
     if (io_uring_cq_ready(&r->ring) == 0) break;
-    ovl_reap(r);
+    r->on_ready(r);
   }
 }
 
@@ -78,20 +78,20 @@ static int probe(ovl_ring *r, int fd) {
  * have what the engine uses. io_uring can be disabled (kernel.io_uring_disabled,
  * seccomp): the negative errno says why, and r->failed_step at which step.
  */
-int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode) {
+int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode, ovl_ready_cb on_ready) {
   r->env = env;
+  r->on_ready = on_ready;
   r->efd = -1;
   struct io_uring_params p;
   /*
    * Task work (the kernel's second half of a socket operation that waited)
-   * runs, by default, by interrupting this thread wherever it is (an IPI,
-   * measured at ~20% of the server's CPU in an echo benchmark here).
-   * COOP_TASKRUN (5.19+) runs it at this thread's next system call (libuv's
-   * epoll_wait wakes for it) without an interrupt: the default.
-   * DEFER_TASKRUN (6.1+) runs it only when this thread asks
-   * (io_uring_get_events), in batches; as fast here, but see on_readable
-   * for its batch limit. Each mode falls back to the next when the kernel
-   * refuses it.
+   * runs, by default, by interrupting this thread wherever it is (an IPI;
+   * its cost is in docs/benchmarks.md). COOP_TASKRUN (5.19+) runs it at
+   * this thread's next system call (libuv's epoll_wait wakes for it)
+   * without an interrupt: the default. DEFER_TASKRUN (6.1+) runs it only
+   * when this thread asks (io_uring_get_events), in batches; see
+   * on_readable for its batch limit. Each mode falls back to the next when
+   * the kernel refuses it.
    */
   static const unsigned tries[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,

@@ -3,7 +3,7 @@
  * libuv, the table of per-operation memory, the provided-buffer pool and the
  * record array completions are handed to JavaScript in.
  *
- * Ownership contract (see src/engines/uring/uring-engine.ts for the JS side):
+ * Ownership contract (see src/engines/uring/ring.ts for the JS side):
  * - JavaScript allocates operation ids; the id is the SQE's user_data, and
  *   every id the engine reports belongs to an operation JS posted.
  * - Data buffers (recv targets, send sources) are kept alive by JavaScript:
@@ -38,6 +38,15 @@
 
 enum ovl_kind { OVL_KIND_NONE = 0, OVL_KIND_PLAIN, OVL_KIND_ACCEPT };
 
+typedef struct ovl_ring ovl_ring;
+
+/*
+ * What the ring's owner does when completions are ready (the eventfd fired):
+ * handed to ovl_ring_init, as libuv's uv__io_init takes its watcher's
+ * callback, so the ring never calls up into the Node-API layer by name.
+ */
+typedef void (*ovl_ready_cb)(ovl_ring *r);
+
 /* Memory the kernel may read until an operation's final CQE (send, connect). */
 typedef struct ovl_extra {
   struct msghdr msg;
@@ -45,8 +54,9 @@ typedef struct ovl_extra {
   struct iovec iov[]; /* flexible: as many as the send gathers */
 } ovl_extra;
 
-typedef struct ovl_ring {
+struct ovl_ring {
   napi_env env;
+  ovl_ready_cb on_ready; /* reaps ready CQEs (the owner's, see ovl_ready_cb) */
   uint32_t index; /* among the environment's rings: the handle JS holds */
   struct io_uring ring;
   int efd;
@@ -81,12 +91,15 @@ typedef struct ovl_ring {
   uint32_t pool_published; /* buffers 0..pool_published-1 have been given to the kernel */
   napi_ref pool_ref;
 
-  napi_async_cleanup_hook_handle cleanup;
-} ovl_ring;
+  napi_async_cleanup_hook_handle cleanup; /* NULL until the owner registers it */
+};
 
 /* ring.c */
-/* mode: 0 = DEFER_TASKRUN, 1 = COOP_TASKRUN, 2 = plain (each falls back to the next). */
-int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode);
+/*
+ * mode: 0 = DEFER_TASKRUN, 1 = COOP_TASKRUN, 2 = plain (each falls back to the
+ * next). on_ready runs on the loop's thread whenever completions may be ready.
+ */
+int ovl_ring_init(ovl_ring *r, napi_env env, unsigned entries, int mode, ovl_ready_cb on_ready);
 struct io_uring_sqe *ovl_ring_sqe(ovl_ring *r);
 int ovl_ring_track(ovl_ring *r, uint32_t id, enum ovl_kind kind, ovl_extra *extra);
 void ovl_ring_update_ref(ovl_ring *r);
@@ -98,7 +111,6 @@ int ovl_ring_pool_grow(ovl_ring *r, uint32_t n);
 void ovl_ring_pool_release(ovl_ring *r, uint32_t bid);
 void ovl_own(ovl_ring *r, int fd);
 void ovl_disown(ovl_ring *r, int fd);
-void ovl_reap(ovl_ring *r); /* addon.c: delivers records to JS */
 
 /* sockets.c: plain system calls, each returning >= 0 or -errno. */
 int ovl_parse_ip(const char *host, int port, struct sockaddr_storage *out, socklen_t *len);

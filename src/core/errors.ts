@@ -12,6 +12,7 @@
  *
  * `docs/errors.md` lists every code; keep the two in step.
  */
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 
 /** The Win32 error a toolkit error stands for. */
 export interface Win32Error {
@@ -215,6 +216,64 @@ export class OsError extends Error {
     this.address = extra?.address;
     this.port = extra?.port;
   }
+}
+
+let errnoNames: Map<number, [string, string]> | undefined;
+let errnoNumbers: Map<string, number> | undefined;
+
+/**
+ * This platform's (negative, libuv-numbered) errno for `code`, from Node's own
+ * table, so an engine never writes an errno number by hand.
+ */
+export function errnoOf(code: string): number {
+  if (errnoNumbers === undefined) {
+    errnoNames ??= getSystemErrorMap();
+    errnoNumbers = new Map();
+    for (const [errno, [name]] of errnoNames) errnoNumbers.set(name, errno);
+  }
+  return errnoNumbers.get(code) ?? 0;
+}
+
+/**
+ * The {@link OsError} for a negative errno from a system call or a native
+ * engine's completion: `code` from Node's table, message `<syscall> <code>`
+ * followed by the address when one is given.
+ */
+export function osErrorFromErrno(
+  errno: number,
+  syscall: string,
+  extra?: { address?: string; port?: number },
+): OsError {
+  errnoNames ??= getSystemErrorMap();
+  const code = errnoNames.get(errno)?.[0] ?? getSystemErrorName(errno);
+  let message = `${syscall} ${code}`;
+  if (extra?.address !== undefined) {
+    message += ` ${extra.address}${extra.port === undefined ? '' : `:${extra.port}`}`;
+  }
+  return new OsError(code, errno, syscall, message, extra);
+}
+
+/** A send or shutdown on a connection this side closed, or whose send the close cut short (EPIPE). */
+export function connectionClosedError(): OsError {
+  return new OsError(
+    'EPIPE',
+    errnoOf('EPIPE'),
+    'write',
+    'the connection closed before the send completed',
+  );
+}
+
+/**
+ * What a connection's later operations fail with once it was reset because
+ * a cancel hit an operation the OS had half done (ECONNABORTED).
+ */
+export function resetToCancelError(): OsError {
+  return new OsError(
+    'ECONNABORTED',
+    errnoOf('ECONNABORTED'),
+    'cancel',
+    'the connection was reset to cancel an operation the OS had not finished',
+  );
 }
 
 interface NodeSystemErrorLike {

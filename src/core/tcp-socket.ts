@@ -298,7 +298,11 @@ export class TcpSocket extends Handle {
     if (this.markClosed()) this.#stream.close(false);
   }
 
-  /** Closes abortively: the peer sees a reset (RST). Idempotent; after close() it does nothing. */
+  /**
+   * Closes abortively: the peer sees a reset (RST). Idempotent. After `close()` it
+   * cuts a lingering graceful close short (sends the OS was still taking complete
+   * aborted, and the peer sees a reset); when nothing lingers it does nothing.
+   */
   destroy(): void {
     this.markClosed();
     this.#stream.close(true);

@@ -171,8 +171,16 @@ export interface EngineStream {
   cancel(req: EngineRequest | null): boolean;
   /**
    * Closes the stream; every pending request completes with OVL_ERR_ABORTED.
-   * Graceful (`abortive` false): data the OS already took is still delivered, then FIN.
-   * Abortive: the connection is reset (RST). Idempotent.
+   * Graceful (`abortive` false): data the OS already took is still delivered, then FIN;
+   * a send the OS is still taking may linger (at most 10 s) and completes, aborted with
+   * the bytes it moved, once it is done. Abortive: the connection is reset (RST).
+   *
+   * Both are idempotent, and abortive wins (undici's close/destroy): `close(true)` after
+   * `close(false)` cuts a lingering graceful close short: the lingering sends complete
+   * at once (aborted, with the bytes they moved), the peer sees a reset instead of the
+   * rest of the data, and the descriptor is released. It does nothing when nothing
+   * lingers (the FIN has gone). A graceful stop needs this to end within its deadline,
+   * lingering sends included; `close(false)` after either does nothing.
    */
   close(abortive: boolean): void;
   /** TCP_NODELAY: send small segments at once instead of coalescing them (Nagle). No-op on pipes. */

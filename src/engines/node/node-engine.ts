@@ -62,7 +62,9 @@
  *   bytes the OS has not taken, it sends FIN after them and closes within
  *   10 s, as closesocket lets the send buffer drain. Sends still in Node then
  *   complete (aborted, with the bytes they moved) only when Node lets go of
- *   their buffers.
+ *   their buffers. A destroy() meanwhile resets the connection at once
+ *   (contract: abortive wins); the sends it cuts short report 0 bytes, as
+ *   Node does not say how much of a write the OS had taken.
  *
  * Known limits of this engine:
  * - Node cannot withdraw bytes it has queued for the kernel. Cancelling a
@@ -86,7 +88,12 @@
  */
 import { chmod } from 'node:fs/promises';
 import net from 'node:net';
-import { abortedError, OsError, toOsError } from '../../core/errors.js';
+import {
+  abortedError,
+  connectionClosedError,
+  resetToCancelError,
+  toOsError,
+} from '../../core/errors.js';
 import {
   type CompletionSink,
   type Endpoint,
@@ -134,9 +141,6 @@ function completeNow(turn: Turn, req: EngineRequest, bytes: number, error: Error
 /** How long a gracefully closed socket may take to hand Node's queued bytes to the OS. */
 const LINGER_MS = 10_000;
 
-const connectionClosedError = () =>
-  new OsError('EPIPE', -32, 'write', 'the connection closed before the send completed');
-
 /**
  * The try-send "send buffer": bytes Node holds that the OS has not taken
  * (`writableLength`) plus staged bytes, past which `trySend` returns
@@ -178,6 +182,11 @@ class NodeStream implements EngineStream, StagedWriter {
   #gone = false;
   /** Closed gracefully while Node still held unsent bytes: its sends end aborted, from their callbacks. */
   #closing = false;
+  /**
+   * A destroy() reset that lingering close: Node then calls the write callbacks
+   * without an error and without saying how much of each write the OS took.
+   */
+  #cutShort = false;
 
   constructor(
     turn: Turn,
@@ -414,12 +423,7 @@ class NodeStream implements EngineStream, StagedWriter {
 
   /** Aborts everything and resets the connection; later operations fail with ECONNABORTED. */
   #resetToCancel(): void {
-    this.#error ??= new OsError(
-      'ECONNABORTED',
-      -103,
-      'cancel',
-      'the connection was reset to cancel an operation the OS had not finished',
-    );
+    this.#error ??= resetToCancelError();
     this.#dropStaged();
     this.#abortAll();
     this.#reset();
@@ -432,7 +436,15 @@ class NodeStream implements EngineStream, StagedWriter {
   }
 
   close(abortive: boolean): void {
-    if (this.#gone) return;
+    if (this.#gone) {
+      // destroy() after close() (contract: abortive wins): reset a close still lingering.
+      // The sends Node holds then complete from their write callbacks, aborted.
+      if (abortive && this.#closing && !this.#socket.destroyed) {
+        this.#cutShort = true;
+        this.#reset();
+      }
+      return;
+    }
     const socket = this.#socket;
     if (abortive) {
       this.#dropStaged();
@@ -604,7 +616,7 @@ class NodeStream implements EngineStream, StagedWriter {
     if (this.#sends.empty) return;
     const size = this.#sends.headValue;
     const req = this.#sends.shift() as EngineRequest;
-    if (this.#closing) complete(this.#turn, req, err ? 0 : size, abortedError());
+    if (this.#closing) complete(this.#turn, req, err || this.#cutShort ? 0 : size, abortedError());
     else if (err) complete(this.#turn, req, 0, toOsError(err, 'write'));
     else complete(this.#turn, req, size, null);
     // The last posted send is done: try-sends may go (rule 7 kept), WRITABLE may hold.

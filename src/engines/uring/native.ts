@@ -1,7 +1,10 @@
 /**
- * Loads the io_uring addon (native/, built by `npm install` through
- * scripts/build-native.mjs). `OVERLAPPED_NATIVE_ADDON` names another build
- * (the AddressSanitizer one of `npm run test:asan`).
+ * Loads the io_uring addon with node-gyp-build: native/build/Release (built
+ * from source by `npm install` or `npm run build:native`, through
+ * scripts/build-native.mjs) if there is one, else the prebuilt addon the
+ * package ships for this platform (native/prebuilds/, scripts/prebuild.mjs).
+ * `OVERLAPPED_NATIVE_ADDON` names another build (the AddressSanitizer one of
+ * `npm run test:asan`).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -72,9 +75,15 @@ export interface UringAddon {
 }
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-/** Where `npm install` puts the addon, and the note it leaves when it skips the build. */
+const NATIVE_DIR = `${ROOT}native`;
+/** Where a build from source puts the addon, and the note it leaves when it skips the build. */
 export const ADDON_PATH = `${ROOT}native/build/Release/overlapped_uring.node`;
 const SKIP_NOTE = `${ROOT}native/build/skipped.txt`;
+
+const require = createRequire(import.meta.url);
+
+/** node-gyp-build's resolver: the addon for this platform, or throws saying none matches. */
+type FindAddon = { path(dir: string): string };
 
 let loaded: { addon: UringAddon } | { error: string } | undefined;
 
@@ -87,15 +96,23 @@ export function loadAddon(): UringAddon {
 
 function tryLoad(): { addon: UringAddon } | { error: string } {
   if (process.platform !== 'linux') return { error: 'io_uring is Linux only' };
-  const path = process.env.OVERLAPPED_NATIVE_ADDON || ADDON_PATH;
-  if (!existsSync(path)) {
-    const why = existsSync(SKIP_NOTE)
-      ? readFileSync(SKIP_NOTE, 'utf8').trim()
-      : `${path} is missing (run npm install, or node scripts/build-native.mjs)`;
-    return { error: `native addon not built: ${why}` };
+  const override = process.env.OVERLAPPED_NATIVE_ADDON;
+  let path: string;
+  if (override) {
+    if (!existsSync(override)) return { error: `native addon not built: ${override} is missing` };
+    path = override;
+  } else {
+    try {
+      path = (require('node-gyp-build') as FindAddon).path(NATIVE_DIR);
+    } catch {
+      const why = existsSync(SKIP_NOTE)
+        ? readFileSync(SKIP_NOTE, 'utf8').trim()
+        : `no prebuilt addon matches this platform (${process.platform}-${process.arch}) and none was built (run npm install, or node scripts/build-native.mjs)`;
+      return { error: `native addon not built: ${why}` };
+    }
   }
   try {
-    return { addon: createRequire(import.meta.url)(path) as UringAddon };
+    return { addon: require(path) as UringAddon };
   } catch (err) {
     return { error: `native addon failed to load: ${(err as Error).message}` };
   }

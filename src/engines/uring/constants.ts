@@ -1,0 +1,63 @@
+/**
+ * Sizes and bounds of the io_uring engine, and the kernel's numbers it reads
+ * in completions (Linux ABI values: CQE flags, errno, poll(2) events).
+ */
+
+/** SQ entries; the CQ has four times as many (the kernel also keeps overflow, FEAT_NODROP). */
+export const RING_ENTRIES = 4096;
+/** Completion records per call into JavaScript. */
+export const RECORDS_PER_CALL = 1024;
+/** Int32s before the first record; [0] is 1 while a submit is due (OVL_CTL_SUBMIT_PENDING in native/src/ring.h). */
+export const RECORDS_AT = 4;
+/** Int32s per record: id, res, flags. */
+export const RECORD_INTS = 3;
+/**
+ * Pool buffers a stream's multishot recv may fill before any recv asks for
+ * them (rule 6: 64 KiB, as the node engine holds); at that point it is
+ * cancelled, and armed again once a recv finds nothing held.
+ */
+export const HOLD_BUFFERS = 8;
+/**
+ * Read-ahead buffer size. A plain recv after one that filled its buffer reads
+ * up to this much in one kernel recv (rule 6: it is also what a stream may
+ * hold unread), and later recvs copy from it, as the node engine reads 64 KiB
+ * ahead. Idle and request/reply connections never take one.
+ */
+export const STAGE_SIZE = 64 * 1024;
+/** Read-ahead buffers kept for reuse once no stream holds them. */
+export const STAGE_SPARES = 64;
+/** Pool buffers the kernel gets at first; more (doubling) each time it runs out. */
+export const POOL_INITIAL = 32;
+/** How long a gracefully closed stream lets a send in flight finish. */
+export const LINGER_MS = 10_000;
+/** Retry schedule of an accept that failed (EMFILE, ENFILE, ENOBUFS): 50 ms, doubling to 1 s. */
+export const ACCEPT_BACKOFF_MIN_MS = 50;
+export const ACCEPT_BACKOFF_MAX_MS = 1000;
+/** Parts one sendmsg gathers at most (IOV_MAX). */
+export const MAX_IOV = 1024;
+
+export const IORING_CQE_F_BUFFER = 1;
+export const IORING_CQE_F_MORE = 2;
+export const IORING_CQE_BUFFER_SHIFT = 16;
+
+// Linux errno values (negative, as a CQE's res carries them) the engine acts on.
+export const ECANCELED = -125;
+export const ENOBUFS = -105;
+export const EINVAL = -22;
+export const EAGAIN = -11;
+
+// poll(2) events (Linux values): what a POLL_ADD asks for and its CQE's res reports.
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLRDHUP = 0x2000;
+
+// What an operation id stands for: the owner's CQE handler switches on it.
+export const KIND_RECV = 1;
+export const KIND_SEND = 2;
+export const KIND_CONNECT = 3;
+export const KIND_SHUTDOWN = 4;
+export const KIND_ACCEPT = 5;
+export const KIND_RECV_MULTI = 6;
+export const KIND_POLL = 7;
