@@ -1,0 +1,53 @@
+/**
+ * `overlapped report` end to end: run the grid, write `results.json`, build
+ * `index.html` from it. The page is built from the written document only, so
+ * what the page shows is what the JSON holds.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { EngineName, ModelName } from '../../bench/echo-servers.js';
+import type { GridShape } from './grid.js';
+import { buildPage } from './page.js';
+import { machineInfo, type ResultsDocument } from './results.js';
+import { runGrid } from './run-grid.js';
+
+export interface ReportOptions {
+  quick: boolean;
+  grid: GridShape;
+  engines: EngineName[];
+  models: ModelName[];
+  maxThreads: number;
+  outDir: string;
+  say(line: string): void;
+}
+
+export async function runReport(options: ReportOptions): Promise<{ json: string; html: string }> {
+  const started = performance.now();
+  const date = new Date().toISOString();
+  const outcome = await runGrid(options);
+  const doc: ResultsDocument = {
+    format: 'overlapped-report/1',
+    date,
+    machine: machineInfo(),
+    options: {
+      quick: options.quick,
+      durationSec: options.grid.durationSec,
+      warmupSec: options.grid.warmupSec,
+      maxThreads: options.maxThreads,
+      engines: options.engines,
+      models: options.models,
+    },
+    loader: outcome.loader,
+    pinned: outcome.pinned,
+    sizeSweepConns: options.grid.sizeConns,
+    elapsedSec: (performance.now() - started) / 1000,
+    servers: outcome.servers,
+    runs: outcome.runs,
+  };
+  mkdirSync(options.outDir, { recursive: true });
+  const json = join(options.outDir, 'results.json');
+  const html = join(options.outDir, 'index.html');
+  writeFileSync(json, `${JSON.stringify(doc, null, 2)}\n`);
+  writeFileSync(html, await buildPage(doc));
+  return { json, html };
+}
