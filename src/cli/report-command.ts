@@ -27,6 +27,7 @@ interface ReportFlags {
   duration?: number;
   warmup?: number;
   maxThreads: number;
+  peers?: string;
 }
 
 /** A comma-separated list of names from `known` (`all`: every one), or a one-line error. */
@@ -90,6 +91,10 @@ export function createReportCommand(): Command {
       seconds('--warmup', 0, 60),
     )
     .option(
+      '--peers <list>',
+      'peer servers to run beside the models, comma-separated ids (node-net, c-epoll, bun, …), all, or none (default all)',
+    )
+    .option(
       '--max-threads <n>',
       'the blocking model’s thread cap; larger connection counts are shown as not run',
       (v: string) => parseIntegerFlag('--max-threads', v, 1, 10_000),
@@ -111,6 +116,14 @@ export function createReportCommand(): Command {
       }
       const { FULL_GRID, QUICK_GRID } = await import('../report/grid.js');
       const { runReport } = await import('../report/report.js');
+      const { peerIds } = await import('../report/servers.js');
+      // Peers are the bench catalogue's, known only once it is loaded.
+      const peers =
+        flags.peers === undefined
+          ? undefined
+          : flags.peers.trim() === 'none'
+            ? []
+            : nameList('--peers', peerIds())(flags.peers);
       const base = flags.quick ? QUICK_GRID : FULL_GRID;
       const grid = {
         ...base,
@@ -123,6 +136,7 @@ export function createReportCommand(): Command {
         engines: flags.engines as ('node' | 'uring')[],
         models: flags.models as (typeof ECHO_MODELS)[number][],
         maxThreads: flags.maxThreads,
+        ...(peers === undefined ? {} : { peers }),
         outDir: flags.out,
         say: (line) => process.stderr.write(`${line}\n`),
       });

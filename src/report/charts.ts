@@ -139,6 +139,7 @@ export interface ChartRow {
   y: number;
   missing: boolean;
   reason?: string;
+  missingLabel?: string;
 }
 
 /**
@@ -168,11 +169,32 @@ export function chartRows(chart: ChartDef, doc: ResultsDocument): ChartRow[] {
         x,
         y: ok ? (v as number) : floor,
         missing: !ok,
-        ...(ok ? {} : { reason: run.reason ?? 'no value measured' }),
+        ...(ok
+          ? {}
+          : {
+              reason: run.reason ?? 'no value measured',
+              missingLabel: `${seriesOf(run)} at ${x}: not run (${run.reason ?? 'no value measured'})`,
+            }),
       });
     }
   }
   return rows;
+}
+
+/** 1-2-5 ticks spanning `values`: a log axis's default ticks (every integer of each decade) crowd it. */
+function logTicks(values: number[]): number[] {
+  const positive = values.filter((v) => v > 0);
+  if (positive.length === 0) return [1];
+  const low = Math.min(...positive);
+  const high = Math.max(...positive);
+  const ticks: number[] = [];
+  for (let e = Math.floor(Math.log10(low)) - 1; e <= Math.ceil(Math.log10(high)); e++) {
+    for (const m of [1, 2, 5]) {
+      const v = Number((m * 10 ** e).toPrecision(3));
+      if (v >= low / 2.5 && v <= high * 2.5) ticks.push(v);
+    }
+  }
+  return ticks;
 }
 
 /** The Vega-Lite specification of one chart. */
@@ -189,15 +211,25 @@ export function chartSpec(chart: ChartDef, rows: ChartRow[]): Record<string, unk
     field: 'x',
     type: 'quantitative',
     title: chart.x.title,
-    scale: { type: 'log', nice: false },
-    axis: { labelFlush: true, format: '~s', grid: true },
+    scale: { type: 'log', nice: false, padding: 12 },
+    // Ticks at the measured points only: a log axis's default ticks crowd the panel.
+    axis: {
+      values: [...new Set(rows.map((r) => r.x))].sort((a, b) => a - b),
+      labelExpr:
+        chart.x.field === 'size'
+          ? "datum.value >= 1024 ? format(datum.value / 1024, '~g') + ' KiB' : datum.value + ' B'"
+          : "format(datum.value, ',')",
+      grid: true,
+    },
   };
   const y = {
     field: 'y',
     type: 'quantitative',
     title: chart.y.title,
     scale: chart.y.log ? { type: 'log' } : { type: 'linear', zero: true },
-    axis: { format: chart.y.log ? '~g' : '~g', grid: true },
+    axis: chart.y.log
+      ? { format: '~g', grid: true, values: logTicks(rows.map((r) => r.y)) }
+      : { format: '~g', grid: true, tickCount: 6 },
   };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -239,7 +271,13 @@ export function chartSpec(chart: ChartDef, rows: ChartRow[]): Record<string, unk
         {
           transform: [{ filter: 'datum.missing' }],
           mark: { type: 'point', shape: 'cross', size: 110, filled: true, opacity: 0.9 },
-          encoding: { x, y, color: colour },
+          // The accessible label of each cross, so the SVG itself says what is missing and why.
+          encoding: {
+            x,
+            y,
+            color: colour,
+            description: { field: 'missingLabel', type: 'nominal' },
+          },
         },
       ],
     },

@@ -17,6 +17,7 @@ export interface ReportOptions {
   engines: EngineName[];
   models: ModelName[];
   maxThreads: number;
+  peers?: string[];
   outDir: string;
   say(line: string): void;
 }

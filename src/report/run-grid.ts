@@ -40,11 +40,15 @@ import { createProgress } from './progress.js';
 import type { ReportRun, ServerEntry } from './results.js';
 import { absentPeers, type ReportServer, reportServers, withFlags } from './servers.js';
 
+const PROBES_AT_ONCE = 4;
+
 export interface GridChoice {
   grid: GridShape;
   engines: EngineName[];
   models: ModelName[];
   maxThreads: number;
+  /** Peer ids to run beside the models; undefined: every peer. */
+  peers?: string[];
   /** Where the lines of the run go (the expected length, probes, warnings). */
   say(line: string): void;
 }
@@ -267,17 +271,22 @@ export async function runGrid(choice: GridChoice): Promise<GridOutcome> {
     say(`report: WARNING: running unpinned (${unpinned}): server and load share cores`);
   }
 
-  const servers = reportServers(choice.engines, choice.models, choice.maxThreads);
+  const servers = reportServers(choice.engines, choice.models, choice.maxThreads, choice.peers);
   say(`report: probing ${servers.length} servers (each started once; what cannot run is listed)`);
-  for (const server of servers) {
-    const reason = await probe(server.spec);
-    if (reason !== undefined) {
-      server.entry.available = false;
-      server.entry.reason = oneLine(reason);
-      say(`report: ${server.entry.id} cannot run here: ${server.entry.reason}`);
+  // Probes measure nothing, so a few run at once (a server start is mostly waiting).
+  const queue = [...servers];
+  const prober = async () => {
+    for (let server = queue.shift(); server !== undefined; server = queue.shift()) {
+      const reason = await probe(server.spec);
+      if (reason !== undefined) {
+        server.entry.available = false;
+        server.entry.reason = oneLine(reason);
+        say(`report: ${server.entry.id} cannot run here: ${server.entry.reason}`);
+      }
     }
-  }
-  const absent = absentPeers(servers);
+  };
+  await Promise.all(Array.from({ length: PROBES_AT_ONCE }, prober));
+  const absent = absentPeers(servers, choice.peers);
   for (const peer of absent) say(`report: ${peer.id} (${peer.label}) not run: ${peer.reason}`);
 
   const cells = plan(servers, choice);

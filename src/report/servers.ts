@@ -45,10 +45,20 @@ export function withFlags(spec: ServerSpec, id: string, flags: string[]): Server
   };
 }
 
+/** Every peer a report can name: the catalogue's, and the expected ones. */
+export function peerIds(): string[] {
+  const listed = serverCatalogue()
+    .filter((s) => s.engine === undefined && s.optIn !== true)
+    .map((s) => s.id);
+  return [...new Set([...listed, ...EXPECTED_PEERS.map((p) => p.id)])];
+}
+
+/** `peers`: the peer ids to run (undefined: every one). */
 export function reportServers(
   engines: readonly EngineName[],
   models: readonly ModelName[],
   maxThreads: number,
+  peers?: readonly string[],
 ): ReportServer[] {
   const catalogue = serverCatalogue();
   const servers: ReportServer[] = [];
@@ -73,6 +83,7 @@ export function reportServers(
   }
   for (const spec of catalogue) {
     if (spec.engine !== undefined || spec.optIn === true) continue;
+    if (peers !== undefined && !peers.includes(spec.id)) continue;
     servers.push({
       spec,
       entry: { id: spec.id, label: PEER_LABELS[spec.id] ?? spec.id, kind: 'peer', available: true },
@@ -81,10 +92,14 @@ export function reportServers(
   return servers;
 }
 
-/** Expected peers that cannot be in the run at all, with why. */
-export function absentPeers(present: readonly ReportServer[]): ServerEntry[] {
+/** Expected peers (of those chosen) that cannot be in the run at all, with why. */
+export function absentPeers(
+  present: readonly ReportServer[],
+  peers?: readonly string[],
+): ServerEntry[] {
   const absent: ServerEntry[] = [];
   for (const peer of EXPECTED_PEERS) {
+    if (peers !== undefined && !peers.includes(peer.id)) continue;
     // Present under any id whose catalogue line names the same source.
     const named = (s: ReportServer) =>
       s.entry.id === peer.id || s.spec.description.includes(peer.source.split('/').pop() ?? '');
