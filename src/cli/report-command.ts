@@ -28,6 +28,20 @@ interface ReportFlags {
   warmup?: number;
   maxThreads: number;
   peers?: string;
+  from?: string;
+}
+
+/** `--from`: index.html again from a saved results.json, nothing run. */
+async function redraw(from: string, outDir: string): Promise<void> {
+  const { readResults } = await import('../report/results.js');
+  let doc: Awaited<ReturnType<typeof readResults>>;
+  try {
+    doc = readResults(from);
+  } catch (err) {
+    throw new UserError(`--from ${from}: ${(err as Error).message}`, 1);
+  }
+  const { writePage } = await import('../report/report.js');
+  process.stdout.write(`wrote ${await writePage(doc, outDir)}\n`);
 }
 
 /** A comma-separated list of names from `known` (`all`: every one), or a one-line error. */
@@ -70,6 +84,7 @@ export function createReportCommand(): Command {
       'reduced grid (10 and 1,000 connections, 64 B and 64 KiB, 1 s windows): under 3 minutes',
     )
     .option('--out <dir>', 'directory for results.json and index.html', 'report')
+    .option('--from <results.json>', 'run nothing: draw index.html in --out again from a saved results.json')
     .addOption(
       new Option('--engines <list>', `engines, comma-separated: ${ENGINE_NAMES.join(', ')} or all`)
         .argParser(nameList('--engines', ENGINE_NAMES))
@@ -107,6 +122,10 @@ export function createReportCommand(): Command {
         '(about 25 minutes on 2 cores); see docs/report.md for what each chart shows.',
     )
     .action(async (flags: ReportFlags) => {
+      if (flags.from !== undefined) {
+        await redraw(flags.from, flags.out);
+        return;
+      }
       const runner = new URL('../../bench/echo-run.js', import.meta.url);
       if (!existsSync(fileURLToPath(runner))) {
         throw new UserError(

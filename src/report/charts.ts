@@ -205,7 +205,7 @@ export function chartSpec(chart: ChartDef, rows: ChartRow[]): Record<string, unk
     type: 'nominal',
     title: 'model / peer',
     scale: palette(series),
-    legend: { orient: 'right', labelLimit: 220 },
+    legend: { orient: 'right', labelLimit: 280 },
   };
   const x = {
     field: 'x',
@@ -284,7 +284,7 @@ export function chartSpec(chart: ChartDef, rows: ChartRow[]): Record<string, unk
     config: {
       font: 'Helvetica, Arial, sans-serif',
       axis: { titleFontSize: 12, labelFontSize: 11 },
-      legend: { titleFontSize: 12, labelFontSize: 11 },
+      legend: { titleFontSize: 12, labelFontSize: 11, labelLimit: 280 },
       view: { stroke: '#ccc' },
     },
   };

@@ -96,8 +96,12 @@ function measuredLine(doc: ResultsDocument, model: string): string {
       continue;
     }
     const notRun = runs.filter((r) => r.status !== 'ok');
+    const span =
+      first === last
+        ? `${fixed(first.cpuUsPerMessage)} µs/msg at ${integer(first.conns)} connections`
+        : `${fixed(first.cpuUsPerMessage)} µs/msg at ${integer(first.conns)} connections, ${fixed(last.cpuUsPerMessage)} at ${integer(last.conns)}`;
     lines.push(
-      `${engine}: ${fixed(first.cpuUsPerMessage)} µs/msg at ${integer(first.conns)} connections, ${fixed(last.cpuUsPerMessage)} at ${integer(last.conns)}` +
+      `${engine}: ${span}` +
         (notRun.length > 0 ? `; not run at ${notRun.map((r) => integer(r.conns)).join(', ')}` : ''),
     );
   }

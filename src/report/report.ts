@@ -47,8 +47,14 @@ export async function runReport(options: ReportOptions): Promise<{ json: string;
   };
   mkdirSync(options.outDir, { recursive: true });
   const json = join(options.outDir, 'results.json');
-  const html = join(options.outDir, 'index.html');
   writeFileSync(json, `${JSON.stringify(doc, null, 2)}\n`);
+  return { json, html: await writePage(doc, options.outDir) };
+}
+
+/** Writes `outDir`/index.html for `doc`; resolves to its path. */
+export async function writePage(doc: ResultsDocument, outDir: string): Promise<string> {
+  mkdirSync(outDir, { recursive: true });
+  const html = join(outDir, 'index.html');
   writeFileSync(html, await buildPage(doc));
-  return { json, html };
+  return html;
 }
