@@ -84,7 +84,10 @@ export function createReportCommand(): Command {
       'reduced grid (10 and 1,000 connections, 64 B and 64 KiB, 1 s windows): under 3 minutes',
     )
     .option('--out <dir>', 'directory for results.json and index.html', 'report')
-    .option('--from <results.json>', 'run nothing: draw index.html in --out again from a saved results.json')
+    .option(
+      '--from <results.json>',
+      'run nothing: draw index.html in --out again from a saved results.json',
+    )
     .addOption(
       new Option('--engines <list>', `engines, comma-separated: ${ENGINE_NAMES.join(', ')} or all`)
         .argParser(nameList('--engines', ENGINE_NAMES))
