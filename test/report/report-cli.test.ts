@@ -5,7 +5,15 @@
  * line are one-line usage errors that list the valid ones.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -14,6 +22,7 @@ import { buildCPeer } from '../../bench/c-build.js';
 import { CHARTS } from '../../src/report/charts.js';
 import { readResults } from '../../src/report/results.js';
 import { runCli } from '../support/cli-runner.js';
+import { spawnSync } from 'node:child_process';
 
 const built = buildCPeer('load-gen');
 const hasLoadGen = 'binary' in built;
@@ -111,5 +120,24 @@ test('unknown models, engines and peers are one-line usage errors naming the val
   assert.equal(
     duration.stderr,
     "overlapped: --duration must be a number of seconds from 0.1 to 600, got '-1'\n",
+  );
+});
+
+test('from the published package (no bench/) the command says in one line where it runs', (t) => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const installed = mkdtempSync(join(tmpdir(), 'ovl-report-installed-'));
+  t.after(() => rmSync(installed, { recursive: true, force: true }));
+  // What the package ships of the CLI: dist/src and package.json, without dist/bench.
+  cpSync(join(root, 'dist/src'), join(installed, 'dist/src'), { recursive: true });
+  copyFileSync(join(root, 'package.json'), join(installed, 'package.json'));
+  symlinkSync(join(root, 'node_modules'), join(installed, 'node_modules'));
+  const result = spawnSync(process.execPath, [join(installed, 'dist/src/cli/main.js'), 'report', '--quick'], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  assert.equal(result.status, 1, result.stderr);
+  assert.match(
+    result.stderr,
+    /^overlapped: report runs from a clone of the repository: it needs bench\/ .* npm run report\n$/,
   );
 });
