@@ -8,8 +8,6 @@ import { SingleBar } from 'cli-progress';
 export interface Progress {
   /** A cell finished: `weight` is its expected seconds, `line` what it measured. */
   done(weight: number, line: string): void;
-  /** A message that must not be drawn over by the bar. */
-  log(line: string): void;
   stop(): void;
 }
 
@@ -25,7 +23,6 @@ export function createProgress(
         cells++;
         stream.write(`  [${cells}/${totalCells}] ${line}\n`);
       },
-      log: (line) => stream.write(`${line}\n`),
       stop: () => {},
     };
   }
@@ -46,15 +43,6 @@ export function createProgress(
       cells++;
       seconds += weight;
       bar.update(Math.round(seconds), { cells, totalCells, last: line.slice(0, 60) });
-    },
-    log: (line) => {
-      bar.stop();
-      stream.write(`${line}\n`);
-      bar.start(Math.max(1, Math.round(totalSeconds)), Math.round(seconds), {
-        cells,
-        totalCells,
-        last: 'continuing',
-      });
     },
     stop: () => bar.stop(),
   };
