@@ -229,7 +229,7 @@ export function chartSpec(chart: ChartDef, rows: ChartRow[]): Record<string, unk
     scale: chart.y.log ? { type: 'log' } : { type: 'linear', zero: true },
     axis: chart.y.log
       ? { format: '~g', grid: true, values: logTicks(rows.map((r) => r.y)) }
-      : { format: '~g', grid: true, tickCount: 6 },
+      : { format: ',~r', grid: true, tickCount: 6 },
   };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',

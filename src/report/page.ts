@@ -132,6 +132,28 @@ function runsTable(runs: ReportRun[], title: string): string {
   return `<h2>${html(title)}</h2><table><tr><th>server</th><th class="l">cell</th><th>msgs/s</th><th>p50 µs</th><th>p99 µs</th><th>CPU µs/msg</th><th>RSS/conn KiB</th><th>threads</th><th>idle CPU %</th></tr>${rows.join('')}</table>`;
 }
 
+/**
+ * One row per server at the connection count nearest 1,000 that the sweep ran:
+ * the figures to quote, with CPU per message against the C epoll peer's.
+ */
+function glanceSection(doc: ResultsDocument): string {
+  const sweep = doc.runs.filter((r) => r.axis !== 'idle' && r.size === 64 && r.depth === 1);
+  const counts = [...new Set(sweep.map((r) => r.conns))];
+  if (counts.length === 0) return '';
+  const at = counts.reduce((best, c) => (Math.abs(Math.log(c / 1000)) < Math.abs(Math.log(best / 1000)) ? c : best));
+  const runs = sweep.filter((r) => r.conns === at);
+  const base = runs.find((r) => r.server === 'c-epoll' && r.status === 'ok')?.cpuUsPerMessage;
+  const rows = runs.map((r) => {
+    const who = r.kind === 'peer' ? `peer: ${r.label}` : `${r.model} (${r.engine})`;
+    if (r.status !== 'ok') {
+      return `<tr><td>${html(who)}</td><td class="l missing" colspan="6">${html(r.status)}: ${html(r.reason ?? '')}</td></tr>`;
+    }
+    const ratio = base === undefined || r.cpuUsPerMessage === undefined ? '–' : `${(r.cpuUsPerMessage / base).toFixed(2)}x`;
+    return `<tr><td>${html(who)}</td><td>${integer(r.messagesPerSec)}</td><td>${fixed((r.p99Us ?? 0) / 1000, 1)}</td><td>${fixed(r.cpuUsPerMessage)}</td><td>${ratio}</td><td>${kib(r.rssPerConnBytes)}</td><td>${r.threads ?? '–'}</td></tr>`;
+  });
+  return `<h2>At a glance: ${integer(at)} connections × 64 B</h2><table><tr><th>server</th><th>msgs/s</th><th>p99 ms</th><th>CPU µs/msg</th><th>vs C epoll</th><th>RSS/conn KiB</th><th>threads</th></tr>${rows.join('')}</table>`;
+}
+
 /** The whole page for `doc`. */
 export async function buildPage(doc: ResultsDocument): Promise<string> {
   const missing = doc.runs.filter((r) => r.status !== 'ok');
@@ -140,6 +162,7 @@ export async function buildPage(doc: ResultsDocument): Promise<string> {
 <title>overlapped report: eight I/O models under load</title><style>${STYLE}</style></head>
 <body><main>
 ${header(doc)}
+${glanceSection(doc)}
 ${await chartsSection(doc)}
 ${modelsSection(doc)}
 ${serversSection(doc)}

@@ -53,16 +53,25 @@ function growth(
   return sentences.join(' ');
 }
 
-function missingNote(doc: ResultsDocument, pick: (r: ReportRun) => boolean): string {
+/** The cells a chart could not draw, grouped by reason: which series, at which x. */
+function missingNote(
+  doc: ResultsDocument,
+  pick: (r: ReportRun) => boolean,
+  x: (r: ReportRun) => number = (r) => r.conns,
+): string {
   const missing = doc.runs.filter((r) => r.status !== 'ok' && pick(r));
   if (missing.length === 0) return '';
-  const reasons = new Map<string, string[]>();
+  const reasons = new Map<string, ReportRun[]>();
   for (const r of missing) {
     const reason = r.reason ?? 'no reason recorded';
-    reasons.set(reason, [...(reasons.get(reason) ?? []), `${r.server}@${r.conns}`]);
+    reasons.set(reason, [...(reasons.get(reason) ?? []), r]);
   }
-  const list = [...reasons].map(([reason, where]) => `${where.length} × ${reason}`).join('; ');
-  return ` Crosses on the floor are cells that did not run: ${list}.`;
+  const list = [...reasons].map(([reason, runs]) => {
+    const who = [...new Set(runs.map((r) => (r.engine === undefined ? r.label : `${r.model} on ${r.engine}`)))];
+    const at = [...new Set(runs.map(x))].sort((a, b) => a - b).map(integer);
+    return `${who.join(', ')} at ${at.join(', ')} (${reason})`;
+  });
+  return ` Crosses on the floor are cells that did not run: ${list.join('; ')}.`;
 }
 
 export function reading(chartId: string, doc: ResultsDocument): string {
@@ -90,7 +99,7 @@ export function reading(chartId: string, doc: ResultsDocument): string {
         return `blocking on ${b.engine} at ${integer(b.conns)} connections: ${kib(b)} per connection with ${b.threads ?? '?'} threads${ref === undefined ? '' : `, against ${kib(ref)} for completion-port`}`;
       });
       return (
-        'Resident memory the server grew by, per connection, once every connection was open and before any message (the load generator reads VmRSS once the server holds a descriptor per connection). A thread per connection costs a whole stack and, here, a V8 isolate; the readiness models hold no receive buffer while a socket is idle. ' +
+        'Resident memory the server grew by, per connection, once every connection was open and before any message (the load generator reads VmRSS once the server holds a descriptor per connection; growth of 0.1 KiB or less, or none, is drawn at 0.1). A thread per connection costs a whole stack and, here, a V8 isolate; the readiness models hold no receive buffer while a socket is idle. ' +
         (facts.length > 0 ? `Measured: ${facts.join('; ')}.` : '') +
         missingNote(doc, conns)
       );
@@ -116,7 +125,7 @@ export function reading(chartId: string, doc: ResultsDocument): string {
       return (
         `${doc.sizeSweepConns} connections, one message in flight each, from 64 bytes to 64 KiB. Past the server's 8 KiB buffers a message takes several receives and sends, so ${cpu ? 'the cost per message' : 'the round trip'} climbs with size for every model; what differs is the cost per call each model adds. ` +
         (facts.length > 0 ? `Measured: ${facts.join('; ')}.` : '') +
-        missingNote(doc, sized)
+        missingNote(doc, sized, (r) => r.size)
       );
     }
     case 'idle-cpu': {

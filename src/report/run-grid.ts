@@ -218,7 +218,7 @@ function plan(servers: ReportServer[], choice: GridChoice): Cell[] {
     }
     const cap = s.spec.maxClients;
     if (cap !== undefined && scenario.conns > cap) {
-      return `a thread per client: ${scenario.conns} clients is over --max-threads ${cap}`;
+      return `a thread per client, and --max-threads is ${cap}`;
     }
     return undefined;
   };
