@@ -144,21 +144,24 @@ function fromLoad(cell: Cell, report: LoadReport, threads: number | undefined): 
   };
 }
 
-/** Opens `conns` idle connections to `port`; resolves once every one is connected. */
-async function openIdle(port: number, conns: number): Promise<Socket[]> {
-  const sockets: Socket[] = [];
+/**
+ * Opens `conns` idle connections to `port` into `sockets` (so the caller can close
+ * every one, even when a connect fails); resolves once every one is connected.
+ */
+async function openIdle(port: number, conns: number, sockets: Socket[]): Promise<void> {
   // In batches, so the listen backlog never overflows into SYN retries.
   for (let i = 0; i < conns; i += 200) {
     const batch = Array.from({ length: Math.min(200, conns - i) }, () => {
-      return new Promise<Socket>((resolve, reject) => {
-        const socket = connect({ host: HOST, port });
-        socket.once('connect', () => resolve(socket));
-        socket.once('error', reject);
+      const socket = connect({ host: HOST, port });
+      sockets.push(socket);
+      return new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        // Kept for the socket's life: a reset when the server stops is not an error here.
+        socket.on('error', reject);
       });
     });
-    sockets.push(...(await Promise.all(batch)));
+    await Promise.all(batch);
   }
-  return sockets;
 }
 
 /**
@@ -170,13 +173,13 @@ async function runIdle(cell: Cell, grid: GridShape, pinning: Pinning): Promise<R
   const child = spawnPinned(pinning.server, cell.server.spec.launch(port));
   tail(child.stdout);
   const stderr = tail(child.stderr);
-  let sockets: Socket[] = [];
+  const sockets: Socket[] = [];
   try {
     await waitForListening(port, child, stderr);
     const pid = child.pid;
     if (pid === undefined) throw new Error('has no pid');
     const idleRss = readProcessRssBytes(pid);
-    sockets = await openIdle(port, cell.scenario.conns);
+    await openIdle(port, cell.scenario.conns, sockets);
     // Accepting and the first sweeps are not idle.
     await sleep(500);
     const rss = readProcessRssBytes(pid);
@@ -300,6 +303,7 @@ export async function runGrid(choice: GridChoice): Promise<GridOutcome> {
   );
 
   const runs: ReportRun[] = [];
+  const started = performance.now();
   const progress = createProgress(toRun.length, seconds);
   try {
     for (const cell of cells) {
@@ -337,6 +341,11 @@ export async function runGrid(choice: GridChoice): Promise<GridOutcome> {
   } finally {
     progress.stop();
   }
+  const notOk = runs.filter((r) => r.status !== 'ok').length;
+  say(
+    `report: ${runs.length - notOk} cells measured, ${notOk} not (each listed in the page with why), ` +
+      `in ${clock((performance.now() - started) / 1000)} (m:ss)`,
+  );
   return {
     servers: [...servers.map((s) => s.entry), ...absent],
     runs,
