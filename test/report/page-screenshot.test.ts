@@ -44,6 +44,8 @@ test('headless Chromium draws the page: a non-blank screenshot with coloured cha
       // Root in a container has no user namespace for Chromium's sandbox.
       '--no-sandbox',
       '--disable-gpu',
+        // Containers often mount a small /dev/shm; Chromium then fails to draw.
+        '--disable-dev-shm-usage',
       '--hide-scrollbars',
       `--user-data-dir=${join(dir, 'profile')}`,
       '--window-size=1280,1600',
