@@ -41,7 +41,24 @@ async function redraw(from: string, outDir: string): Promise<void> {
     throw new UserError(`--from ${from}: ${(err as Error).message}`, 1);
   }
   const { writePage } = await import('../report/report.js');
-  process.stdout.write(`wrote ${await writePage(doc, outDir)}\n`);
+  process.stdout.write(`wrote ${await outputErrors(outDir, () => writePage(doc, outDir))}\n`);
+}
+
+/** `work`, with a directory or file that cannot be written turned into a one-line error. */
+async function outputErrors<T>(outDir: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    const { code, syscall } = err as NodeJS.ErrnoException;
+    if (
+      typeof code === 'string' &&
+      typeof syscall === 'string' &&
+      ['mkdir', 'access', 'open'].includes(syscall)
+    ) {
+      throw new UserError(`--out ${outDir}: cannot write there (${code}): choose another --out`, 1);
+    }
+    throw err;
+  }
 }
 
 /** A comma-separated list of names from `known` (`all`: every one), or a one-line error. */
@@ -152,16 +169,18 @@ export function createReportCommand(): Command {
         ...(flags.duration === undefined ? {} : { durationSec: flags.duration }),
         ...(flags.warmup === undefined ? {} : { warmupSec: flags.warmup }),
       };
-      const written = await runReport({
-        quick: flags.quick === true,
-        grid,
-        engines: flags.engines as ('node' | 'uring')[],
-        models: flags.models as (typeof ECHO_MODELS)[number][],
-        maxThreads: flags.maxThreads,
-        ...(peers === undefined ? {} : { peers }),
-        outDir: flags.out,
-        say: (line) => process.stderr.write(`${line}\n`),
-      });
+      const written = await outputErrors(flags.out, () =>
+        runReport({
+          quick: flags.quick === true,
+          grid,
+          engines: flags.engines as ('node' | 'uring')[],
+          models: flags.models as (typeof ECHO_MODELS)[number][],
+          maxThreads: flags.maxThreads,
+          ...(peers === undefined ? {} : { peers }),
+          outDir: flags.out,
+          say: (line) => process.stderr.write(`${line}\n`),
+        }),
+      );
       process.stdout.write(`wrote ${written.json}\nwrote ${written.html}\n`);
     });
 }

@@ -3,7 +3,7 @@
  * `index.html` from it. The page is built from the written document only, so
  * what the page shows is what the JSON holds.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EngineName, ModelName } from '../../bench/echo-servers.js';
 import type { GridShape } from './grid.js';
@@ -23,6 +23,9 @@ export interface ReportOptions {
 }
 
 export async function runReport(options: ReportOptions): Promise<{ json: string; html: string }> {
+  // Before the run, not after it: a directory that cannot be written would lose 20 minutes.
+  mkdirSync(options.outDir, { recursive: true });
+  accessSync(options.outDir, constants.W_OK);
   const started = performance.now();
   const date = new Date().toISOString();
   const outcome = await runGrid(options);

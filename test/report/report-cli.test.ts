@@ -13,6 +13,7 @@ import {
   readFileSync,
   rmSync,
   symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +115,20 @@ test('unknown models, engines and peers are one-line usage errors naming the val
     assert.equal(lines.length, 1, result.stderr);
     assert.ok(lines[0]?.startsWith(`overlapped: ${flag}: unknown '`), result.stderr);
     assert.ok(lines[0]?.includes(valid), result.stderr);
+  }
+  // An --out that cannot be written is refused before anything runs.
+  const dir = mkdtempSync(join(tmpdir(), 'ovl-report-out-'));
+  try {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    const out = await runCli(['report', '--quick', '--out', join(file, 'report')]);
+    assert.equal(out.code, 1, out.stderr);
+    assert.equal(
+      out.stderr,
+      `overlapped: --out ${join(file, 'report')}: cannot write there (ENOTDIR): choose another --out\n`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
   const duration = await runCli(['report', '--duration', '-1']);
   assert.equal(duration.code, 2);
