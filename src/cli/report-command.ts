@@ -139,7 +139,7 @@ export function createReportCommand(): Command {
       'after',
       '\nRuns from a clone of the repository (it builds bench/peers/*.c with cc and pins the server\n' +
         'and load to CPUs 0 and 1 with taskset). A full run states its expected length first\n' +
-        '(about 25 minutes on 2 cores); see docs/report.md for what each chart shows.',
+        '(about 21 minutes on 2 cores); see docs/report.md for what each chart shows.',
     )
     .action(async (flags: ReportFlags) => {
       if (flags.from !== undefined) {

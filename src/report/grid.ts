@@ -29,7 +29,7 @@ export interface GridShape {
   idleSec: number;
 }
 
-/** The default report: 10 to 8,000 connections, 64 B to 64 KiB, about 25 minutes here. */
+/** The default report: 10 to 8,000 connections, 64 B to 64 KiB (its length: docs/benchmarks.md). */
 export const FULL_GRID: GridShape = {
   conns: [10, 50, 100, 500, 1000, 2000, 4000, 8000],
   sizes: [64, 1024, 4096, 16384, 65536],
@@ -43,7 +43,7 @@ export const FULL_GRID: GridShape = {
 
 /**
  * `--quick`: both ends of each sweep only (10 and 1,000 connections cross the
- * 64-event wall; 64 B and 64 KiB), short windows; under three minutes here.
+ * 64-event wall; 64 B and 64 KiB), short windows: sized to stay under three minutes on 2 cores.
  */
 export const QUICK_GRID: GridShape = {
   conns: [10, 1000],

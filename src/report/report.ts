@@ -23,7 +23,7 @@ export interface ReportOptions {
 }
 
 export async function runReport(options: ReportOptions): Promise<{ json: string; html: string }> {
-  // Before the run, not after it: a directory that cannot be written would lose 20 minutes.
+  // Before the run, not after it: a directory that cannot be written would lose the whole run.
   mkdirSync(options.outDir, { recursive: true });
   accessSync(options.outDir, constants.W_OK);
   const started = performance.now();
