@@ -12,26 +12,31 @@
  * node:net one, which saturates its own core well before most servers do. Run `--help`
  * for the flags.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { LoadOptions, LoadReport } from '../src/load/load-generator.js';
-import { buildCPeer } from './c-build.js';
+import type { LoadReport } from '../src/load/load-generator.js';
+import {
+  chooseLoader,
+  choosePinning,
+  LOADERS,
+  type LoaderName,
+  oneLine,
+  openFileLimit,
+  probe,
+  runCell,
+  SPARE_FDS,
+} from './echo-run.js';
 import {
   C_BASELINE,
   C_URING_PEER,
   DEFAULT_MODEL,
   ENGINES,
   type EngineName,
-  HOST,
-  type Launch,
   MODELS,
   type ModelName,
   NODE_BASELINE,
-  ROOT,
   type ServerSpec,
   serverCatalogue,
 } from './echo-servers.js';
@@ -94,12 +99,6 @@ not have), or runs another engine than asked, is skipped with the reason printed
 overlapped variants get --engine <name>, and --model <name> unless the model is
 ${DEFAULT_MODEL} (the default of \`overlapped echo\`).
 Exit code 1 if a server failed under load or any run counted errors or mismatches.`;
-
-const LOADERS = ['c', 'node'] as const;
-type LoaderName = (typeof LOADERS)[number];
-
-/** The load generator the cells run: the compiled C binary, or node running run-load.js. */
-type Loader = { name: 'c'; binary: string } | { name: 'node' };
 
 interface BenchConfig {
   /** Undefined: c when it builds, else node. */
@@ -215,235 +214,6 @@ function selectServers(
   }
   if (selected.length === 0) fail('no server selected');
   return selected;
-}
-
-/** Starts `launch` pinned to `cpu`; taskset execs the server, so the child's pid is its own. */
-function spawnPinned(cpu: number | undefined, launch: Launch): ChildProcess {
-  const options = {
-    stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[],
-    env: { ...process.env, ...launch.env },
-  };
-  return cpu === undefined
-    ? spawn(launch.file, launch.args, options)
-    : spawn('taskset', ['-c', String(cpu), launch.file, ...launch.args], options);
-}
-
-/** Keeps the last `limit` characters a stream produced, for error messages. */
-function tail(stream: NodeJS.ReadableStream | null, limit = 4000): () => string {
-  let text = '';
-  stream?.setEncoding('utf8');
-  stream?.on('data', (chunk: string) => {
-    text = (text + chunk).slice(-limit);
-  });
-  return () => text.trim();
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A port that was free a moment ago (bound to 0, read, released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/**
- * Connects once, then closes gracefully and waits for the server's side to close
- * too: the server must not still hold this probe's descriptor when the load
- * generator counts its idle descriptors (the baseline of "all accepted").
- */
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port });
-    let connected = false;
-    const timer = setTimeout(() => socket.destroy(), 2000);
-    socket.once('connect', () => {
-      connected = true;
-      socket.end();
-    });
-    socket.on('data', () => {});
-    socket.once('error', () => {});
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve(connected);
-    });
-  });
-}
-
-async function waitForListening(
-  port: number,
-  child: ChildProcess,
-  stderr: () => string,
-): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  child.once('error', () => {}); // e.g. ENOENT from spawn; exitCode tells the rest
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(
-        `exited (${child.exitCode ?? child.signalCode}) before listening: ${stderr() || '(no stderr)'}`,
-      );
-    }
-    if (await canConnect(port)) return;
-    await sleep(50);
-  }
-  throw new Error(`not listening on ${HOST}:${port} after 15 s: ${stderr() || '(no stderr)'}`);
-}
-
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited(child);
-  clearTimeout(killer);
-}
-
-/**
- * Gets `server` ready and starts it once on its own: resolves with a reason to skip
- * it, or undefined when it listens and (if it can tell) runs what was asked for.
- */
-async function probe(server: ServerSpec): Promise<string | undefined> {
-  const unprepared = await server.prepare?.();
-  if (unprepared !== undefined) return unprepared;
-  const port = await freePort();
-  let child: ChildProcess;
-  try {
-    child = spawnPinned(undefined, server.launch(port));
-  } catch (err) {
-    return `cannot start: ${(err as Error).message}`;
-  }
-  const stdout = tail(child.stdout);
-  const stderr = tail(child.stderr);
-  try {
-    await waitForListening(port, child, stderr);
-    // The start-up line may follow the listen by a moment.
-    for (let i = 0; i < 40 && !stdout().includes('listening'); i++) await sleep(25);
-    return server.verify?.(stdout());
-  } catch (err) {
-    return oneLine((err as Error).message);
-  } finally {
-    await stopServer(child);
-  }
-}
-
-/** The first line of a multi-line message, for the report. */
-function oneLine(text: string): string {
-  return text.split('\n').find((line) => line.trim() !== '') ?? text;
-}
-
-/**
- * The load generator to use: node when asked; else the C one, built now if stale. When
- * it cannot be built, an explicit `--loader c` fails the benchmark and the default falls
- * back to node, saying why.
- */
-function chooseLoader(asked: LoaderName | undefined): Loader {
-  if (asked === 'node') return { name: 'node' };
-  const built = buildCPeer('load-gen');
-  if ('binary' in built) return { name: 'c', binary: built.binary };
-  if (asked === 'c') fail(`--loader c: cannot build bench/peers/load-gen.c: ${built.skip}`);
-  console.log(`echo-bench: using the node load generator: cannot build the C one (${built.skip})`);
-  return { name: 'node' };
-}
-
-/** The C load generator's flags for `options` (see bench/peers/load-gen.c). */
-function loadGenArgs(options: LoadOptions): string[] {
-  const args = [
-    '--host',
-    options.host ?? HOST,
-    '--port',
-    String(options.port),
-    '--conns',
-    String(options.conns),
-    '--size',
-    String(options.size),
-    '--depth',
-    String(options.depth),
-    '--duration',
-    String(options.durationSec),
-    '--warmup',
-    String(options.warmupSec ?? 0),
-  ];
-  if (options.connectTimeoutMs !== undefined) {
-    args.push('--connect-timeout-ms', String(options.connectTimeoutMs));
-  }
-  if (options.serverPid !== undefined) args.push('--server-pid', String(options.serverPid));
-  return args;
-}
-
-async function runLoadProcess(
-  cpu: number | undefined,
-  options: LoadOptions,
-  loader: Loader,
-): Promise<LoadReport> {
-  const child = spawnPinned(
-    cpu,
-    loader.name === 'c'
-      ? { file: loader.binary, args: loadGenArgs(options) }
-      : {
-          file: process.execPath,
-          args: [join(ROOT, 'dist/bench/run-load.js'), JSON.stringify(options)],
-        },
-  );
-  const stdout = tail(child.stdout, 1_000_000);
-  const stderr = tail(child.stderr);
-  const limitMs = ((options.warmupSec ?? 0) + options.durationSec) * 1000 + 60_000;
-  const killer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-  await exited(child);
-  clearTimeout(killer);
-  if (child.exitCode !== 0) {
-    throw new Error(`load generator failed (${child.exitCode ?? child.signalCode}): ${stderr()}`);
-  }
-  return JSON.parse(stdout()) as LoadReport;
-}
-
-interface Pinning {
-  server: number | undefined;
-  load: number | undefined;
-}
-
-/** One run of one server under one scenario. */
-async function runCell(
-  server: ServerSpec,
-  scenario: Scenario,
-  config: BenchConfig,
-  pinning: Pinning,
-  loader: Loader,
-): Promise<LoadReport> {
-  const port = await freePort();
-  const child = spawnPinned(pinning.server, server.launch(port));
-  tail(child.stdout);
-  const stderr = tail(child.stderr);
-  try {
-    await waitForListening(port, child, stderr);
-    if (child.pid === undefined) throw new Error('has no pid');
-    // The load generator samples the server's RSS idle, connected and at the end.
-    return await runLoadProcess(
-      pinning.load,
-      {
-        host: HOST,
-        port,
-        conns: scenario.conns,
-        size: scenario.size,
-        depth: scenario.depth,
-        durationSec: config.durationSec,
-        warmupSec: config.warmupSec,
-        serverPid: child.pid,
-      },
-      loader,
-    );
-  } finally {
-    await stopServer(child);
-  }
 }
 
 interface CellMedians {
@@ -660,16 +430,6 @@ function modelTable(cells: CellSummary[]): string | undefined {
   return formatTable(['model variant', 'vs', 'CPU µs/msg ratio', 'msgs/s ratio', 'bar'], rows);
 }
 
-/** The soft limit on open files this process (and so every child) has, if the shell tells. */
-function openFileLimit(): number | undefined {
-  const out = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout?.trim();
-  const n = Number(out);
-  return out === 'unlimited' ? Number.POSITIVE_INFINITY : Number.isSafeInteger(n) ? n : undefined;
-}
-
-/** Descriptors a server or the generator needs beyond one per connection. */
-const SPARE_FDS = 100;
-
 /** Rough seconds one cell takes: server start, connecting, warm-up, window, drain and close. */
 function cellSeconds(scenario: Scenario, config: BenchConfig): number {
   return config.warmupSec + config.durationSec + 1 + scenario.conns / 2000;
@@ -684,18 +444,22 @@ async function main(): Promise<void> {
   const started = performance.now();
   const elapsed = () => (performance.now() - started) / 1000;
   const config = parseConfig();
-  const hasTaskset = spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0;
-  const pinned = hasTaskset && availableParallelism() >= 2;
-  const pinning: Pinning = pinned ? { server: 0, load: 1 } : { server: undefined, load: undefined };
+  const { pinning, unpinned } = choosePinning();
+  const pinned = unpinned === undefined;
   if (!pinned) {
     console.warn(
-      `echo-bench: WARNING: running unpinned (${hasTaskset ? 'fewer than 2 CPUs' : 'taskset not found'}): ` +
+      `echo-bench: WARNING: running unpinned (${unpinned}): ` +
         'server and load generator share cores, so results are noisier',
     );
   }
 
   // Before the servers, so that an explicit --loader c that cannot be built fails at once.
-  const loader = chooseLoader(config.loader);
+  const chosen = chooseLoader(config.loader);
+  if ('error' in chosen) fail(chosen.error);
+  const { loader, fallback } = chosen;
+  if (fallback !== undefined) {
+    console.log(`echo-bench: using the node load generator: ${fallback}`);
+  }
 
   // Prepare and probe every server once, before any load: what cannot run is skipped.
   const skipped = new Map<string, string>();
@@ -761,7 +525,20 @@ async function main(): Promise<void> {
           `  [${done}/${total} ${clock(elapsed())}] ${scenario.id}: ${server.id} run ${r + 1}/${config.repeat}...\n`,
         );
         try {
-          runs.get(server.id)?.push(await runCell(server, scenario, config, pinning, loader));
+          runs.get(server.id)?.push(
+            await runCell(
+              server,
+              {
+                conns: scenario.conns,
+                size: scenario.size,
+                depth: scenario.depth,
+                durationSec: config.durationSec,
+                warmupSec: config.warmupSec,
+              },
+              pinning,
+              loader,
+            ),
+          );
         } catch (err) {
           failures.get(server.id)?.push((err as Error).message);
           process.stderr.write(

@@ -8,6 +8,7 @@ import { createClientCommand } from './client-command.js';
 import { createEchoCommand } from './echo-command.js';
 import { createLoadCommand } from './load-command.js';
 import { createPipeClientCommand, createPipeServerCommand } from './pipe-command.js';
+import { createReportCommand } from './report-command.js';
 import { UserError } from './user-error.js';
 
 /** Exit code for a command line that could not be parsed (bad flag, missing value). */
@@ -56,6 +57,7 @@ for (const command of [
   createPipeServerCommand(),
   createPipeClientCommand(),
   createChatCommand(),
+  createReportCommand(),
 ]) {
   program.addCommand(command.copyInheritedSettings(program));
 }

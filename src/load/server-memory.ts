@@ -25,3 +25,14 @@ export function readProcessRssBytes(pid: number): number {
 export function countProcessFds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
+
+/**
+ * Threads of process `pid` (the `Threads:` line of `/proc/<pid>/status`). Throws
+ * like {@link readProcessRssBytes} when the process or the line is gone.
+ */
+export function readProcessThreads(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+  const match = /^Threads:\s+(\d+)$/m.exec(status);
+  if (match === null) throw new Error(`no Threads line in /proc/${pid}/status`);
+  return Number(match[1]);
+}
