@@ -7,11 +7,19 @@ import { startSessionThreads } from '../threads/start-session-threads.js';
 import type { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { createLoggers, type LogFlags, logOptions } from './logging.js';
 import { explainOsError } from './os-error-hints.js';
-import { engineOption, hostOption, quietOption } from './server-options.js';
+import {
+  engineOption,
+  hostOption,
+  type ProxyFlags,
+  proxyListenOptions,
+  proxyOptions,
+  quietOption,
+} from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
+import { refuseProxyWithThreads } from './threaded-echo.js';
 import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
 
-interface ChatFlags extends LogFlags {
+interface ChatFlags extends LogFlags, ProxyFlags {
   host: string;
   port: number;
   maxQueue: number;
@@ -53,9 +61,11 @@ export function createChatCommand(): Command {
       'an acceptor thread and n worker threads, each with its own engine and port; lines reach the clients of every worker (uring: threads; node: a cluster of processes)',
       (v: string) => parseIntegerFlag('--threads', v, 1, 64),
     );
-  for (const option of logOptions()) command.addOption(option);
+  for (const option of [...proxyOptions(), ...logOptions()]) command.addOption(option);
   return command.action(async (flags: ChatFlags) => {
+    const proxy = proxyListenOptions(flags);
     if (flags.threads !== undefined) {
+      refuseProxyWithThreads(flags.proxyProtocol);
       await runThreadedChat({ ...flags, threads: flags.threads });
       return;
     }
@@ -71,6 +81,7 @@ export function createChatCommand(): Command {
         maxQueuedBytes: flags.maxQueue,
         maxLineBytes: flags.maxLine,
         logger: clientLogger,
+        ...proxy,
       });
     } catch (err) {
       throw explainOsError(err, flags.host, flags.port);

@@ -5,8 +5,12 @@
 import { isIP } from 'node:net';
 import { Option } from 'commander';
 import { hostProblem, isValidHost } from '../core/host-address.js';
+import { DEFAULT_PROXY_TIMEOUT_MS } from '../core/proxy/proxy-acceptor.js';
+import { PROXY_PROTOCOLS, type ProxyProtocol } from '../core/proxy/proxy-header.js';
+import { SourceAllowList } from '../core/proxy/source-allow-list.js';
+import type { ProxyListenOptions } from '../core/tcp-listener.js';
 import { ENGINE_NAMES } from '../engines/select.js';
-import { UserError } from './user-error.js';
+import { parseIntegerFlag, UserError } from './user-error.js';
 
 /** `--engine <name>`, shared by every command that runs on an engine. */
 export function engineOption(): Option {
@@ -44,4 +48,59 @@ export function quietOption(): Option {
     '--quiet',
     'no log line per connect and disconnect; start, stop and warnings still show',
   );
+}
+
+/** The flags {@link proxyOptions} adds. */
+export interface ProxyFlags {
+  proxyProtocol?: ProxyProtocol;
+  proxyTimeout?: number;
+  proxyFrom?: string[];
+}
+
+/**
+ * `--proxy-protocol v1|v2|any`, `--proxy-timeout <ms>`, `--proxy-from
+ * CIDR,…`: the PROXY protocol on a TCP server's listener (docs/deploy.md).
+ */
+export function proxyOptions(): Option[] {
+  return [
+    new Option(
+      '--proxy-protocol <version>',
+      'every connection begins with a PROXY protocol header from a load balancer (HAProxy send-proxy: v1, send-proxy-v2: v2, or any); logs and remoteAddress name the client it gives',
+    ).choices(PROXY_PROTOCOLS),
+    new Option(
+      '--proxy-timeout <ms>',
+      `with --proxy-protocol: reset a connection whose header is not complete this long after the accept (default: ${DEFAULT_PROXY_TIMEOUT_MS})`,
+    ).argParser((v: string) => parseIntegerFlag('--proxy-timeout', v, 1, 600_000)),
+    new Option(
+      '--proxy-from <cidrs>',
+      'with --proxy-protocol: only these networks may connect (the balancers), e.g. 10.0.0.0/8,192.0.2.7 (default: any)',
+    ).argParser(parseProxyFrom),
+  ];
+}
+
+function parseProxyFrom(value: string): string[] {
+  const networks = value.split(',').map((s) => s.trim());
+  try {
+    new SourceAllowList(networks);
+  } catch (err) {
+    throw new UserError(`--proxy-from: ${(err as Error).message}`);
+  }
+  return networks;
+}
+
+/** The ListenOptions of the proxy flags; refuses the timeout or allow-list without the protocol. */
+export function proxyListenOptions(flags: ProxyFlags): ProxyListenOptions {
+  if (flags.proxyProtocol === undefined) {
+    if (flags.proxyTimeout !== undefined || flags.proxyFrom !== undefined) {
+      throw new UserError(
+        '--proxy-timeout and --proxy-from apply only with --proxy-protocol v1|v2|any',
+      );
+    }
+    return {};
+  }
+  return {
+    proxyProtocol: flags.proxyProtocol,
+    ...(flags.proxyTimeout === undefined ? {} : { proxyTimeoutMs: flags.proxyTimeout }),
+    ...(flags.proxyFrom === undefined ? {} : { proxyFrom: flags.proxyFrom }),
+  };
 }

@@ -10,6 +10,7 @@ import { UserError } from './user-error.js';
 const ECHO_HANDLERS = new URL('../servers/echo/session-echo-handlers.js', import.meta.url);
 
 export interface ThreadedEchoFlags extends LogFlags {
+  proxyProtocol?: string;
   host: string;
   port: number;
   threads: number;
@@ -31,6 +32,7 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
       2,
     );
   }
+  refuseProxyWithThreads(flags.proxyProtocol);
   const { logger } = await createLoggers(flags);
   let server: ThreadedSessionServer | ClusteredSessionServer;
   try {
@@ -96,5 +98,19 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
   if (server.failure !== null) {
     await server.stop();
     throw new UserError(`a worker thread failed: ${server.failure.message}`, 1);
+  }
+}
+
+/**
+ * The acceptor thread hands raw descriptors to the workers, and the client a
+ * PROXY header names does not travel with them yet: refused rather than
+ * served with the balancer's address in every log line.
+ */
+export function refuseProxyWithThreads(proxyProtocol: string | undefined): void {
+  if (proxyProtocol !== undefined) {
+    throw new UserError(
+      '--proxy-protocol is not available with --threads yet: run one process per core behind the balancer instead (docs/deploy.md)',
+      2,
+    );
   }
 }

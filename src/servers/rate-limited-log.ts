@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import type { ProxyErrorHandler } from '../core/proxy/proxy-acceptor.js';
 
 /** At most one summary line per kind in this many ms. */
 export const SUMMARY_INTERVAL_MS = 5000;
@@ -92,6 +93,17 @@ function readDescriptorLimit(): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The `onProxyError` of a server's listener: one warning per connection
+ * closed for its PROXY header, rate-limited (a scan of the port, or a
+ * balancer configured for the wrong version, is a flood).
+ */
+export function proxyErrorLog(logger: Logger | undefined): ProxyErrorHandler {
+  const warning = new RateLimitedWarning(logger, 'connections closed for their PROXY header');
+  return (error, peer) =>
+    warning.warn({ peer, code: error.code }, `connection closed: ${error.message}`);
 }
 
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);

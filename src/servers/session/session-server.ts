@@ -22,7 +22,13 @@
 import { type Completion, CompletionPort, type PortWorker } from '../../core/completion-port.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
-import { DEFAULT_BACKLOG, TcpListener } from '../../core/tcp-listener.js';
+import type { ProxyErrorHandler } from '../../core/proxy/proxy-acceptor.js';
+import {
+  DEFAULT_BACKLOG,
+  type ProxyListenOptions,
+  pickProxyOptions,
+  TcpListener,
+} from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
 import type { Endpoint, Engine } from '../../engines/contract.js';
 import { defaultEngine } from '../../engines/select.js';
@@ -106,7 +112,9 @@ export interface SessionHandlers<D = unknown> {
   onPost?(key: unknown, value: unknown): void;
 }
 
-export interface SessionServerOptions<D = unknown> {
+export interface SessionServerOptions<D = unknown> extends ProxyListenOptions {
+  /** With `proxyProtocol`: told of each connection reset for its PROXY header (see TcpListener.onProxyError). */
+  onProxyError?: ProxyErrorHandler;
   /** Default: this thread's engine (`defaultEngine()`). */
   engine?: Engine;
   host?: string;
@@ -274,7 +282,9 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
       noDelay: options.noDelay ?? true,
       // The session queue is the cap that counts; one gathered send may carry all of it.
       maxPendingSendBytes: max,
+      ...pickProxyOptions(options),
     });
+    if (options.onProxyError !== undefined) listener.onProxyError = options.onProxyError;
     const server = new SessionServer<D>(listener, engine, options);
     server.#port.associate(listener, LISTENER);
     for (let i = 0; i < SESSION_DEFAULTS.pendingAccepts; i++) listener.accept(new Overlapped());
