@@ -205,8 +205,10 @@ export class ProxyAcceptor {
       this.#refillLater();
       return;
     }
-    const peer = stream.remoteEndpoint;
-    if (peer === null || !this.#settings.allow.allows(peer.address)) {
+    const allow = this.#settings.allow;
+    // Without an allow-list the peer is not asked for: one that already left has none to give.
+    const peer = allow.networks.length === 0 ? null : stream.remoteEndpoint;
+    if (allow.networks.length > 0 && (peer === null || !allow.allows(peer.address))) {
       stream.close(true);
       this.#report(
         new OverlappedError(
