@@ -6,6 +6,7 @@ import {
   Readiness,
 } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
+import { add, counters } from './counters.js';
 import { attachEngine } from './delivery.js';
 import { resolveEngine } from './engine-option.js';
 import { check } from './errors.js';
@@ -166,16 +167,11 @@ export class TcpListener extends Handle {
   tryAccept(): TcpSocket | null {
     check(!this.closed, 'OVL_ERR_HANDLE_CLOSED');
     const proxy = this.#proxy;
-    if (proxy === null) {
-      const stream = this.#listener.tryAccept();
-      return stream === null
-        ? null
-        : TcpSocket.fromStream(this.engine, stream, this.#socketOptions);
-    }
-    const stream = proxy.tryAccept();
-    return stream === null
-      ? null
-      : TcpSocket.fromStream(this.engine, stream, this.#socketOptions, proxy.takeHeader(stream));
+    const stream = proxy === null ? this.#listener.tryAccept() : proxy.tryAccept();
+    if (stream === null) return null;
+    add(counters.accepted, this.engineIndex);
+    const header = proxy === null ? null : proxy.takeHeader(stream);
+    return TcpSocket.fromStream(this.engine, stream, this.#socketOptions, header);
   }
 
   protected cancelPending(ov: Overlapped<unknown> | null): boolean {
@@ -219,6 +215,7 @@ export class TcpListener extends Handle {
     const stream = ov.result;
     if (stream !== null) {
       ov.result = null;
+      add(counters.accepted, this.engineIndex);
       const header = this.#proxy?.takeHeader(stream) ?? null;
       ov.socket = TcpSocket.fromStream(this.engine, stream, this.#socketOptions, header);
     }

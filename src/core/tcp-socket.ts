@@ -7,6 +7,7 @@ import {
   WOULD_BLOCK,
 } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
+import { add, counters } from './counters.js';
 import { attachEngine, completeLater } from './delivery.js';
 import { resolveEngine } from './engine-option.js';
 import { check, OverlappedError, UsageError } from './errors.js';
@@ -99,6 +100,7 @@ export class TcpSocket extends Handle {
     super(engine);
     this.#stream = stream;
     this.#proxy = proxy;
+    add(counters.connectionsOpen, this.engineIndex);
     const max = options.maxPendingSendBytes ?? DEFAULT_MAX_PENDING_SEND_BYTES;
     check(
       Number.isSafeInteger(max) && max >= 1,
@@ -317,6 +319,12 @@ export class TcpSocket extends Handle {
 
   protected cancelPending(ov: Overlapped<unknown> | null): boolean {
     return this.#stream.cancel(ov);
+  }
+
+  protected override markClosed(): boolean {
+    if (!super.markClosed()) return false;
+    add(counters.connectionsOpen, this.engineIndex, -1);
+    return true;
   }
 
   /**

@@ -20,8 +20,10 @@
  * export is `(socket: BlockingSocket, options) => void`, and it runs
  * synchronously; `options` is `handlerOptions`, copied to each thread.
  */
+
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { countLimitClose } from '../core/counters.js';
 import { check, OverlappedError } from '../core/errors.js';
 import { Overlapped } from '../core/overlapped.js';
 import type { TcpListener } from '../core/tcp-listener.js';
@@ -181,6 +183,7 @@ export class ThreadPerConnectionServer {
       }
       if (this.#busy >= this.maxConnections) {
         this.refused++;
+        countLimitClose('max_connections');
         this.#logger?.warn(
           { peer: describe(socket.remoteAddress), maxConnections: this.maxConnections },
           'connection refused: at maxConnections',

@@ -34,6 +34,7 @@ import {
   Readiness,
   WOULD_BLOCK,
 } from '../../engines/contract.js';
+import { add, countError, counters, countLimitClose } from '../counters.js';
 import { Deadline, deadlines } from '../deadlines.js';
 import { completeLater, deliverInBatch, InternalRequest } from '../delivery.js';
 import { abortedError, OverlappedError } from '../errors.js';
@@ -332,6 +333,9 @@ export class ProxyAcceptor {
   }
 
   #report(error: OverlappedError, peer: string): void {
+    countError(error.code);
+    if (error.code === 'OVL_ERR_PROXY_TIMEOUT') add(counters.deadlineCloses, 1);
+    else if (error.code === 'OVL_ERR_PROXY_SOURCE') countLimitClose('proxy_source');
     const handler = this.onError;
     if (handler === null) return;
     try {

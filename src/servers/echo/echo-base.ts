@@ -8,9 +8,11 @@
  * operation; the base keeps the bookkeeping identical, so the three differ
  * only in the part that is the model.
  */
+
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { CompletionRoutine } from '../../core/apc.js';
+import { countLimitClose } from '../../core/counters.js';
 import { Deadline, deadlines } from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
@@ -382,6 +384,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     if (this.#connections.size >= this.settings.maxConnections) {
       const peer = describeEndpoint(socket.remoteAddress);
       this.refused++;
+      countLimitClose('max_connections');
       this.#refusals.warn(
         { peer, maxConnections: this.settings.maxConnections },
         'connection refused: at maxConnections',

@@ -12,7 +12,9 @@
  * at all: the scratch buffer is shared, since non-blocking calls return
  * before anything else runs.
  */
+
 import type { Logger } from 'pino';
+import { countLimitClose } from '../../core/counters.js';
 import { Deadline, deadlines } from '../../core/deadlines.js';
 import type { TcpListener } from '../../core/tcp-listener.js';
 import type { Endpoint } from '../../engines/contract.js';
@@ -202,6 +204,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   #admit(socket: NonBlockingSocket): void {
     if (this.connectionsBySocket.size >= this.settings.maxConnections) {
       this.refused++;
+      countLimitClose('max_connections');
       this.#refusals.warn(
         {
           peer: describeEndpoint(socket.remoteAddress),

@@ -19,7 +19,9 @@
  * its worker loop, one at a time; a session is never touched by two handlers
  * at once.
  */
+
 import { type Completion, CompletionPort, type PortWorker } from '../../core/completion-port.js';
+import { countLimitClose } from '../../core/counters.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
 import type { ProxyErrorHandler } from '../../core/proxy/proxy-acceptor.js';
@@ -498,6 +500,7 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
   #admit(socket: TcpSocket): void {
     if (this.#stopping !== null || this.#sessions.size >= this.maxSessions) {
       this.stats.rejected++;
+      countLimitClose('max_connections');
       socket.destroy();
       return;
     }
@@ -525,7 +528,10 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
     this.#sessions.delete(session.key);
     this.stats.closed++;
     const reason = session.closeReason ?? { code: 'closed', error: null };
-    if (reason.code === 'send-queue-full') this.stats.cutOff++;
+    if (reason.code === 'send-queue-full') {
+      this.stats.cutOff++;
+      countLimitClose('send_queue');
+    }
     const onClose = this.#handlers.onClose;
     if (onClose !== undefined) {
       try {

@@ -1,0 +1,148 @@
+/**
+ * The counters every completion passes (DESIGN.md, "Observability"): plain
+ * numbers in typed arrays and fields, incremented where the work happens and
+ * read by `src/metrics/` only when Prometheus scrapes. Counting costs an
+ * index computation and an add: no allocation, no call into prom-client, on
+ * any path an operation takes.
+ *
+ * One set per event loop (each worker thread loads its own copy of this
+ * module), like the deadline structure.
+ *
+ * Indexes: `engine * OPERATIONS.length + operation` for the per-operation
+ * arrays, times `RESULTS.length` plus the result for completions.
+ */
+import type { Engine } from '../engines/contract.js';
+import { OverlappedError } from './errors.js';
+import type { Operation, Overlapped } from './overlapped.js';
+
+export const OPERATIONS = [
+  'accept',
+  'connect',
+  'recv',
+  'send',
+  'shutdown',
+  'read',
+  'write',
+  'poll',
+] as const satisfies readonly Operation[];
+
+const OPERATION_INDEX: Readonly<Record<Operation, number>> = {
+  accept: 0,
+  connect: 1,
+  recv: 2,
+  send: 3,
+  shutdown: 4,
+  read: 5,
+  write: 6,
+  poll: 7,
+};
+
+/** Engine label values; an Engine object of another kind counts as `other`. */
+export const ENGINE_LABELS = ['node', 'uring', 'other'] as const;
+
+/** `ok`; `aborted` (cancel, close, a deadline or limit closing the handle); `error` (the OS's or a toolkit error). */
+export const RESULTS = ['ok', 'aborted', 'error'] as const;
+
+/** Upper bounds of the completion batch-size histogram's buckets (a power of two each). */
+export const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] as const;
+
+/** Why a connection was refused or closed by a limit, for `overlapped_limit_closes_total`. */
+export const LIMITS = ['max_connections', 'send_queue', 'proxy_source'] as const;
+export type LimitName = (typeof LIMITS)[number];
+
+/** Which deadline closed a connection, for `overlapped_deadline_closes_total`. */
+export const DEADLINES = ['connection', 'proxy_header'] as const;
+
+const ENGINES = ENGINE_LABELS.length;
+const SLOTS = ENGINES * OPERATIONS.length;
+
+export const counters = {
+  /** Operations posted, by engine and operation. */
+  posted: new Float64Array(SLOTS),
+  /** Completions delivered, by engine, operation and result. */
+  completed: new Float64Array(SLOTS * RESULTS.length),
+  /** Bytes moved by delivered completions, by engine and operation. */
+  bytes: new Float64Array(SLOTS),
+  /**
+   * Bytes of buffers held by pending operations (recv buffer lengths, send
+   * totals), by engine: posted minus delivered. Pooled recvs lend nothing
+   * until data arrives, so they add 0.
+   */
+  lentBytes: new Float64Array(ENGINES),
+  /** Completion batches handed to the sink, by engine: bucket counts (cumulative at read time), sum, count. */
+  batchBuckets: new Float64Array(ENGINES * BATCH_BUCKETS.length),
+  batchSum: new Float64Array(ENGINES),
+  batchCount: new Float64Array(ENGINES),
+  /** Completed operations' errors and PROXY refusals, by code (`OVL_ERR_*`, `ECONNRESET`, …). */
+  errors: new Map<string, number>(),
+  /** Connections (TCP sockets and pipe connections) open now, by engine. */
+  connectionsOpen: new Float64Array(ENGINES),
+  /** Connections accepted, by engine. */
+  accepted: new Float64Array(ENGINES),
+  /** Connections a limit refused or cut off, by {@link LIMITS}. */
+  limitCloses: new Float64Array(LIMITS.length),
+  /** Connections a deadline closed, by {@link DEADLINES}. */
+  deadlineCloses: new Float64Array(DEADLINES.length),
+};
+
+/** What the metrics read of a completion port. */
+export interface PortGauges {
+  readonly size: number;
+  readonly waiting: number;
+  readonly active: number;
+  readonly closed: boolean;
+}
+
+/** Every completion port of this loop, weakly held: the metrics sum their queues at scrape time. */
+export const livePorts = new Set<WeakRef<PortGauges>>();
+
+/** `a[i] += v` (a helper V8 inlines; the index is always in range). */
+export function add(a: Float64Array, i: number, v = 1): void {
+  a[i] = (a[i] as number) + v;
+}
+
+/** The engine label index of `engine` (computed once per handle). */
+export function engineIndex(engine: Engine): number {
+  return engine.name === 'node' ? 0 : engine.name === 'uring' ? 1 : 2;
+}
+
+/** An operation was posted on a handle of engine `e`, lending `requested` bytes of buffer. */
+export function countPosted(e: number, operation: Operation, requested: number): void {
+  add(counters.posted, e * OPERATIONS.length + OPERATION_INDEX[operation]);
+  add(counters.lentBytes, e, requested);
+}
+
+/** A posted operation's completion is being delivered. */
+export function countCompleted(e: number, ov: Overlapped<unknown>): void {
+  const slot = e * OPERATIONS.length + OPERATION_INDEX[ov.operation as Operation];
+  const error = ov.error;
+  let result = 0;
+  if (error !== null) {
+    const code = (error as { code?: unknown }).code;
+    result = error instanceof OverlappedError && code === 'OVL_ERR_ABORTED' ? 1 : 2;
+    if (result === 2) countError(typeof code === 'string' ? code : 'unknown');
+  }
+  add(counters.completed, slot * RESULTS.length + result);
+  add(counters.bytes, slot, ov.bytes);
+  add(counters.lentBytes, e, -ov.requested);
+}
+
+/** An error by its code (a Map update; errors are the rare path). */
+export function countError(code: string): void {
+  counters.errors.set(code, (counters.errors.get(code) ?? 0) + 1);
+}
+
+/** One batch of `size` completions reached the sink from engine `e`. */
+export function countBatch(e: number, size: number): void {
+  const bucket = size <= 1 ? 0 : Math.min(32 - Math.clz32(size - 1), BATCH_BUCKETS.length - 1);
+  // Past the last bound a batch goes only to +Inf (count), so the top bucket stays a true bound.
+  if (size <= (BATCH_BUCKETS[BATCH_BUCKETS.length - 1] as number)) {
+    add(counters.batchBuckets, e * BATCH_BUCKETS.length + bucket);
+  }
+  add(counters.batchSum, e, size);
+  add(counters.batchCount, e);
+}
+
+export function countLimitClose(limit: LimitName): void {
+  add(counters.limitCloses, LIMITS.indexOf(limit));
+}
