@@ -11,10 +11,13 @@ import {
 } from '../servers/echo/nonblocking-echo-server.js';
 import { descriptorLimit } from '../servers/rate-limited-log.js';
 import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js';
+import { serveMetrics } from './metrics-flag.js';
 import { explainOsError } from './os-error-hints.js';
 import {
   engineOption,
   hostOption,
+  type MetricsFlag,
+  metricsOption,
   type ProxyFlags,
   proxyListenOptions,
   proxyOptions,
@@ -25,6 +28,7 @@ import { runThreadedEcho } from './threaded-echo.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
 interface EchoFlags extends LogFlags, ProxyFlags {
+  metrics?: MetricsFlag;
   host: string;
   port: number;
   workers?: number;
@@ -120,7 +124,9 @@ export function createEchoCommand(): Command {
       'an acceptor thread and n worker threads, each with its own engine and completion port, serving the completion-port echo on the session framework (uring: threads; node: a cluster of processes)',
       (v: string) => parseIntegerFlag('--threads', v, 1, 64),
     );
-  for (const option of [...proxyOptions(), ...logOptions()]) command.addOption(option);
+  for (const option of [...proxyOptions(), metricsOption(), ...logOptions()]) {
+    command.addOption(option);
+  }
   return command.action(async (flags: EchoFlags) => {
     const proxy = proxyListenOptions(flags);
     if (flags.threads !== undefined) await runThreadedEcho({ ...flags, threads: flags.threads });
@@ -174,6 +180,7 @@ async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<voi
       ...(flags.proxyProtocol === undefined ? {} : { proxyProtocol: flags.proxyProtocol }),
     },
   });
+  const metrics = await serveMetrics(flags.metrics, logger);
   const limit = descriptorLimit();
   // Each connection is a descriptor; the process needs a few dozen of its own besides.
   if (limit !== null && flags.maxConnections + 64 > limit) {
@@ -184,7 +191,7 @@ async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<voi
   }
   await stopOnSignal(
     logger,
-    () => server.stop(),
+    metrics.stopping(() => server.stop()),
     () => ({ connections: server.connections }),
     () => ({
       // What the process let go of: all 0 after a clean drain.

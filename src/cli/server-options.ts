@@ -104,3 +104,33 @@ export function proxyListenOptions(flags: ProxyFlags): ProxyListenOptions {
     ...(flags.proxyFrom === undefined ? {} : { proxyFrom: flags.proxyFrom }),
   };
 }
+
+/** Where `--metrics` serves. */
+export interface MetricsFlag {
+  host: string;
+  port: number;
+}
+
+/**
+ * `--metrics [host:]port`: serve /metrics, /healthz and /readyz there
+ * (default off; a bare port listens on 127.0.0.1, `[::1]:9100` for IPv6).
+ */
+export function metricsOption(): Option {
+  return new Option(
+    '--metrics <[host:]port>',
+    'serve Prometheus /metrics, /healthz and /readyz (503 while draining) on this address (a bare port: 127.0.0.1)',
+  ).argParser(parseMetricsFlag);
+}
+
+export function parseMetricsFlag(value: string): MetricsFlag {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value);
+  const rawHost = m?.[1] ?? m?.[2] ?? '';
+  if (m === null || m[3] === undefined) {
+    throw new UserError(
+      `--metrics ${JSON.stringify(value)} is invalid: give a port (9100) or host:port (127.0.0.1:9100, [::1]:9100)`,
+    );
+  }
+  const port = parseIntegerFlag('--metrics port', m[3], 0, 65535);
+  const host = rawHost === '' ? '127.0.0.1' : parseHostFlag(rawHost);
+  return { host, port };
+}

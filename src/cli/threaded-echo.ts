@@ -11,6 +11,7 @@ const ECHO_HANDLERS = new URL('../servers/echo/session-echo-handlers.js', import
 
 export interface ThreadedEchoFlags extends LogFlags {
   proxyProtocol?: string;
+  metrics?: unknown;
   host: string;
   port: number;
   threads: number;
@@ -32,7 +33,7 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
       2,
     );
   }
-  refuseProxyWithThreads(flags.proxyProtocol);
+  refuseProxyWithThreads(flags.proxyProtocol, flags.metrics);
   const { logger } = await createLoggers(flags);
   let server: ThreadedSessionServer | ClusteredSessionServer;
   try {
@@ -106,7 +107,13 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
  * PROXY header names does not travel with them yet: refused rather than
  * served with the balancer's address in every log line.
  */
-export function refuseProxyWithThreads(proxyProtocol: string | undefined): void {
+export function refuseProxyWithThreads(proxyProtocol: string | undefined, metrics?: unknown): void {
+  if (metrics !== undefined) {
+    throw new UserError(
+      '--metrics is not available with --threads yet (each thread counts on its own): run one process per core instead (docs/deploy.md)',
+      2,
+    );
+  }
   if (proxyProtocol !== undefined) {
     throw new UserError(
       '--proxy-protocol is not available with --threads yet: run one process per core behind the balancer instead (docs/deploy.md)',
