@@ -49,8 +49,9 @@ function deliverOne(ov: Overlapped<unknown>): void {
   }
   const handle = ov.handle;
   if (handle !== null) {
-    countCompleted(handle.engineIndex, ov);
     handle.operationDone(ov);
+    // After operationDone: an abort a deadline caused counts as its OVL_ERR_TIMEOUT.
+    countCompleted(handle.engineIndex, ov);
   }
   const routine = ov.routine;
   if (routine !== null) {

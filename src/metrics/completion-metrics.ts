@@ -12,12 +12,17 @@
 import { collectDefaultMetrics, type Metric, Registry } from 'prom-client';
 import {
   BATCH_BUCKETS,
+  BYTES_AT,
+  COMPLETED_AT,
   counters,
   DEADLINES,
   ENGINE_LABELS,
+  HOT,
+  LENT_AT,
   LIMITS,
   livePorts,
   OPERATIONS,
+  POSTED_AT,
   RESULTS,
 } from '../core/counters.js';
 
@@ -54,7 +59,7 @@ function usedEngines(): number[] {
     let any =
       (counters.connectionsOpen[e] as number) !== 0 || (counters.accepted[e] as number) !== 0;
     for (let op = 0; op < OPERATIONS.length && !any; op++) {
-      any = (counters.posted[e * OPERATIONS.length + op] as number) > 0;
+      any = (HOT[POSTED_AT + e * OPERATIONS.length + op] as number) > 0;
     }
     if (any) used.push(e);
   }
@@ -80,9 +85,9 @@ function perOperation(value: (slot: number) => number): Sample[] {
   return samples;
 }
 
-function perEngine(values: Float64Array): Sample[] {
+function perEngine(values: Float64Array, at = 0): Sample[] {
   return usedEngines().map((e) => ({
-    value: values[e] as number,
+    value: values[at + e] as number,
     labels: { engine: ENGINE_LABELS[e] as string },
   }));
 }
@@ -90,7 +95,7 @@ function perEngine(values: Float64Array): Sample[] {
 function completedIn(slot: number): number {
   let n = 0;
   for (let r = 0; r < RESULTS.length; r++)
-    n += counters.completed[slot * RESULTS.length + r] as number;
+    n += HOT[COMPLETED_AT + slot * RESULTS.length + r] as number;
   return n;
 }
 
@@ -157,7 +162,7 @@ export function createMetricsRegistry(): Registry {
         const samples: Sample[] = [];
         eachOperation((slot, labels) => {
           RESULTS.forEach((result, r) => {
-            const value = counters.completed[slot * RESULTS.length + r] as number;
+            const value = HOT[COMPLETED_AT + slot * RESULTS.length + r] as number;
             samples.push({ value, labels: { ...labels, result } });
           });
         });
@@ -168,25 +173,25 @@ export function createMetricsRegistry(): Registry {
       'overlapped_operations_posted_total',
       'Operations posted, by engine and operation',
       'counter',
-      () => perOperation((slot) => counters.posted[slot] as number),
+      () => perOperation((slot) => HOT[POSTED_AT + slot] as number),
     ),
     new ScrapedMetric(
       'overlapped_operations_in_flight',
       'Operations posted whose completion has not been delivered yet',
       'gauge',
-      () => perOperation((slot) => (counters.posted[slot] as number) - completedIn(slot)),
+      () => perOperation((slot) => (HOT[POSTED_AT + slot] as number) - completedIn(slot)),
     ),
     new ScrapedMetric(
       'overlapped_completion_bytes_total',
       'Bytes moved by delivered completions, by engine and operation',
       'counter',
-      () => perOperation((slot) => counters.bytes[slot] as number),
+      () => perOperation((slot) => HOT[BYTES_AT + slot] as number),
     ),
     new ScrapedMetric(
       'overlapped_lent_bytes',
       'Bytes of buffers owned by pending operations (recv buffers, sends in flight): lent to the engine and kernel',
       'gauge',
-      () => perEngine(counters.lentBytes),
+      () => perEngine(HOT, LENT_AT),
     ),
     new ScrapedMetric(
       'overlapped_completion_batch_size',

@@ -109,6 +109,40 @@ describe('metrics of an echo server', () => {
     );
   });
 
+  test('refusals are counted by reason: a bad PROXY header, a server at its connection limit', async () => {
+    const guarded = await startEchoServer({ port: 0, proxyProtocol: 'v1', maxConnections: 1 });
+    try {
+      const before = (await scrape(metrics)).text;
+      const port = guarded.address.port;
+      const closed = (socket: net.Socket) =>
+        new Promise<void>((resolve) => {
+          socket.on('error', () => {});
+          socket.on('close', () => resolve());
+          socket.resume();
+        });
+      const bare = net.connect({ host: '127.0.0.1', port }, () => bare.write('GET /\r\n'));
+      await closed(bare);
+      const held = net.connect({ host: '127.0.0.1', port }, () =>
+        held.write('PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\nx'),
+      );
+      await new Promise((r) => held.once('data', r));
+      const extra = net.connect({ host: '127.0.0.1', port }, () =>
+        extra.write('PROXY TCP4 192.0.2.3 192.0.2.2 1 2\r\n'),
+      );
+      await closed(extra);
+      held.destroy();
+      const after = (await scrape(metrics)).text;
+      const delta = (name: string, labels: Record<string, string>) =>
+        sample(after, name, labels) - sample(before, name, labels);
+      assert.equal(delta('overlapped_connections_refused_total', { reason: 'proxy_header' }), 1);
+      assert.equal(delta('overlapped_errors_total', { code: 'OVL_ERR_PROXY_HEADER' }), 1);
+      assert.equal(delta('overlapped_connections_refused_total', { reason: 'max_connections' }), 1);
+      assert.equal(delta('overlapped_limit_closes_total', { limit: 'max_connections' }), 1);
+    } finally {
+      await guarded.stop({ deadlineMs: 1000 });
+    }
+  });
+
   test('the scrape passes promtool check metrics', async (t) => {
     if (promtoolMissing !== undefined) {
       t.skip(promtoolMissing);
