@@ -24,6 +24,7 @@ import {
   OPERATIONS,
   POSTED_AT,
   RESULTS,
+  RETURNED_AT,
 } from '../core/counters.js';
 
 type Labels = Record<string, string | number>;
@@ -85,9 +86,9 @@ function perOperation(value: (slot: number) => number): Sample[] {
   return samples;
 }
 
-function perEngine(values: Float64Array, at = 0): Sample[] {
+function perEngine(values: Float64Array): Sample[] {
   return usedEngines().map((e) => ({
-    value: values[at + e] as number,
+    value: values[e] as number,
     labels: { engine: ENGINE_LABELS[e] as string },
   }));
 }
@@ -191,7 +192,15 @@ export function createMetricsRegistry(): Registry {
       'overlapped_lent_bytes',
       'Bytes of buffers owned by pending operations (recv buffers, sends in flight): lent to the engine and kernel',
       'gauge',
-      () => perEngine(HOT, LENT_AT),
+      () =>
+        usedEngines().map((e) => {
+          let lent = 0;
+          for (let op = 0; op < OPERATIONS.length; op++) {
+            const slot = e * OPERATIONS.length + op;
+            lent += (HOT[LENT_AT + slot] as number) - (HOT[RETURNED_AT + slot] as number);
+          }
+          return { value: lent, labels: { engine: ENGINE_LABELS[e] as string } };
+        }),
     ),
     new ScrapedMetric(
       'overlapped_completion_batch_size',

@@ -126,6 +126,11 @@ describe('metrics of an echo server', () => {
         held.write('PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\nx'),
       );
       await new Promise((r) => held.once('data', r));
+      // The held connection's recv is posted with its 8 KiB buffer: lent until it completes.
+      const during = (await scrape(metrics)).text;
+      assert.ok(sample(during, 'overlapped_lent_bytes', {}) >= 8192);
+      assert.ok(sample(during, 'overlapped_connections_open', {}) >= 1);
+      assert.ok(sample(during, 'overlapped_operations_in_flight', { operation: 'recv' }) >= 1);
       const extra = net.connect({ host: '127.0.0.1', port }, () =>
         extra.write('PROXY TCP4 192.0.2.3 192.0.2.2 1 2\r\n'),
       );
