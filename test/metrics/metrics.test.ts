@@ -250,67 +250,79 @@ scrape_configs:
   });
 });
 
-/** Reads the child's JSON log lines until one matches. */
-function logLine(
-  child: ReturnType<typeof spawnCli>,
-  match: (line: Record<string, unknown>) => boolean,
-  timeoutMs = 10_000,
-): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    let buffered = '';
-    const timer = setTimeout(
-      () => reject(new Error(`no such log line; got: ${buffered}`)),
-      timeoutMs,
-    );
-    const onData = (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (const text of buffered.split('\n')) {
-        if (!text.startsWith('{')) continue;
-        try {
-          const line = JSON.parse(text) as Record<string, unknown>;
-          if (match(line)) {
-            clearTimeout(timer);
-            child.stdout.off('data', onData);
-            resolve(line);
-            return;
-          }
-        } catch {
-          // A partial line: the rest comes with the next chunk.
+/** A CLI child's JSON log lines as they come, its exit, and a wait for a line that matches. */
+function watch(child: ReturnType<typeof spawnCli>) {
+  const lines: Record<string, unknown>[] = [];
+  let partial = '';
+  const waiters: {
+    match: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }[] = [];
+  child.stdout.on('data', (chunk: Buffer) => {
+    const texts = (partial + chunk.toString()).split('\n');
+    partial = texts.pop() ?? '';
+    for (const text of texts) {
+      if (!text.startsWith('{')) continue;
+      const line = JSON.parse(text) as Record<string, unknown>;
+      lines.push(line);
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        const w = waiters[i] as (typeof waiters)[number];
+        if (w.match(line)) {
+          waiters.splice(i, 1);
+          w.resolve(line);
         }
       }
-    };
-    child.stdout.on('data', onData);
+    }
   });
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  return {
+    exited,
+    line(match: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000) {
+      const seen = lines.find(match);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise<Record<string, unknown>>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no such log line; got: ${JSON.stringify(lines)}`)),
+          timeoutMs,
+        );
+        waiters.push({
+          match,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        });
+      });
+    },
+  };
 }
 
 describe('metrics on the command line', () => {
   test('echo --metrics: /readyz is 503 from the start of the stop while a busy client drains', async () => {
     const child = spawnCli(['echo', '--port', '0', '--metrics', '0', '--log-format', 'json']);
+    const server = watch(child);
     try {
-      const started = await logLine(
-        child,
+      const started = await server.line(
         (l) => typeof l.port === 'number' && String(l.msg).includes('listening'),
       );
-      const metricsLine = await logLine(child, (l) => typeof l.metrics === 'string');
+      const metricsLine = await server.line((l) => typeof l.metrics === 'string');
       const base = String(metricsLine.metrics).replace(/\/metrics$/, '');
       assert.equal((await fetch(`${base}/readyz`)).status, 200);
-      // A client that never goes quiet keeps the drain going until the stop deadline.
-      const busy = net.connect({ host: '127.0.0.1', port: started.port as number });
-      busy.on('error', () => {});
-      busy.resume();
-      const pump = setInterval(() => busy.write('x'.repeat(100)), 5);
-      await new Promise((r) => busy.once('connect', r));
-      const stopping = logLine(child, (l) => l.msg === 'stopping');
+      // A client that sends 16 MiB and never reads keeps the drain going until the stop deadline.
+      const hog = net.connect({ host: '127.0.0.1', port: started.port as number });
+      hog.on('error', () => {});
+      await new Promise((r) => hog.once('connect', r));
+      hog.pause();
+      hog.write(Buffer.alloc(16 * 1024 * 1024, 5));
+      await new Promise((r) => setTimeout(r, 300));
       child.kill('SIGTERM');
-      await stopping;
+      await server.line((l) => l.msg === 'stopping');
       const ready = await fetch(`${base}/readyz`);
       assert.equal(ready.status, 503);
       assert.equal(await ready.text(), 'draining\n');
       assert.equal((await fetch(`${base}/healthz`)).status, 200, 'still live while draining');
-      clearInterval(pump);
-      busy.destroy();
-      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-      assert.equal(code, 0);
+      hog.destroy();
+      assert.equal(await server.exited, 0);
     } finally {
       child.kill('SIGKILL');
     }
@@ -327,8 +339,9 @@ describe('metrics on the command line', () => {
       '--log-format',
       'json',
     ]);
+    const server = watch(child);
     try {
-      const metricsLine = await logLine(child, (l) => typeof l.metrics === 'string');
+      const metricsLine = await server.line((l) => typeof l.metrics === 'string');
       const client = spawnCli(['pipe-client', '--name', name, 'hello']);
       const code = await new Promise<number | null>((resolve) => client.once('close', resolve));
       assert.equal(code, 0);
@@ -343,7 +356,7 @@ describe('metrics on the command line', () => {
       assert.equal(sample(text, 'overlapped_connections_accepted_total', {}), 1);
     } finally {
       child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('close', resolve));
+      await server.exited;
     }
   });
 });
