@@ -8,7 +8,7 @@
  * once; whatever cannot run is skipped with its reason printed, never silently.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ECHO_MODELS, type EchoModel } from '../src/servers/echo/echo-models.js';
 import { buildCPeer, CACHE_DIR, lastLine, ROOT } from './c-build.js';
@@ -180,11 +180,25 @@ export function serverCatalogue(): ServerSpec[] {
     ),
     optIn: true,
   }));
+  // The metrics endpoint on (its counters are always counted; this adds the HTTP server).
+  const metrics = ENGINES.map((engine) => ({
+    ...overlappedVariant(
+      engine,
+      DEFAULT_MODEL,
+      '-metrics',
+      `overlapped echo --engine ${engine} --metrics 127.0.0.1:0 (only when named)`,
+      ['--metrics', '127.0.0.1:0'],
+    ),
+    optIn: true,
+  }));
+  const base = ENGINES.map(baseVariant);
   return [
     ...overlapped,
     ...pooled,
     ...lean,
     ...nagle,
+    ...metrics,
+    ...base,
     nodePeer(),
     cPeer(C_BASELINE, 'epoll-echo', 'C epoll echo (bench/peers/epoll-echo.c, built with cc -O2)'),
     cPeer(
@@ -195,6 +209,36 @@ export function serverCatalogue(): ServerSpec[] {
     ),
     bunPeer(),
   ];
+}
+
+/**
+ * The default echo from another build of overlapped (`OVERLAPPED_BENCH_BASE`:
+ * a directory holding its built dist/), to measure a change against the
+ * commit before it in the same run, under the same load.
+ */
+function baseVariant(engine: EngineName): ServerSpec {
+  const variant = overlappedVariant(
+    engine,
+    DEFAULT_MODEL,
+    '-base',
+    `overlapped echo --engine ${engine} from the build in $OVERLAPPED_BENCH_BASE (only when named)`,
+  );
+  const main = () => join(process.env.OVERLAPPED_BENCH_BASE ?? '', 'dist/src/cli/main.js');
+  return {
+    ...variant,
+    optIn: true,
+    prepare: async () => {
+      if (process.env.OVERLAPPED_BENCH_BASE === undefined) {
+        return 'OVERLAPPED_BENCH_BASE is not set: point it at a directory with another build';
+      }
+      return existsSync(main()) ? undefined : `${main()} does not exist: build it first`;
+    },
+    launch: (port) => {
+      const launch = variant.launch(port);
+      const at = launch.args.indexOf(join(ROOT, 'dist/src/cli/main.js'));
+      return { ...launch, args: launch.args.map((a, i) => (i === at ? main() : a)) };
+    },
+  };
 }
 
 function nodePeer(): ServerSpec {

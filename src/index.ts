@@ -48,6 +48,15 @@ export {
   type PipeListenOptions,
 } from './core/pipe-listener.js';
 export { DEFAULT_PIPE_NAME, pipeDirectory, resolvePipeName } from './core/pipe-name.js';
+export { DEFAULT_PROXY_TIMEOUT_MS, type ProxyErrorHandler } from './core/proxy/proxy-acceptor.js';
+export {
+  type ProxyHeader,
+  ProxyHeaderParser,
+  type ProxyParseState,
+  type ProxyProtocol,
+  V1_MAX_BYTES,
+  V2_MAX_BYTES,
+} from './core/proxy/proxy-header.js';
 export { DEFAULT_BACKLOG, type ListenOptions, TcpListener } from './core/tcp-listener.js';
 export {
   type ConnectOptions,

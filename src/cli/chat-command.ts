@@ -6,12 +6,25 @@ import type { ClusteredSessionServer } from '../threads/clustered-session-server
 import { startSessionThreads } from '../threads/start-session-threads.js';
 import type { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { createLoggers, type LogFlags, logOptions } from './logging.js';
+import { serveMetrics } from './metrics-flag.js';
 import { explainOsError } from './os-error-hints.js';
-import { engineOption, hostOption, quietOption, timeoutOption } from './server-options.js';
+import {
+  engineOption,
+  hostOption,
+  type MetricsFlag,
+  metricsOption,
+  type ProxyFlags,
+  proxyListenOptions,
+  proxyOptions,
+  quietOption,
+  timeoutOption,
+} from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
+import { refuseProxyWithThreads } from './threaded-echo.js';
 import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
 
-interface ChatFlags extends LogFlags {
+interface ChatFlags extends LogFlags, ProxyFlags {
+  metrics?: MetricsFlag;
   host: string;
   port: number;
   maxQueue: number;
@@ -69,9 +82,13 @@ export function createChatCommand(): Command {
       'an acceptor thread and n worker threads, each with its own engine and port; lines reach the clients of every worker (uring: threads; node: a cluster of processes)',
       (v: string) => parseIntegerFlag('--threads', v, 1, 64),
     );
-  for (const option of logOptions()) command.addOption(option);
+  for (const option of [...proxyOptions(), metricsOption(), ...logOptions()]) {
+    command.addOption(option);
+  }
   return command.action(async (flags: ChatFlags) => {
+    const proxy = proxyListenOptions(flags);
     if (flags.threads !== undefined) {
+      refuseProxyWithThreads(flags.proxyProtocol, flags.metrics);
       await runThreadedChat({ ...flags, threads: flags.threads });
       return;
     }
@@ -89,6 +106,7 @@ export function createChatCommand(): Command {
         idleTimeoutMs: flags.idleTimeout,
         writeTimeoutMs: flags.writeTimeout,
         logger: clientLogger,
+        ...proxy,
       });
     } catch (err) {
       throw explainOsError(err, flags.host, flags.port);
@@ -98,9 +116,10 @@ export function createChatCommand(): Command {
       { address, port, engine: choice.engine.name, maxQueue: flags.maxQueue },
       `chat relay listening on ${address}:${port} (engine ${choice.engine.name}: ${choice.reason})`,
     );
+    const metrics = await serveMetrics(flags.metrics, logger);
     await stopOnSignal(
       logger,
-      () => server.stop(),
+      metrics.stopping(() => server.stop()),
       () => ({ clients: server.clients }),
       () => ({ pending: server.clients }),
     );

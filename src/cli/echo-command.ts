@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import type { ProxyListenOptions } from '../core/tcp-listener.js';
 import { chooseEngine } from '../engines/select.js';
 import { DEFAULT_MAX_THREADS } from '../models/blocking.js';
 import { BlockingEchoServer } from '../servers/echo/blocking-echo-server.js';
@@ -10,13 +11,25 @@ import {
 } from '../servers/echo/nonblocking-echo-server.js';
 import { descriptorHeadroom } from '../servers/rate-limited-log.js';
 import { createLoggers, type LogFlags, logOptions, logStart } from './logging.js';
+import { serveMetrics } from './metrics-flag.js';
 import { explainOsError } from './os-error-hints.js';
-import { engineOption, hostOption, quietOption, timeoutOption } from './server-options.js';
+import {
+  engineOption,
+  hostOption,
+  type MetricsFlag,
+  metricsOption,
+  type ProxyFlags,
+  proxyListenOptions,
+  proxyOptions,
+  quietOption,
+  timeoutOption,
+} from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { runThreadedEcho } from './threaded-echo.js';
 import { parseIntegerFlag, parsePortFlag } from './user-error.js';
 
-interface EchoFlags extends LogFlags {
+interface EchoFlags extends LogFlags, ProxyFlags {
+  metrics?: MetricsFlag;
   host: string;
   port: number;
   workers?: number;
@@ -114,14 +127,17 @@ export function createEchoCommand(): Command {
       'an acceptor thread and n worker threads, each with its own engine and completion port, serving the completion-port echo on the session framework (uring: threads; node: a cluster of processes)',
       (v: string) => parseIntegerFlag('--threads', v, 1, 64),
     );
-  for (const option of logOptions()) command.addOption(option);
+  for (const option of [...proxyOptions(), metricsOption(), ...logOptions()]) {
+    command.addOption(option);
+  }
   return command.action(async (flags: EchoFlags) => {
+    const proxy = proxyListenOptions(flags);
     if (flags.threads !== undefined) await runThreadedEcho({ ...flags, threads: flags.threads });
-    else await runEcho(flags);
+    else await runEcho(flags, proxy);
   });
 }
 
-async function runEcho(flags: EchoFlags): Promise<void> {
+async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<void> {
   const { logger, connectionLogger } = await createLoggers(flags);
   let choice: ReturnType<typeof chooseEngine>;
   let server: EchoService;
@@ -140,6 +156,7 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       idleTimeoutMs: flags.idleTimeout,
       writeTimeoutMs: flags.writeTimeout,
       logger: connectionLogger,
+      ...proxy,
       ...(flags.maxThreads === undefined ? {} : { maxThreads: flags.maxThreads }),
       ...(flags.sweepInterval === undefined ? {} : { sweepIntervalMs: flags.sweepInterval }),
     });
@@ -152,6 +169,9 @@ async function runEcho(flags: EchoFlags): Promise<void> {
     where: { address, port },
     details: [
       `${describeModel(flags.model, server)}${flags.pooled ? ', pooled receives (--pooled)' : ''}`,
+      ...(flags.proxyProtocol === undefined
+        ? []
+        : [`PROXY protocol ${flags.proxyProtocol} required`]),
     ],
     choice,
     fields: {
@@ -160,13 +180,15 @@ async function runEcho(flags: EchoFlags): Promise<void> {
       model: flags.model,
       bufferSize: flags.bufferSize,
       pooled: flags.pooled === true,
+      ...(flags.proxyProtocol === undefined ? {} : { proxyProtocol: flags.proxyProtocol }),
     },
   });
+  const metrics = await serveMetrics(flags.metrics, logger);
   const headroom = descriptorHeadroom(flags.maxConnections);
   if (headroom !== null) logger.warn(headroom.fields, headroom.message);
   await stopOnSignal(
     logger,
-    () => server.stop(),
+    metrics.stopping(() => server.stop()),
     () => ({ connections: server.connections }),
     () => ({
       // What the process let go of: all 0 after a clean drain.

@@ -6,11 +6,19 @@ import { chooseEngine, type EngineName } from '../engines/select.js';
 import { PipeClient } from '../servers/pipe/pipe-client.js';
 import { PIPE_DEFAULTS, PipeServer } from '../servers/pipe/pipe-server.js';
 import { createLoggers, type LogFlags, logOptions, logStart, plural } from './logging.js';
-import { engineOption, quietOption, timeoutOption } from './server-options.js';
+import { serveMetrics } from './metrics-flag.js';
+import {
+  engineOption,
+  type MetricsFlag,
+  metricsOption,
+  quietOption,
+  timeoutOption,
+} from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { parseIntegerFlag, UserError } from './user-error.js';
 
 interface PipeServerFlags extends LogFlags {
+  metrics?: MetricsFlag;
   name: string;
   instances?: number;
   maxMessage: number;
@@ -162,7 +170,8 @@ export function createPipeServerCommand(): Command {
       ),
     )
     .addOption(engineOption())
-    .addOption(quietOption());
+    .addOption(quietOption())
+    .addOption(metricsOption());
   for (const option of logOptions()) command.addOption(option);
   return command.action(async (flags: PipeServerFlags) => {
     await runPipeServer(flags);
@@ -200,9 +209,10 @@ async function runPipeServer(flags: PipeServerFlags): Promise<void> {
     choice,
     fields: { path: server.path, mode: flags.mode, instances, maxMessage: flags.maxMessage },
   });
+  const metrics = await serveMetrics(flags.metrics, logger);
   await stopOnSignal(
     logger,
-    () => server.stop(),
+    metrics.stopping(() => server.stop()),
     () => ({ instances: server.instances }),
     () => ({
       transactions: server.transactions,

@@ -5,6 +5,10 @@
 import { isIP } from 'node:net';
 import { Option } from 'commander';
 import { hostProblem, isValidHost } from '../core/host-address.js';
+import { DEFAULT_PROXY_TIMEOUT_MS } from '../core/proxy/proxy-acceptor.js';
+import { PROXY_PROTOCOLS, type ProxyProtocol } from '../core/proxy/proxy-header.js';
+import { SourceAllowList } from '../core/proxy/source-allow-list.js';
+import type { ProxyListenOptions } from '../core/tcp-listener.js';
 import { ENGINE_NAMES } from '../engines/select.js';
 import { parseIntegerFlag, UserError } from './user-error.js';
 
@@ -55,4 +59,89 @@ export function quietOption(): Option {
     '--quiet',
     'no log line per connect and disconnect; start, stop and warnings still show',
   );
+}
+
+/** The flags {@link proxyOptions} adds. */
+export interface ProxyFlags {
+  proxyProtocol?: ProxyProtocol;
+  proxyTimeout?: number;
+  proxyFrom?: string[];
+}
+
+/**
+ * `--proxy-protocol v1|v2|any`, `--proxy-timeout <ms>`, `--proxy-from
+ * CIDR,…`: the PROXY protocol on a TCP server's listener (docs/deploy.md).
+ */
+export function proxyOptions(): Option[] {
+  return [
+    new Option(
+      '--proxy-protocol <version>',
+      'every connection begins with a PROXY protocol header from a load balancer (HAProxy send-proxy: v1, send-proxy-v2: v2, or any); logs and remoteAddress name the client it gives',
+    ).choices(PROXY_PROTOCOLS),
+    new Option(
+      '--proxy-timeout <ms>',
+      `with --proxy-protocol: reset a connection whose header is not complete this long after the accept (default: ${DEFAULT_PROXY_TIMEOUT_MS})`,
+    ).argParser((v: string) => parseIntegerFlag('--proxy-timeout', v, 1, 600_000)),
+    new Option(
+      '--proxy-from <cidrs>',
+      'with --proxy-protocol: only these networks may connect (the balancers), e.g. 10.0.0.0/8,192.0.2.7 (default: any)',
+    ).argParser(parseProxyFrom),
+  ];
+}
+
+function parseProxyFrom(value: string): string[] {
+  const networks = value.split(',').map((s) => s.trim());
+  try {
+    new SourceAllowList(networks);
+  } catch (err) {
+    throw new UserError(`--proxy-from: ${(err as Error).message}`);
+  }
+  return networks;
+}
+
+/** The ListenOptions of the proxy flags; refuses the timeout or allow-list without the protocol. */
+export function proxyListenOptions(flags: ProxyFlags): ProxyListenOptions {
+  if (flags.proxyProtocol === undefined) {
+    if (flags.proxyTimeout !== undefined || flags.proxyFrom !== undefined) {
+      throw new UserError(
+        '--proxy-timeout and --proxy-from apply only with --proxy-protocol v1|v2|any',
+      );
+    }
+    return {};
+  }
+  return {
+    proxyProtocol: flags.proxyProtocol,
+    ...(flags.proxyTimeout === undefined ? {} : { proxyTimeoutMs: flags.proxyTimeout }),
+    ...(flags.proxyFrom === undefined ? {} : { proxyFrom: flags.proxyFrom }),
+  };
+}
+
+/** Where `--metrics` serves. */
+export interface MetricsFlag {
+  host: string;
+  port: number;
+}
+
+/**
+ * `--metrics [host:]port`: serve /metrics, /healthz and /readyz there
+ * (default off; a bare port listens on 127.0.0.1, `[::1]:9100` for IPv6).
+ */
+export function metricsOption(): Option {
+  return new Option(
+    '--metrics <[host:]port>',
+    'serve Prometheus /metrics, /healthz and /readyz (503 while draining) on this address (a bare port: 127.0.0.1)',
+  ).argParser(parseMetricsFlag);
+}
+
+export function parseMetricsFlag(value: string): MetricsFlag {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(value) ?? /^()()(\d+)$/.exec(value);
+  const rawHost = m?.[1] ?? m?.[2] ?? '';
+  if (m === null || m[3] === undefined) {
+    throw new UserError(
+      `--metrics ${JSON.stringify(value)} is invalid: give a port (9100) or host:port (127.0.0.1:9100, [::1]:9100)`,
+    );
+  }
+  const port = parseIntegerFlag('--metrics port', m[3], 0, 65535);
+  const host = rawHost === '' ? '127.0.0.1' : parseHostFlag(rawHost);
+  return { host, port };
 }

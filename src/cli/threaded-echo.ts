@@ -10,6 +10,8 @@ import { UserError } from './user-error.js';
 const ECHO_HANDLERS = new URL('../servers/echo/session-echo-handlers.js', import.meta.url);
 
 export interface ThreadedEchoFlags extends LogFlags {
+  proxyProtocol?: string;
+  metrics?: unknown;
   host: string;
   port: number;
   threads: number;
@@ -31,6 +33,7 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
       2,
     );
   }
+  refuseProxyWithThreads(flags.proxyProtocol, flags.metrics);
   const { logger } = await createLoggers(flags);
   let server: ThreadedSessionServer | ClusteredSessionServer;
   try {
@@ -96,5 +99,25 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
   if (server.failure !== null) {
     await server.stop();
     throw new UserError(`a worker thread failed: ${server.failure.message}`, 1);
+  }
+}
+
+/**
+ * The acceptor thread hands raw descriptors to the workers, and the client a
+ * PROXY header names does not travel with them yet: refused rather than
+ * served with the balancer's address in every log line.
+ */
+export function refuseProxyWithThreads(proxyProtocol: string | undefined, metrics?: unknown): void {
+  if (metrics !== undefined) {
+    throw new UserError(
+      '--metrics is not available with --threads yet (each thread counts on its own): run one process per core instead (docs/deploy.md)',
+      2,
+    );
+  }
+  if (proxyProtocol !== undefined) {
+    throw new UserError(
+      '--proxy-protocol is not available with --threads yet: run one process per core behind the balancer instead (docs/deploy.md)',
+      2,
+    );
   }
 }

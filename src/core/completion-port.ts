@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { livePorts } from './counters.js';
 import { check, OverlappedError, UsageError } from './errors.js';
 import type { Handle } from './handle.js';
 import type { Overlapped } from './overlapped.js';
@@ -91,6 +92,7 @@ export class CompletionPort<K = unknown, T = unknown> implements AsyncIterable<C
       `concurrency must be a whole number >= 1, got ${String(concurrency)}`,
     );
     this.concurrency = concurrency;
+    livePorts.add(new WeakRef(this));
   }
 
   /** Entries queued and not yet dequeued. */

@@ -1,6 +1,7 @@
 import type { Engine, EngineRequest, EngineStream } from '../engines/contract.js';
 import { queueCompletionRoutine } from './apc.js';
 import { Completion, type CompletionPort } from './completion-port.js';
+import { countBatch, countCompleted, engineIndex } from './counters.js';
 import { OverlappedError } from './errors.js';
 import type { Overlapped } from './overlapped.js';
 
@@ -47,7 +48,11 @@ function deliverOne(ov: Overlapped<unknown>): void {
     return;
   }
   const handle = ov.handle;
-  if (handle !== null) handle.operationDone(ov);
+  if (handle !== null) {
+    handle.operationDone(ov);
+    // After operationDone: an abort a deadline caused counts as its OVL_ERR_TIMEOUT.
+    countCompleted(handle.engineIndex, ov);
+  }
   const routine = ov.routine;
   if (routine !== null) {
     ov.routine = null;
@@ -100,7 +105,11 @@ const attached = new WeakSet<Engine>();
 export function attachEngine(engine: Engine): void {
   if (attached.has(engine)) return;
   attached.add(engine);
-  engine.setSink(deliver);
+  const e = engineIndex(engine);
+  engine.setSink((batch) => {
+    countBatch(e, batch.length);
+    deliver(batch);
+  });
 }
 
 const deferred: Overlapped<unknown>[] = [];

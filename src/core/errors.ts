@@ -134,6 +134,21 @@ export const ERROR_CODES = {
     message:
       'a deadline passed (idle, read progress or write progress): the server closed the connection; raise --idle-timeout, --read-timeout or --write-timeout if the client is legitimately slow',
   },
+  OVL_ERR_PROXY_HEADER: {
+    win32: { name: 'ERROR_INVALID_DATA', code: 13 },
+    message:
+      'the connection did not begin with a valid PROXY protocol header (--proxy-protocol): the server closed it; check that the load balancer sends the version the server expects (send-proxy for v1, send-proxy-v2 for v2)',
+  },
+  OVL_ERR_PROXY_TIMEOUT: {
+    win32: { name: 'WSAETIMEDOUT', code: 10060 },
+    message:
+      'no complete PROXY protocol header arrived within --proxy-timeout: the server closed the connection; a client reached the port without the load balancer, or the balancer does not send the header',
+  },
+  OVL_ERR_PROXY_SOURCE: {
+    win32: { name: 'WSAEACCES', code: 10013 },
+    message:
+      "a connection came from an address outside --proxy-from: only the listed load balancers may send a PROXY header, so the server closed it; add the balancer's network to --proxy-from",
+  },
   OVL_ERR_INTERNAL: {
     win32: { name: 'ERROR_INTERNAL_ERROR', code: 1359 },
     message: 'internal error: an engine broke its contract (please report this)',

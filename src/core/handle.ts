@@ -1,6 +1,7 @@
 import type { Engine } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
 import type { CompletionPort } from './completion-port.js';
+import { add, counters, countPosted, engineIndex } from './counters.js';
 import { check, OverlappedError } from './errors.js';
 import type { Operation, Overlapped } from './overlapped.js';
 
@@ -18,6 +19,8 @@ import type { Operation, Overlapped } from './overlapped.js';
 export abstract class Handle {
   /** @internal */
   readonly engine: Engine;
+  /** @internal The engine's label index in the counters. */
+  readonly engineIndex: number;
   #port: CompletionPort<unknown, unknown> | null = null;
   #key: unknown;
   #closed = false;
@@ -27,6 +30,7 @@ export abstract class Handle {
 
   protected constructor(engine: Engine) {
     this.engine = engine;
+    this.engineIndex = engineIndex(engine);
   }
 
   /** The port this handle is associated with, or null. */
@@ -81,6 +85,7 @@ export abstract class Handle {
     check(!this.#closed, 'OVL_ERR_HANDLE_CLOSED');
     ov.begin(operation, this, requested, routine);
     this.#pending++;
+    countPosted(this.engineIndex, operation, requested);
   }
 
   /**
@@ -90,6 +95,8 @@ export abstract class Handle {
    * pending operation says why (`OVL_ERR_TIMEOUT`).
    */
   failPendingWith(error: OverlappedError): void {
+    if (error.code === 'OVL_ERR_TIMEOUT' && this.#abortError === null)
+      add(counters.deadlineCloses, 0);
     this.#abortError = error;
   }
 

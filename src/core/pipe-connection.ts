@@ -17,6 +17,7 @@
  */
 import type { Engine, EngineOption, EngineStream } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
+import { add, counters } from './counters.js';
 import { attachEngine, completeLater, deliverInBatch, InternalRequest } from './delivery.js';
 import { resolveEngine } from './engine-option.js';
 import {
@@ -194,6 +195,7 @@ export class PipeConnection extends Handle {
     options: PipeConnectionOptions = {},
   ) {
     super(engine);
+    add(counters.connectionsOpen, this.engineIndex);
     const { mode, maxMessage } = pipeSettings(options);
     this.mode = mode;
     this.maxMessage = maxMessage;
@@ -408,6 +410,12 @@ export class PipeConnection extends Handle {
     this.markClosed();
     this.#abortReads();
     this.#stream.close(true);
+  }
+
+  protected override markClosed(): boolean {
+    if (!super.markClosed()) return false;
+    add(counters.connectionsOpen, this.engineIndex, -1);
+    return true;
   }
 
   /** @internal */

@@ -4,6 +4,7 @@ import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Engine, EngineListener, EngineOption } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
+import { add, counters } from './counters.js';
 import { attachEngine, InternalRequest } from './delivery.js';
 import { resolveEngine } from './engine-option.js';
 import { check, OsError, OverlappedError } from './errors.js';
@@ -184,6 +185,7 @@ export class PipeListener extends Handle {
     const stream = ov.result;
     if (stream !== null) {
       ov.result = null;
+      add(counters.accepted, this.engineIndex);
       ov.pipe = PipeConnection.fromStream(this.engine, stream, this.path, this.#options);
     }
   }

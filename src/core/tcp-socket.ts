@@ -7,12 +7,14 @@ import {
   WOULD_BLOCK,
 } from '../engines/contract.js';
 import type { CompletionRoutine } from './apc.js';
+import { add, counters } from './counters.js';
 import { attachEngine, completeLater } from './delivery.js';
 import { resolveEngine } from './engine-option.js';
 import { check, OverlappedError, UsageError } from './errors.js';
 import { Handle } from './handle.js';
 import { checkHost } from './host-address.js';
 import type { Overlapped } from './overlapped.js';
+import type { ProxyHeader } from './proxy/proxy-header.js';
 
 /** Default cap on bytes of sends posted and not yet completed, per socket. */
 export const DEFAULT_MAX_PENDING_SEND_BYTES = 1024 * 1024;
@@ -73,19 +75,32 @@ export class TcpSocket extends Handle {
   readonly #stream: EngineStream;
   readonly maxPendingSendBytes: number;
   #pendingSendBytes = 0;
+  readonly #proxy: ProxyHeader | null;
 
   /**
    * @internal An accepted connection (TcpListener). Private constructor and a
    * stripped factory: the published types show no way to construct a socket.
    */
-  static fromStream(engine: Engine, stream: EngineStream, options: SocketOptions): TcpSocket {
-    return new TcpSocket(engine, stream, options);
+  static fromStream(
+    engine: Engine,
+    stream: EngineStream,
+    options: SocketOptions,
+    proxy: ProxyHeader | null = null,
+  ): TcpSocket {
+    return new TcpSocket(engine, stream, options, proxy);
   }
 
   /** Sockets come from `accept` or {@link TcpSocket.connect}. */
-  private constructor(engine: Engine, stream: EngineStream, options: SocketOptions = {}) {
+  private constructor(
+    engine: Engine,
+    stream: EngineStream,
+    options: SocketOptions = {},
+    proxy: ProxyHeader | null = null,
+  ) {
     super(engine);
     this.#stream = stream;
+    this.#proxy = proxy;
+    add(counters.connectionsOpen, this.engineIndex);
     const max = options.maxPendingSendBytes ?? DEFAULT_MAX_PENDING_SEND_BYTES;
     check(
       Number.isSafeInteger(max) && max >= 1,
@@ -138,8 +153,25 @@ export class TcpSocket extends Handle {
     return this.#stream.localEndpoint;
   }
 
+  /**
+   * The peer: the client named by the PROXY header when the listener reads
+   * one (`proxyProtocol`) and it names one, else the connection's own peer.
+   */
   get remoteAddress(): Endpoint | null {
-    return this.#stream.remoteEndpoint;
+    return this.#proxy?.source ?? this.#stream.remoteEndpoint;
+  }
+
+  /**
+   * The load balancer the connection came through (the TCP peer) when the
+   * listener read a PROXY header for it; null otherwise.
+   */
+  get proxiedBy(): Endpoint | null {
+    return this.#proxy === null ? null : this.#stream.remoteEndpoint;
+  }
+
+  /** The PROXY header the connection began with (its version, command, source and destination), or null. */
+  get proxyHeader(): ProxyHeader | null {
+    return this.#proxy;
   }
 
   /** Turns TCP_NODELAY on or off (see {@link SocketOptions.noDelay}). */
@@ -287,6 +319,12 @@ export class TcpSocket extends Handle {
 
   protected cancelPending(ov: Overlapped<unknown> | null): boolean {
     return this.#stream.cancel(ov);
+  }
+
+  protected override markClosed(): boolean {
+    if (!super.markClosed()) return false;
+    add(counters.connectionsOpen, this.engineIndex, -1);
+    return true;
   }
 
   /**

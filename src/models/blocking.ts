@@ -20,8 +20,10 @@
  * export is `(socket: BlockingSocket, options) => void`, and it runs
  * synchronously; `options` is `handlerOptions`, copied to each thread.
  */
+
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { countLimitClose } from '../core/counters.js';
 import {
   checkTimeouts,
   Deadline,
@@ -242,6 +244,7 @@ export class ThreadPerConnectionServer {
       }
       if (this.#busy >= this.maxConnections) {
         this.refused++;
+        countLimitClose('max_connections');
         this.#logger?.warn(
           { peer: describe(socket.remoteAddress), maxConnections: this.maxConnections },
           'connection refused: at maxConnections',

@@ -9,6 +9,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import type { ProxyErrorHandler } from '../core/proxy/proxy-acceptor.js';
 
 /** At most one summary line per kind in this many ms. */
 export const SUMMARY_INTERVAL_MS = 5000;
@@ -120,6 +121,17 @@ export function descriptorHeadroom(
     fields: { maxConnections, limit, open: own - 16 },
     message: `--max-connections ${maxConnections} is more than this process's descriptor limit allows (ulimit -n ${limit}): ${room === 0 ? 'accepting fails with EMFILE from the first connection' : `past about ${room} connections accepting fails with EMFILE`}; raise ulimit -n or lower --max-connections`,
   };
+}
+
+/**
+ * The `onProxyError` of a server's listener: one warning per connection
+ * closed for its PROXY header, rate-limited (a scan of the port, or a
+ * balancer configured for the wrong version, is a flood).
+ */
+export function proxyErrorLog(logger: Logger | undefined): ProxyErrorHandler {
+  const warning = new RateLimitedWarning(logger, 'connections closed for their PROXY header');
+  return (error, peer) =>
+    warning.warn({ peer, code: error.code }, `connection closed: ${error.message}`);
 }
 
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);

@@ -58,6 +58,47 @@ const USAGE_CASES: { name: string; commands: readonly Subcommand[]; args: string
   },
   { name: 'an unknown --mode', commands: ['pipe-server', 'pipe-client'], args: ['--mode', 'x'] },
   { name: 'an empty --name', commands: ['pipe-server', 'pipe-client'], args: ['--name', ''] },
+  { name: 'an unknown --proxy-protocol', commands: ['echo'], args: ['--proxy-protocol', 'v3'] },
+  {
+    name: '--proxy-from without --proxy-protocol',
+    commands: ['echo'],
+    args: ['--proxy-from', '10.0.0.0/8'],
+  },
+  {
+    name: 'a --proxy-from that is not a network',
+    commands: ['echo'],
+    args: ['--proxy-protocol', 'v1', '--proxy-from', '10.0.0/8'],
+  },
+  {
+    name: 'a --proxy-from prefix out of range',
+    commands: ['echo'],
+    args: ['--proxy-protocol', 'v2', '--proxy-from', '10.0.0.0/33'],
+  },
+  {
+    name: 'a --proxy-timeout of 0',
+    commands: ['echo'],
+    args: ['--proxy-protocol', 'any', '--proxy-timeout', '0'],
+  },
+  {
+    name: '--proxy-protocol with --threads',
+    commands: ['echo'],
+    args: ['--threads', '2', '--proxy-protocol', 'v2'],
+  },
+  {
+    name: '--metrics with --threads',
+    commands: ['echo'],
+    args: ['--threads', '2', '--metrics', '0'],
+  },
+  {
+    name: 'a malformed --metrics',
+    commands: ['echo', 'pipe-server'],
+    args: ['--metrics', 'host:'],
+  },
+  {
+    name: 'a --metrics port out of range',
+    commands: ['echo', 'pipe-server'],
+    args: ['--metrics', '70000'],
+  },
 ];
 
 describe('bad command lines: one line, exit 2, on every subcommand', { concurrency: 4 }, () => {

@@ -11,7 +11,9 @@
  */
 import type { Logger } from 'pino';
 import { check } from '../../core/errors.js';
+import { type ProxyListenOptions, pickProxyOptions } from '../../core/tcp-listener.js';
 import type { Endpoint, Engine } from '../../engines/contract.js';
+import { proxyErrorLog } from '../rate-limited-log.js';
 import { SessionServer, type SessionStats } from '../session/session-server.js';
 import { type ChatClient, ChatRoom } from './chat-room.js';
 
@@ -43,7 +45,8 @@ export const CHAT_DEFAULTS = {
   writeTimeoutMs: 30_000,
 } as const;
 
-export interface ChatServerOptions {
+/** `proxyProtocol`, `proxyTimeoutMs`, `proxyFrom`: see ListenOptions; join lines name the header's client. */
+export interface ChatServerOptions extends ProxyListenOptions {
   engine?: Engine;
   host?: string;
   port?: number;
@@ -94,6 +97,8 @@ export class ChatServer {
       queuePolicy: 'disconnect',
       idleTimeoutMs: options.idleTimeoutMs ?? CHAT_DEFAULTS.idleTimeoutMs,
       writeTimeoutMs: options.writeTimeoutMs ?? CHAT_DEFAULTS.writeTimeoutMs,
+      ...pickProxyOptions(options),
+      onProxyError: proxyErrorLog(options.logger),
       handlers: room,
       onError: (error, session) =>
         options.logger?.warn({ err: error, session: session?.key }, 'chat handler failed'),

@@ -8,9 +8,11 @@
  * operation; the base keeps the bookkeeping identical, so the three differ
  * only in the part that is the model.
  */
+
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { CompletionRoutine } from '../../core/apc.js';
+import { countLimitClose } from '../../core/counters.js';
 import {
   checkTimeouts,
   Deadline,
@@ -20,10 +22,15 @@ import {
 } from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
-import { type ListenOptions, TcpListener } from '../../core/tcp-listener.js';
+import {
+  type ListenOptions,
+  type ProxyListenOptions,
+  pickProxyOptions,
+  TcpListener,
+} from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
 import type { BufferLease, Endpoint, EngineOption } from '../../engines/contract.js';
-import { AcceptStorm, RateLimitedWarning } from '../rate-limited-log.js';
+import { AcceptStorm, proxyErrorLog, RateLimitedWarning } from '../rate-limited-log.js';
 
 export const ECHO_DEFAULTS = {
   host: '127.0.0.1',
@@ -40,7 +47,12 @@ export const ECHO_DEFAULTS = {
   quietMs: STOP_QUIET_MS,
 } as const;
 
-export interface EchoServerOptions {
+/**
+ * `proxyProtocol`, `proxyTimeoutMs`, `proxyFrom`: every connection begins
+ * with a PROXY header (see ListenOptions); the connect lines then name the
+ * client it gives, and bad headers get one rate-limited warning.
+ */
+export interface EchoServerOptions extends ProxyListenOptions {
   /** `'node'`, `'uring'` or an Engine; default: this thread's engine. */
   engine?: EngineOption;
   host?: string;
@@ -221,9 +233,12 @@ export async function listenForEcho(
     // Never more sends in flight than one buffer: a slow reader stalls only itself.
     maxPendingSendBytes: settings.bufferSize,
     noDelay: options.noDelay ?? true,
+    ...pickProxyOptions(options),
   };
   if (options.backlog !== undefined) listenOptions.backlog = options.backlog;
-  return { listener: await TcpListener.listen(listenOptions), settings };
+  const listener = await TcpListener.listen(listenOptions);
+  listener.onProxyError = proxyErrorLog(settings.logger);
+  return { listener, settings };
 }
 
 /**
@@ -355,6 +370,7 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
     if (this.#connections.size >= this.settings.maxConnections) {
       const peer = describeEndpoint(socket.remoteAddress);
       this.refused++;
+      countLimitClose('max_connections');
       this.#refusals.warn(
         { peer, maxConnections: this.settings.maxConnections },
         'connection refused: at maxConnections',

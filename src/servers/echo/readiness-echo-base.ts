@@ -18,7 +18,9 @@
  * fails would otherwise wake its model for ever (select spins, and the
  * notification models would never hear of it again).
  */
+
 import type { Logger } from 'pino';
+import { countLimitClose } from '../../core/counters.js';
 import { Deadline, deadlines } from '../../core/deadlines.js';
 import type { TcpListener } from '../../core/tcp-listener.js';
 import type { Endpoint } from '../../engines/contract.js';
@@ -261,6 +263,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   #admit(socket: NonBlockingSocket): void {
     if (this.connectionsBySocket.size >= this.settings.maxConnections) {
       this.refused++;
+      countLimitClose('max_connections');
       this.#refusals.warn(
         {
           peer: describeEndpoint(socket.remoteAddress),

@@ -8,9 +8,11 @@
  * posting its next recv.
  */
 import { resolveEngine } from '../../core/engine-option.js';
+import { pickProxyOptions } from '../../core/tcp-listener.js';
 import type { Endpoint } from '../../engines/contract.js';
 import type { Session } from '../../servers/session/session.js';
 import { SessionServer } from '../../servers/session/session-server.js';
+import { proxyErrorLog } from '../rate-limited-log.js';
 import {
   describeEndpoint,
   ECHO_DEFAULTS,
@@ -40,6 +42,8 @@ export class SessionsEchoServer implements EchoService {
       port: options.port ?? ECHO_DEFAULTS.port,
       ...(options.backlog === undefined ? {} : { backlog: options.backlog }),
       maxSessions: options.maxConnections ?? ECHO_DEFAULTS.maxConnections,
+      ...pickProxyOptions(options),
+      onProxyError: proxyErrorLog(logger),
       noDelay: options.noDelay ?? true,
       queuePolicy: 'backpressure',
       highWaterMark: HIGH_WATER,

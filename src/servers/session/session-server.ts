@@ -19,11 +19,19 @@
  * its worker loop, one at a time; a session is never touched by two handlers
  * at once.
  */
+
 import { type Completion, CompletionPort, type PortWorker } from '../../core/completion-port.js';
+import { countLimitClose } from '../../core/counters.js';
 import { checkTimeouts } from '../../core/deadlines.js';
 import { check, OverlappedError } from '../../core/errors.js';
 import { Overlapped } from '../../core/overlapped.js';
-import { DEFAULT_BACKLOG, TcpListener } from '../../core/tcp-listener.js';
+import type { ProxyErrorHandler } from '../../core/proxy/proxy-acceptor.js';
+import {
+  DEFAULT_BACKLOG,
+  type ProxyListenOptions,
+  pickProxyOptions,
+  TcpListener,
+} from '../../core/tcp-listener.js';
 import type { TcpSocket } from '../../core/tcp-socket.js';
 import type { Endpoint, Engine } from '../../engines/contract.js';
 import { defaultEngine } from '../../engines/select.js';
@@ -110,7 +118,9 @@ export interface SessionHandlers<D = unknown> {
   onPost?(key: unknown, value: unknown): void;
 }
 
-export interface SessionServerOptions<D = unknown> {
+export interface SessionServerOptions<D = unknown> extends ProxyListenOptions {
+  /** With `proxyProtocol`: told of each connection reset for its PROXY header (see TcpListener.onProxyError). */
+  onProxyError?: ProxyErrorHandler;
   /** Default: this thread's engine (`defaultEngine()`). */
   engine?: Engine;
   host?: string;
@@ -296,7 +306,9 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
       noDelay: options.noDelay ?? true,
       // The session queue is the cap that counts; one gathered send may carry all of it.
       maxPendingSendBytes: max,
+      ...pickProxyOptions(options),
     });
+    if (options.onProxyError !== undefined) listener.onProxyError = options.onProxyError;
     const server = new SessionServer<D>(listener, engine, options);
     server.#port.associate(listener, LISTENER);
     for (let i = 0; i < SESSION_DEFAULTS.pendingAccepts; i++) listener.accept(new Overlapped());
@@ -510,6 +522,7 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
   #admit(socket: TcpSocket): void {
     if (this.#stopping !== null || this.#sessions.size >= this.maxSessions) {
       this.stats.rejected++;
+      countLimitClose('max_connections');
       socket.destroy();
       return;
     }
@@ -537,8 +550,10 @@ export class SessionServer<D = unknown> implements SessionHost, Iterable<Session
     this.#sessions.delete(session.key);
     this.stats.closed++;
     const reason = session.closeReason ?? { code: 'closed', error: null };
-    if (reason.code === 'send-queue-full') this.stats.cutOff++;
-    else if (reason.code === 'idle-timeout' || reason.code === 'write-timeout') {
+    if (reason.code === 'send-queue-full') {
+      this.stats.cutOff++;
+      countLimitClose('send_queue');
+    } else if (reason.code === 'idle-timeout' || reason.code === 'write-timeout') {
       this.stats.timedOut++;
     }
     const onClose = this.#handlers.onClose;
