@@ -107,7 +107,16 @@ export const counters = {
   limitCloses: new Float64Array(LIMITS.length),
   /** Connections a deadline closed, by {@link DEADLINES}. */
   deadlineCloses: new Float64Array(DEADLINES.length),
+  /**
+   * Pool buffers lent now, by engine: each completed pooled recv holds one
+   * until its lease is released (counted by the engines' pools).
+   */
+  poolLent: new Float64Array(ENGINES),
 };
+
+/** Index of the uring and node engines in the by-engine counters. */
+export const NODE_ENGINE = 0;
+export const URING_ENGINE = 1;
 
 /** What the metrics read of a completion port. */
 export interface PortGauges {
@@ -127,7 +136,7 @@ export function add(a: Float64Array, i: number, v = 1): void {
 
 /** The engine label index of `engine` (computed once per handle). */
 export function engineIndex(engine: Engine): number {
-  return engine.name === 'node' ? 0 : engine.name === 'uring' ? 1 : 2;
+  return engine.name === 'node' ? NODE_ENGINE : engine.name === 'uring' ? URING_ENGINE : 2;
 }
 
 /** An operation was posted on a handle of engine `e`, lending `requested` bytes of buffer. */

@@ -203,6 +203,16 @@ export function createMetricsRegistry(): Registry {
         }),
     ),
     new ScrapedMetric(
+      'overlapped_pool_buffers_lent',
+      'Pool buffers (8 KiB each) held now by completed pooled receives until their lease is released',
+      'gauge',
+      () =>
+        usedEngines().map((e) => ({
+          value: counters.poolLent[e] as number,
+          labels: { engine: ENGINE_LABELS[e] as string },
+        })),
+    ),
+    new ScrapedMetric(
       'overlapped_completion_batch_size',
       'Completions per batch an engine handed to the core (one wake-up of the event loop)',
       'histogram',

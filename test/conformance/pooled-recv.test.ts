@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { counters, engineIndex } from '../../src/core/counters.js';
 import { OverlappedError } from '../../src/core/errors.js';
 import { Overlapped } from '../../src/core/overlapped.js';
 import {
@@ -81,6 +82,27 @@ for (const { name, engine, skip } of enginesUnderTest()) {
           lease.release(); // idempotent
         }
         assert.ok(Buffer.concat(got).equals(data), 'every byte once, in order');
+      } finally {
+        pair.close();
+      }
+    });
+
+    test('a lease counts as a pool buffer lent (the metrics gauge) until it is released', async () => {
+      const pair = await openPair(engine);
+      try {
+        const e = engineIndex(engine);
+        const before = counters.poolLent[e] as number;
+        pair.peer.write('lent');
+        const ov = new Overlapped();
+        pair.socket.recvPooled(ov);
+        const c = await next(pair.port);
+        assert.equal(c.error, null);
+        const lease = leaseOf(ov) as BufferLease;
+        assert.equal(lease.view.toString(), 'lent');
+        assert.equal(counters.poolLent[e], before + 1);
+        lease.release();
+        lease.release();
+        assert.equal(counters.poolLent[e], before, 'released once, counted back once');
       } finally {
         pair.close();
       }

@@ -1,3 +1,4 @@
+import { add, counters, NODE_ENGINE } from '../../core/counters.js';
 import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
 
 /**
@@ -39,12 +40,14 @@ class PoolLease implements BufferLease {
     this.#pool = pool;
     this.#buffer = buffer;
     this.view = buffer.subarray(0, bytes);
+    add(counters.poolLent, NODE_ENGINE);
   }
 
   release(): void {
     const pool = this.#pool;
     if (pool === null) return;
     this.#pool = null;
+    add(counters.poolLent, NODE_ENGINE, -1);
     pool.give(this.#buffer);
   }
 }

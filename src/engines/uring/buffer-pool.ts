@@ -13,6 +13,7 @@
  *   again at each release, oldest first.
  * - A stage is never handed out while the kernel still reads into it.
  */
+import { add, counters, URING_ENGINE } from '../../core/counters.js';
 import { osErrorFromErrno } from '../../core/errors.js';
 import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
 import { POOL_INITIAL, STAGE_SIZE, STAGE_SPARES } from './constants.js';
@@ -147,12 +148,14 @@ class UringLease implements BufferLease {
     this.#pool = pool;
     this.#bid = bid;
     this.view = view;
+    add(counters.poolLent, URING_ENGINE);
   }
 
   release(): void {
     const pool = this.#pool;
     if (pool === null) return;
     this.#pool = null;
+    add(counters.poolLent, URING_ENGINE, -1);
     pool.release(this.#bid);
   }
 }
