@@ -31,17 +31,16 @@ import type {
   ThreadedStopReport,
   ThreadReport,
 } from './threaded-session-server.js';
+import { type StoppedMessage, stopWorkers } from './worker-stop.js';
 
 const WORKER_FILE = fileURLToPath(new URL('./cluster-worker.js', import.meta.url));
-/** How long a stopped worker process gets to exit by itself before it is killed. */
-const EXIT_GRACE_MS = 2000;
 
 interface ProcessState {
   readonly worker: Worker;
   readonly report: ThreadReport;
   readonly exited: Promise<void>;
-  stopped: ((m: ClusterMessage & { kind: 'stopped' }) => void) | null;
-  early: (ClusterMessage & { kind: 'stopped' }) | null;
+  stopped: ((m: StoppedMessage) => void) | null;
+  early: StoppedMessage | null;
   alive: boolean;
 }
 
@@ -171,41 +170,14 @@ export class ClusteredSessionServer {
   }
 
   async #stop(deadlineMs: number): Promise<ThreadedStopReport> {
-    await Promise.all(
-      this.#workers.map(async (state) => {
-        if (state.alive) {
-          await new Promise<void>((resolve) => {
-            state.stopped = (m) => {
-              Object.assign(state.report, {
-                accepted: m.accepted,
-                assigned: m.accepted,
-                drained: m.drained,
-                reset: m.reset,
-                cpuMicros: m.cpuMicros,
-              });
-              resolve();
-            };
-            state.exited.then(() => resolve());
-            if (state.early !== null) state.stopped(state.early);
-            else this.#send(state, { kind: 'stop', deadlineMs });
-          });
-        }
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const late = new Promise<'late'>((resolve) => {
-          timer = setTimeout(() => resolve('late'), EXIT_GRACE_MS);
-        });
-        if ((await Promise.race([state.exited, late])) === 'late') state.worker.kill();
-        clearTimeout(timer);
-        await state.exited;
-        state.alive = false;
-      }),
+    const report = await stopWorkers(
+      this.#workers,
+      (state) => this.#send(state, { kind: 'stop', deadlineMs }),
+      (state) => state.worker.kill(),
     );
-    const threads = this.#workers.map((w) => w.report);
-    return {
-      drained: threads.reduce((n, t) => n + t.drained, 0),
-      reset: threads.reduce((n, t) => n + t.reset, 0),
-      threads,
-    };
+    // No acceptor here: a worker was assigned what it accepted from the shared listener.
+    for (const t of report.threads) t.assigned = t.accepted;
+    return report;
   }
 
   #watch(state: ProcessState): void {

@@ -45,6 +45,7 @@ import {
   type ToWorker,
   threadOf,
 } from './thread-protocol.js';
+import { type StoppedMessage, stopWorkers } from './worker-stop.js';
 
 export interface ThreadedSessionServerOptions {
   /** Worker threads, 1 to 64. */
@@ -94,15 +95,13 @@ interface WorkerState {
   readonly report: ThreadReport;
   /** Resolves once the thread has exited. */
   readonly exited: Promise<void>;
-  stopped: ((message: FromWorker & { kind: 'stopped' }) => void) | null;
+  stopped: ((message: StoppedMessage) => void) | null;
   /** The thread's `stopped` report when it came before the stop asked (a failed thread's). */
-  early: (FromWorker & { kind: 'stopped' }) | null;
+  early: StoppedMessage | null;
   alive: boolean;
 }
 
 const WORKER_URL = new URL('./session-thread-worker.js', import.meta.url);
-/** How long a stopped thread gets to end by itself before it is terminated. */
-const THREAD_EXIT_GRACE_MS = 2000;
 
 /** Sessions on every core: an acceptor thread and N session worker threads. */
 export class ThreadedSessionServer {
@@ -248,44 +247,11 @@ export class ThreadedSessionServer {
     this.#listener.close();
     this.#port.close();
     await this.#loop;
-    await Promise.all(
-      this.#workers.map(async (state) => {
-        if (state.alive) {
-          const stopped = new Promise<void>((resolve) => {
-            const done = (m: FromWorker & { kind: 'stopped' }) => {
-              Object.assign(state.report, {
-                accepted: m.accepted,
-                drained: m.drained,
-                reset: m.reset,
-                cpuMicros: m.cpuMicros,
-              });
-              resolve();
-            };
-            state.stopped = done;
-            state.exited.then(() => resolve());
-          });
-          if (state.early !== null) state.stopped?.(state.early);
-          else state.worker.postMessage({ kind: 'stop', deadlineMs } satisfies ToWorker);
-          await stopped;
-        }
-        // The thread ends once its engine has closed every descriptor; one that does not
-        // within the grace (a handler's stray timer) is terminated.
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const grace = new Promise<'late'>((resolve) => {
-          timer = setTimeout(() => resolve('late'), THREAD_EXIT_GRACE_MS);
-        });
-        if ((await Promise.race([state.exited, grace])) === 'late') await state.worker.terminate();
-        clearTimeout(timer);
-        await state.exited;
-        state.alive = false;
-      }),
+    return stopWorkers(
+      this.#workers,
+      (state) => state.worker.postMessage({ kind: 'stop', deadlineMs } satisfies ToWorker),
+      (state) => state.worker.terminate(),
     );
-    const threads = this.#workers.map((w) => w.report);
-    return {
-      drained: threads.reduce((n, t) => n + t.drained, 0),
-      reset: threads.reduce((n, t) => n + t.reset, 0),
-      threads,
-    };
   }
 
   #watch(state: WorkerState): void {
