@@ -1,10 +1,6 @@
 import { Command } from 'commander';
-import { OverlappedError } from '../core/errors.js';
 import { chooseEngine } from '../engines/select.js';
 import { CHAT_DEFAULTS, ChatServer } from '../servers/chat/chat-server.js';
-import type { ClusteredSessionServer } from '../threads/clustered-session-server.js';
-import { startSessionThreads } from '../threads/start-session-threads.js';
-import type { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { createLoggers, type LogFlags, logOptions } from './logging.js';
 import { serveMetrics } from './metrics-flag.js';
 import { explainOsError } from './os-error-hints.js';
@@ -14,14 +10,15 @@ import {
   type MetricsFlag,
   metricsOption,
   type ProxyFlags,
+  portOption,
   proxyListenOptions,
   proxyOptions,
   quietOption,
   timeoutOption,
 } from './server-options.js';
+import { describeThreads, refuseProxyWithThreads, startThreadsForCli } from './session-threads.js';
 import { stopOnSignal } from './stop-on-signal.js';
-import { refuseProxyWithThreads } from './threaded-echo.js';
-import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
+import { parseIntegerFlag } from './user-error.js';
 
 interface ChatFlags extends LogFlags, ProxyFlags {
   metrics?: MetricsFlag;
@@ -43,12 +40,7 @@ export function createChatCommand(): Command {
         '/nick <name> renames, /quit leaves (docs/chat.md)',
     )
     .addOption(hostOption('address to listen on (0.0.0.0 for every interface)', CHAT_DEFAULTS.host))
-    .option(
-      '--port <port>',
-      'TCP port (0 picks a free one)',
-      (v: string) => parsePortFlag(v),
-      CHAT_DEFAULTS.port,
-    )
+    .addOption(portOption(CHAT_DEFAULTS.port))
     .option(
       '--max-queue <bytes>',
       'bytes queued for one client before it is cut off (a client that stops reading)',
@@ -131,9 +123,8 @@ const CHAT_HANDLERS = new URL('../servers/chat/chat-thread-handlers.js', import.
 /** `overlapped chat --threads N` (src/threads/): sessions spread over N worker threads. */
 async function runThreadedChat(flags: ChatFlags & { threads: number }): Promise<void> {
   const { logger } = await createLoggers(flags);
-  let server: ThreadedSessionServer | ClusteredSessionServer;
-  try {
-    server = await startSessionThreads({
+  const server = await startThreadsForCli(
+    {
       threads: flags.threads,
       ...(flags.engine === undefined ? {} : { engine: flags.engine }),
       host: flags.host,
@@ -147,17 +138,14 @@ async function runThreadedChat(flags: ChatFlags & { threads: number }): Promise<
         writeTimeoutMs: flags.writeTimeout,
       },
       onError: (err) => logger.error({ err }, err.message),
-    });
-  } catch (err) {
-    if (err instanceof OverlappedError && err.code === 'OVL_ERR_NOT_SUPPORTED') {
-      throw new UserError(err.message, 2);
-    }
-    throw explainOsError(err, flags.host, flags.port);
-  }
+    },
+    flags.host,
+    flags.port,
+  );
   const { address, port } = server.address;
   logger.info(
     { address, port, threads: flags.threads, maxQueue: flags.maxQueue },
-    `chat relay listening on ${address}:${port} (${'assigned' in server ? `an acceptor and ${flags.threads} worker threads` : `a cluster of ${flags.threads} worker processes`})`,
+    `chat relay listening on ${address}:${port} (${describeThreads(server, flags.threads)})`,
   );
   await stopOnSignal(
     logger,

@@ -19,6 +19,7 @@ import {
   type MetricsFlag,
   metricsOption,
   type ProxyFlags,
+  portOption,
   proxyListenOptions,
   proxyOptions,
   quietOption,
@@ -26,7 +27,7 @@ import {
 } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { runThreadedEcho } from './threaded-echo.js';
-import { parseIntegerFlag, parsePortFlag } from './user-error.js';
+import { parseIntegerFlag } from './user-error.js';
 
 interface EchoFlags extends LogFlags, ProxyFlags {
   metrics?: MetricsFlag;
@@ -54,12 +55,7 @@ export function createEchoCommand(): Command {
         'a client that closes its side is closed',
     )
     .addOption(hostOption('address to listen on (0.0.0.0 for every interface)', ECHO_DEFAULTS.host))
-    .option(
-      '--port <port>',
-      'TCP port (0 picks a free one)',
-      (v: string) => parsePortFlag(v),
-      ECHO_DEFAULTS.port,
-    )
+    .addOption(portOption(ECHO_DEFAULTS.port))
     .addOption(
       new Option(
         '--model <model>',

@@ -10,7 +10,7 @@ import { PROXY_PROTOCOLS, type ProxyProtocol } from '../core/proxy/proxy-header.
 import { SourceAllowList } from '../core/proxy/source-allow-list.js';
 import type { ProxyListenOptions } from '../core/tcp-listener.js';
 import { ENGINE_NAMES } from '../engines/select.js';
-import { parseIntegerFlag, UserError } from './user-error.js';
+import { parseIntegerFlag, parsePortFlag, UserError } from './user-error.js';
 
 /** `--engine <name>`, shared by every command that runs on an engine. */
 export function engineOption(): Option {
@@ -51,6 +51,13 @@ export function timeoutOption(flag: string, description: string, fallback: numbe
   return new Option(`${flag} <ms>`, description)
     .default(fallback)
     .argParser((v: string) => parseIntegerFlag(flag, v, 0, 2_147_483_647));
+}
+
+/** A server's `--port <port>` with `fallback` as its default (0 picks a free one). */
+export function portOption(fallback: number): Option {
+  return new Option('--port <port>', 'TCP port (0 picks a free one)')
+    .default(fallback)
+    .argParser((v: string) => parsePortFlag(v));
 }
 
 /** `--quiet`: the per-connection info lines off; start, stop and warnings stay. */

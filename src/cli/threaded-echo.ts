@@ -1,8 +1,5 @@
-import type { ClusteredSessionServer } from '../threads/clustered-session-server.js';
-import { startSessionThreads } from '../threads/start-session-threads.js';
-import type { ThreadedSessionServer } from '../threads/threaded-session-server.js';
 import { createLoggers, type LogFlags } from './logging.js';
-import { explainOsError } from './os-error-hints.js';
+import { describeThreads, refuseProxyWithThreads, startThreadsForCli } from './session-threads.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { UserError } from './user-error.js';
 
@@ -35,9 +32,8 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
   }
   refuseProxyWithThreads(flags.proxyProtocol, flags.metrics);
   const { logger } = await createLoggers(flags);
-  let server: ThreadedSessionServer | ClusteredSessionServer;
-  try {
-    server = await startSessionThreads({
+  const server = await startThreadsForCli(
+    {
       threads: flags.threads,
       ...(flags.engine === undefined ? {} : { engine: flags.engine }),
       host: flags.host,
@@ -45,26 +41,14 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
       handlers: ECHO_HANDLERS,
       session: { maxSessions: flags.maxConnections },
       onError: (err) => logger.error({ err }, err.message),
-    });
-  } catch (err) {
-    const explained = explainOsError(err, flags.host, flags.port);
-    if (
-      explained instanceof Error &&
-      'code' in explained &&
-      explained.code === 'OVL_ERR_NOT_SUPPORTED'
-    ) {
-      throw new UserError(explained.message, 2);
-    }
-    throw explained;
-  }
+    },
+    flags.host,
+    flags.port,
+  );
   const { address, port } = server.address;
   logger.info(
     { address, port, model: flags.model, threads: flags.threads },
-    `echo server listening on ${address}:${port} (completion-port echo on the session framework: ${
-      'assigned' in server
-        ? `an acceptor and ${flags.threads} worker threads`
-        : `a cluster of ${flags.threads} worker processes sharing the listener (node engine)`
-    }, each with its own engine and port)`,
+    `echo server listening on ${address}:${port} (completion-port echo on the session framework: ${describeThreads(server, flags.threads)}, each with its own engine and port)`,
   );
   const stopping = stopOnSignal(
     logger,
@@ -99,25 +83,5 @@ export async function runThreadedEcho(flags: ThreadedEchoFlags): Promise<void> {
   if (server.failure !== null) {
     await server.stop();
     throw new UserError(`a worker thread failed: ${server.failure.message}`, 1);
-  }
-}
-
-/**
- * The acceptor thread hands raw descriptors to the workers, and the client a
- * PROXY header names does not travel with them yet: refused rather than
- * served with the balancer's address in every log line.
- */
-export function refuseProxyWithThreads(proxyProtocol: string | undefined, metrics?: unknown): void {
-  if (metrics !== undefined) {
-    throw new UserError(
-      '--metrics is not available with --threads yet (each thread counts on its own): run one process per core instead (docs/deploy.md)',
-      2,
-    );
-  }
-  if (proxyProtocol !== undefined) {
-    throw new UserError(
-      '--proxy-protocol is not available with --threads yet: run one process per core behind the balancer instead (docs/deploy.md)',
-      2,
-    );
   }
 }
