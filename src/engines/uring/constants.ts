@@ -30,9 +30,6 @@ export const STAGE_SPARES = 64;
 export const POOL_INITIAL = 32;
 /** How long a gracefully closed stream lets a send in flight finish. */
 export const LINGER_MS = 10_000;
-/** Retry schedule of an accept that failed (EMFILE, ENFILE, ENOBUFS): 50 ms, doubling to 1 s. */
-export const ACCEPT_BACKOFF_MIN_MS = 50;
-export const ACCEPT_BACKOFF_MAX_MS = 1000;
 /** Parts one sendmsg gathers at most (IOV_MAX). */
 export const MAX_IOV = 1024;
 

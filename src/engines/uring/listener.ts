@@ -4,7 +4,9 @@
  * wait for one (see the notes of uring-engine.ts), with back-off after
  * EMFILE and friends, readiness, and tryAccept.
  */
+
 import { unlinkSync } from 'node:fs';
+import { AcceptBackoff } from '../../core/accept-backoff.js';
 import { abortedError, osErrorFromErrno } from '../../core/errors.js';
 import {
   type Endpoint,
@@ -14,15 +16,7 @@ import {
   Readiness,
 } from '../contract.js';
 import type { BufferPool } from './buffer-pool.js';
-import {
-  ACCEPT_BACKOFF_MAX_MS,
-  ACCEPT_BACKOFF_MIN_MS,
-  EAGAIN,
-  ECANCELED,
-  IORING_CQE_F_MORE,
-  KIND_ACCEPT,
-  KIND_POLL,
-} from './constants.js';
+import { EAGAIN, ECANCELED, IORING_CQE_F_MORE, KIND_ACCEPT, KIND_POLL } from './constants.js';
 import { PollList } from './poll-list.js';
 import type { Owner, UringRing } from './ring.js';
 import { pipeEndpoint, UringStream } from './stream.js';
@@ -43,7 +37,7 @@ export class UringListener implements EngineListener, Owner {
   #fdClosed = false;
   #retry: NodeJS.Timeout | null = null;
   /** Delay before the next retry after a failed accept (EMFILE, …). */
-  #backoffMs = ACCEPT_BACKOFF_MIN_MS;
+  readonly #backoff = new AcceptBackoff();
   onAcceptError: ((error: Error, retryMs: number) => void) | null = null;
   #polls: PollList | null = null;
   /**
@@ -152,7 +146,7 @@ export class UringListener implements EngineListener, Owner {
       ring.addon.fdSetBlocking(this.#fd, true);
     }
     if (res >= 0) {
-      this.#backoffMs = ACCEPT_BACKOFF_MIN_MS;
+      this.#backoff.succeeded();
       const stream = new UringStream(ring, this.#pool, res, null, this.#pipePath);
       const req = this.#accepts.shift();
       if (req !== undefined) {
@@ -182,8 +176,7 @@ export class UringListener implements EngineListener, Owner {
       if (res < 0 && res !== ECANCELED && !unblocked) {
         // EMFILE and friends: back off (50 ms, doubling to 1 s) rather than spin; the
         // connections wait in the kernel's backlog meanwhile, and posted accepts stay pending.
-        const delay = this.#backoffMs;
-        this.#backoffMs = Math.min(ACCEPT_BACKOFF_MAX_MS, delay * 2);
+        const delay = this.#backoff.failed();
         this.#retry = setTimeout(() => {
           this.#retry = null;
           if (this.#accepts.length > 0) this.#arm();

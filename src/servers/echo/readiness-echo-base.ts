@@ -20,6 +20,7 @@
  */
 
 import type { Logger } from 'pino';
+import { AcceptBackoff } from '../../core/accept-backoff.js';
 import { countLimitClose } from '../../core/counters.js';
 import { Deadline, deadlines } from '../../core/deadlines.js';
 import type { TcpListener } from '../../core/tcp-listener.js';
@@ -68,15 +69,6 @@ export type ReadinessStep = 'read' | 'write' | 'closed';
 /** Accepts taken per accept readiness, so a flood of connects cannot starve the connections. */
 const ACCEPTS_PER_WAKE = 16;
 
-/**
- * Accepting pauses this long after it fails (EMFILE, ENFILE, ENOBUFS, …),
- * doubling up to the maximum while it keeps failing, and starts again at
- * the minimum after an accept succeeds: the uring engine's schedule for
- * posted accepts. Clients that arrive meanwhile wait in the listen backlog.
- */
-export const ACCEPT_BACKOFF_MIN_MS = 50;
-export const ACCEPT_BACKOFF_MAX_MS = 1000;
-
 export abstract class ReadinessEchoBase<C extends ReadinessConnection> implements EchoService {
   protected readonly listener: NonBlockingListener;
   protected readonly settings: EchoSettings;
@@ -114,7 +106,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
 
   readonly #storm: AcceptStorm;
   readonly #refusals: RateLimitedWarning;
-  #backoffMs = ACCEPT_BACKOFF_MIN_MS;
+  readonly #backoff = new AcceptBackoff();
   /** Set while accepting backs off; referenced, so a server with nothing else pending stays up. */
   #backoffTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -240,7 +232,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
         return taken;
       }
       if (socket === null) break;
-      this.#backoffMs = ACCEPT_BACKOFF_MIN_MS;
+      this.#backoff.succeeded();
       this.#storm.accepted();
       taken++;
       this.progress++;
@@ -250,8 +242,7 @@ export abstract class ReadinessEchoBase<C extends ReadinessConnection> implement
   }
 
   #backOff(error: Error): void {
-    const delay = this.#backoffMs;
-    this.#backoffMs = Math.min(ACCEPT_BACKOFF_MAX_MS, delay * 2);
+    const delay = this.#backoff.failed();
     this.#storm.failed(error, delay);
     this.#backoffUntil = performance.now() + delay;
     this.#backoffTimer = setTimeout(() => {
