@@ -31,6 +31,26 @@
  * 7. Completions of one handle reach the sink in the order the OS completed
  *    them.
  *
+ * ## Buffered sends
+ * A send completes once its bytes are out of the caller's hands: taken by
+ * the kernel, or copied by the engine, as Winsock's AFD copies a `WSASend`
+ * into its own buffer and completes it before the bytes leave. An engine may
+ * copy a send (the `uring` engine does, at most {@link SEND_BUFFER_BYTES} per
+ * stream, so that pieces a handler echoes one after another leave together in
+ * one kernel send); its bytes are then the engine's, and:
+ * - they leave in order: before anything posted later, after everything
+ *   posted earlier;
+ * - `close(false)` sends them before the FIN (they linger as a send in
+ *   flight does); `close(true)` drops them: the peer sees a reset, never a
+ *   FIN after missing bytes;
+ * - `cancel` does not touch them (too late, rule 5), and a send still
+ *   pending never waits behind a cancel of them;
+ * - failing to send them (the peer reset) is the stream's error, reported by
+ *   the operations that follow, as Winsock reports it on the next call.
+ * So a completed send says the engine will deliver the bytes unless the
+ * connection fails, not that the peer has them; a graceful close is how to
+ * wait for that.
+ *
  * ## Pooled receive mode
  * `recvPooled` posts a recv without a buffer: the engine lends one from its
  * pool only when data arrives, so an idle connection holds no receive
@@ -108,6 +128,14 @@ export type EngineOption = EngineName | Engine;
 
 /** Upper bound on received bytes an engine holds that no recv has asked for (rule 6). */
 export const MAX_UNREAD_BYTES = 64 * 1024;
+
+/**
+ * Upper bound on the bytes of completed sends an engine holds that the
+ * kernel has not taken (see "Buffered sends"): past it, a send completes only
+ * once the kernel has its bytes, so a peer that stops reading holds at most
+ * this much of the engine's memory per connection.
+ */
+export const SEND_BUFFER_BYTES = 64 * 1024;
 
 /** Size of each pooled receive buffer: a pooled recv completes with at most this many bytes. */
 export const POOL_BUFFER_SIZE = 8 * 1024;

@@ -18,6 +18,7 @@ import { osErrorFromErrno } from '../../core/errors.js';
 import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
 import { POOL_INITIAL, STAGE_SIZE, STAGE_SPARES } from './constants.js';
 import type { UringRing } from './ring.js';
+import { SendArena } from './send-arena.js';
 import { multishotRecvWanted, POOL_BUFFER_COUNT } from './settings.js';
 
 /** A stream whose pooled recv waits for a pool buffer to come back. */
@@ -42,7 +43,7 @@ export class Stage {
   }
 }
 
-/** The pool buffers and read-ahead stages of one ring. */
+/** The pool buffers, read-ahead stages and send arena of one ring. */
 export class BufferPool {
   readonly #ring: UringRing;
   /**
@@ -57,6 +58,8 @@ export class BufferPool {
   #published = 0;
   readonly #waiters: PoolWaiter[] = [];
   readonly #stages: Stage[] = [];
+  /** Copies of the sends completed before the kernel took them (send-arena.ts). */
+  readonly arena = new SendArena();
 
   constructor(ring: UringRing) {
     this.#ring = ring;

@@ -30,6 +30,12 @@ export const STAGE_SPARES = 64;
 export const POOL_INITIAL = 32;
 /** How long a gracefully closed stream lets a send in flight finish. */
 export const LINGER_MS = 10_000;
+/** Sends larger than this are never copied: they are sent from the caller's buffer. */
+export const SEND_COPY_MAX = 16 * 1024;
+/** Size of one chunk of the send arena (send-arena.ts). */
+export const ARENA_CHUNK = 256 * 1024;
+/** Empty arena chunks kept for reuse. */
+export const ARENA_SPARES = 16;
 /** Parts one sendmsg gathers at most (IOV_MAX). */
 export const MAX_IOV = 1024;
 

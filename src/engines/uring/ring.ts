@@ -26,6 +26,11 @@ export interface Owner {
   onCqe(kind: number, id: number, res: number, flags: number): void;
 }
 
+/** Holds work to hand the kernel once the JavaScript of this turn is done (see flushSoon). */
+export interface Flusher {
+  flush(): void;
+}
+
 const RESOLVED = Promise.resolve();
 
 /** One io_uring ring with its id table and completion delivery. One per engine (thread). */
@@ -46,6 +51,8 @@ export class UringRing {
   #spare: EngineRequest[] = [];
   #reaping = false;
   #deliveryScheduled = false;
+  #flushers: Flusher[] = [];
+  #flushScheduled = false;
 
   /** Opens the ring (the probe); throws with the reason io_uring cannot run here. */
   constructor(addon: UringAddon, entries: number, taskRunMode: number) {
@@ -84,6 +91,28 @@ export class UringRing {
 
   readonly #submit = (): void => {
     this.addon.submit(this.handle);
+  };
+
+  /**
+   * Calls `flusher.flush()` once this turn's promise jobs have all run: a
+   * nextTick queued from a promise job runs only after the microtask queue
+   * drains, and a reap's callback (and so this) returns before the native
+   * side submits. Work that handlers post in reaction to each other's
+   * completions (an echo of several pieces) is then seen whole.
+   */
+  flushSoon(flusher: Flusher): void {
+    this.#flushers.push(flusher);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      process.nextTick(this.#flush);
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const flushers = this.#flushers;
+    this.#flushers = [];
+    for (const flusher of flushers) flusher.flush();
   };
 
   /** Completes `req` (delivered with this reap's batch, or right after the current call). */

@@ -20,6 +20,7 @@ import {
   type EngineStream,
   POOL_BUFFER_SIZE,
   Readiness,
+  SEND_BUFFER_BYTES,
   WOULD_BLOCK,
 } from '../contract.js';
 import { type BufferPool, CopyLease, type PoolWaiter, type Stage } from './buffer-pool.js';
@@ -40,10 +41,12 @@ import {
   KIND_SHUTDOWN,
   LINGER_MS,
   MAX_IOV,
+  SEND_COPY_MAX,
   STAGE_SIZE,
 } from './constants.js';
 import { PollList } from './poll-list.js';
-import type { Owner, UringRing } from './ring.js';
+import type { Flusher, Owner, UringRing } from './ring.js';
+import type { ArenaCopy } from './send-arena.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -57,11 +60,16 @@ interface RecvWaiting {
   buffer: Uint8Array | null;
 }
 
-/** A send posted and not completed: in the kernel (`#inFlight`) or waiting for its turn. */
+/**
+ * A send the kernel has not finished: in the kernel (`#inFlight`) or waiting
+ * for its turn. A buffered send (see "Buffered sends" in uring-engine.ts)
+ * has completed already: `req` is null and `data` is its copy in the arena.
+ */
 interface QueuedSend {
-  req: EngineRequest;
+  req: EngineRequest | null;
   data: Uint8Array | readonly Uint8Array[];
   size: number;
+  copy?: ArenaCopy;
 }
 
 /**
@@ -76,6 +84,8 @@ class ColdState {
   heldEnd: Error | true | null = null;
   inFlight: QueuedSend[] | null = null;
   sendQueue: QueuedSend[] | null = null;
+  /** Bytes of buffered sends (completed, copied) the kernel has not taken yet. */
+  bufferedBytes = 0;
   shutdownReq: EngineRequest | null = null;
   shutdownId: number = -1;
   connectReq: EngineRequest | null = null;
@@ -97,6 +107,7 @@ const F_CLOSED = 128;
 const F_ABORTIVE = 256;
 const F_RESET = 512;
 const F_FD_CLOSED = 1024;
+const F_FLUSH_DUE = 2048;
 
 /**
  * A connected (or connecting) socket behind the EngineStream contract.
@@ -109,7 +120,7 @@ const F_FD_CLOSED = 1024;
  * runtime (Runtime_LoadPrivateGetter in a profile of the echo server), while
  * it inlines ordinary ones.
  */
-export class UringStream implements EngineStream, Owner, PoolWaiter {
+export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
   readonly #ring: UringRing;
   readonly #pool: BufferPool;
   #fd: number;
@@ -219,6 +230,13 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
   private set reset(on: boolean) {
     this.#flags = on ? this.#flags | F_RESET : this.#flags & ~F_RESET;
   }
+  /** Buffered sends wait for the ring's flush of this turn (ring.flushSoon). */
+  private get flushDue(): boolean {
+    return (this.#flags & F_FLUSH_DUE) !== 0;
+  }
+  private set flushDue(on: boolean) {
+    this.#flags = on ? this.#flags | F_FLUSH_DUE : this.#flags & ~F_FLUSH_DUE;
+  }
   private get fdClosed(): boolean {
     return (this.#flags & F_FD_CLOSED) !== 0;
   }
@@ -264,6 +282,12 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
   }
   private set sendQueue(value: QueuedSend[] | null) {
     if (this.#cold !== null || value !== null) this.#coldState().sendQueue = value;
+  }
+  private get bufferedBytes(): number {
+    return this.#cold === null ? 0 : this.#cold.bufferedBytes;
+  }
+  private set bufferedBytes(value: number) {
+    if (this.#cold !== null || value !== 0) this.#coldState().bufferedBytes = value;
   }
   private get shutdownReq(): EngineRequest | null {
     return this.#cold === null ? null : this.#cold.shutdownReq;
@@ -876,6 +900,10 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
       this.#ring.complete(req, 0, this.#error ?? connectionClosedError());
       return;
     }
+    if (size > 0 && size <= SEND_COPY_MAX && this.#mayBuffer(size)) {
+      this.#bufferSend(req, data, size);
+      return;
+    }
     const idle = this.#sendId === -1 && !this.connecting;
     if (idle && this.sendQueue === null && ArrayBuffer.isView(data)) {
       // The common case (one send at a time, one buffer): no queue, no array.
@@ -885,6 +913,61 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
     this.sendQueue ??= [];
     this.sendQueue.push({ req, data, size });
     if (idle) this.#startSends();
+  }
+
+  /**
+   * Whether a send is buffered. Only while bytes are streaming: the stream
+   * holds received bytes no recv took yet, its last recv filled its buffer,
+   * or buffered bytes wait already. A request/reply send has nothing to
+   * leave with, so it goes as before, from the caller's buffer.
+   * And only while the stream has room for it and no send of the caller's
+   * waits: so buffered bytes never overtake, and are never overtaken by, a
+   * send that still completes when the kernel has it.
+   */
+  #mayBuffer(size: number): boolean {
+    const buffered = this.bufferedBytes;
+    if (buffered === 0 && !this.lastRecvFull && this.unreadBytes === 0) return false;
+    if (buffered + size > SEND_BUFFER_BYTES) return false;
+    if (this.connecting || this.shutdownReq !== null) return false;
+    return !this.#callerSendPending(false);
+  }
+
+  /** True when a send of the caller's is in the kernel or (unless `inFlightOnly`) waiting. */
+  #callerSendPending(inFlightOnly: boolean): boolean {
+    if (this.#sendReq !== null) return true;
+    const inFlight = this.inFlight;
+    if (this.#sendId !== -1 && inFlight !== null) {
+      for (const entry of inFlight) if (entry.req !== null) return true;
+    }
+    const queue = this.sendQueue;
+    if (inFlightOnly || queue === null) return false;
+    for (const entry of queue) if (entry.req !== null) return true;
+    return false;
+  }
+
+  /** Copies the send, completes it, and leaves its bytes for this turn's flush. */
+  #bufferSend(req: EngineRequest, data: Uint8Array | readonly Uint8Array[], size: number): void {
+    const copy = this.#pool.arena.copy(data, size);
+    this.bufferedBytes += size;
+    this.sendQueue ??= [];
+    this.sendQueue.push({ req: null, data: copy.view, size, copy });
+    this.#ring.complete(req, size, null);
+    if (this.#sendId === -1 && !this.flushDue) {
+      this.flushDue = true;
+      this.#ring.flushSoon(this);
+    }
+  }
+
+  /** @internal The ring's flush: everything buffered this turn leaves in one sendmsg. */
+  flush(): void {
+    this.flushDue = false;
+    if (this.#sendId === -1 && !this.connecting && !this.fdClosed) this.#startSends();
+  }
+
+  /** A buffered send's bytes are gone (sent, or dropped with the connection). */
+  #dropBuffered(entry: QueuedSend): void {
+    this.bufferedBytes -= entry.size;
+    if (entry.copy !== undefined) this.#pool.arena.release(entry.copy);
   }
 
   #sendOne(req: EngineRequest, data: Uint8Array, size: number): void {
@@ -913,7 +996,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
       return;
     }
     const first = queue[0] as QueuedSend;
-    if (queue.length === 1 && ArrayBuffer.isView(first.data)) {
+    if (queue.length === 1 && first.req !== null && ArrayBuffer.isView(first.data)) {
       this.sendQueue = null;
       this.#sendOne(first.req, first.data as Uint8Array, first.size);
       if (this.#sendId === -1) this.#startSends();
@@ -936,13 +1019,24 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
     const rc =
       parts.length > MAX_IOV
         ? EINVAL // one send with more parts than the kernel gathers
-        : ring.addon.sendv(ring.handle, id, this.#fd, parts, parts.length);
+        : parts.length === 1
+          ? ring.addon.send(ring.handle, id, this.#fd, parts[0] as Uint8Array)
+          : ring.addon.sendv(ring.handle, id, this.#fd, parts, parts.length);
     let bytes = 0;
     for (const entry of batch) bytes += entry.size;
     if (rc < 0) {
       ring.dropId(id);
       const error = osErrorFromErrno(rc, 'write');
-      for (const entry of batch) ring.complete(entry.req, 0, error);
+      for (const entry of batch) {
+        if (entry.req === null) this.#dropBuffered(entry);
+        else ring.complete(entry.req, 0, error);
+      }
+      // Bytes already reported sent are lost: the connection cannot go on.
+      if (batch.some((entry) => entry.req === null)) {
+        this.#error ??= error;
+        this.#failWaiting(error);
+        return;
+      }
       this.#startSends();
       return;
     }
@@ -978,7 +1072,8 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
         ring.complete(one, total, this.closed ? abortedError() : null);
       } else {
         for (const entry of batch as QueuedSend[]) {
-          ring.complete(entry.req, entry.size, this.closed ? abortedError() : null);
+          if (entry.req === null) this.#dropBuffered(entry);
+          else ring.complete(entry.req, entry.size, this.closed ? abortedError() : null);
         }
       }
     } else {
@@ -992,10 +1087,21 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
       const entries = batch ?? [{ req: one as EngineRequest, data: EMPTY, size: total }];
       let moved = Math.max(res, 0);
       const untouched: QueuedSend[] = [];
+      let lost = false;
       for (const entry of entries) {
         const n = Math.min(entry.size, moved);
         moved -= n;
-        if (n === entry.size && entry.size > 0) ring.complete(entry.req, n, null);
+        if (entry.req === null) {
+          if (n === entry.size || error !== null) {
+            lost ||= n < entry.size;
+            this.#dropBuffered(entry);
+          } else {
+            // Short without an error: the engine owes the rest, so it goes again first.
+            this.bufferedBytes -= n;
+            const data = (entry.data as Uint8Array).subarray(n);
+            untouched.push({ req: null, data, size: entry.size - n, copy: entry.copy });
+          }
+        } else if (n === entry.size && entry.size > 0) ring.complete(entry.req, n, null);
         else if (error === null && n === 0 && batch !== null) untouched.push(entry);
         else ring.complete(entry.req, n, error);
       }
@@ -1003,9 +1109,17 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
       if (untouched.length > 0) this.sendQueue = [...untouched, ...(this.sendQueue ?? [])];
       if (error !== null && !(error instanceof AbortedError)) this.#error ??= error;
       if ((cancelled || res === ECANCELED) && !this.closed) this.#resetToCancel();
+      // Bytes already reported sent did not leave: the connection cannot go on.
+      else if (lost && !this.closed) this.#error ??= error;
     }
     if (this.closed) {
-      this.#abortQueued();
+      // A graceful close still owes the peer what buffered sends were told was sent.
+      if (!this.abortive && !this.reset && this.#error === null) {
+        this.#abortQueued(true);
+        if ((this.sendQueue?.length ?? 0) > 0) this.#startSends();
+      } else {
+        this.#abortQueued(false);
+      }
     } else if (!this.reset) {
       if (this.#error !== null) this.#failWaiting(this.#error);
       else this.#startSends();
@@ -1109,20 +1223,20 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
   cancel(req: EngineRequest | null): boolean {
     const ring = this.#ring;
     if (req === null) {
+      // Buffered sends have completed: they are not the caller's to cancel, and go on.
       const any =
         this.#recvReq !== null ||
         (this.recvQueue?.length ?? 0) > 0 ||
-        this.#sendId !== -1 ||
-        (this.sendQueue?.length ?? 0) > 0 ||
+        this.#callerSendPending(false) ||
         this.shutdownReq !== null ||
         this.connectReq !== null ||
         (this.polls?.entries.length ?? 0) > 0;
-      if (this.connectReq !== null || this.#sendId !== -1 || this.shutdownId !== -1) {
+      if (this.connectReq !== null || this.#callerSendPending(true) || this.shutdownId !== -1) {
         // Something the kernel may have half done: reset (see notes).
         this.#resetToCancel();
         return any;
       }
-      this.#abortQueued();
+      this.#abortQueued(true);
       if (this.#recvReq !== null) this.#cancelRecv();
       this.polls?.cancelAll(true);
       return any;
@@ -1234,15 +1348,25 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
     ring.submitSoon();
   }
 
-  /** Completes every request still waiting here (not in the kernel) as aborted. */
-  #abortQueued(): void {
+  /**
+   * Completes every request still waiting here (not in the kernel) as
+   * aborted. Buffered sends have completed already: with `keepBuffered`
+   * they stay queued (a graceful close still sends them), else they are dropped.
+   */
+  #abortQueued(keepBuffered = false): void {
     const ring = this.#ring;
     const recvs = this.recvQueue;
     const sends = this.sendQueue;
     this.recvQueue = null;
     this.sendQueue = null;
     for (const entry of recvs ?? []) ring.complete(entry.req, 0, abortedError());
-    for (const entry of sends ?? []) ring.complete(entry.req, 0, abortedError());
+    const kept: QueuedSend[] = [];
+    for (const entry of sends ?? []) {
+      if (entry.req !== null) ring.complete(entry.req, 0, abortedError());
+      else if (keepBuffered) kept.push(entry);
+      else this.#dropBuffered(entry);
+    }
+    if (kept.length > 0) this.sendQueue = kept;
     const shutdown = this.shutdownReq;
     if (shutdown !== null && this.shutdownId === -1) {
       this.shutdownReq = null;
@@ -1258,7 +1382,10 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
     this.recvQueue = null;
     this.sendQueue = null;
     for (const entry of recvs ?? []) ring.complete(entry.req, 0, error);
-    for (const entry of sends ?? []) ring.complete(entry.req, 0, error);
+    for (const entry of sends ?? []) {
+      if (entry.req === null) this.#dropBuffered(entry);
+      else ring.complete(entry.req, 0, error);
+    }
     const shutdown = this.shutdownReq;
     if (shutdown !== null && this.shutdownId === -1) {
       this.shutdownReq = null;
@@ -1268,16 +1395,18 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
 
   close(abortive: boolean): void {
     if (this.closed) {
-      // destroy() after close(): stop waiting for a send in flight.
+      // destroy() after close(): stop waiting for a send in flight, drop what is buffered.
       if (abortive && !this.abortive) {
         this.abortive = true;
+        this.#abortQueued(false);
         this.#cancelInKernel(true);
+        this.#maybeCloseFd();
       }
       return;
     }
     this.closed = true;
     this.abortive = abortive || this.abortive;
-    this.#abortQueued();
+    this.#abortQueued(!this.abortive);
     this.#dropHeld();
     this.#dropStage();
     this.heldEnd = null;
@@ -1285,8 +1414,12 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
       this.poolWait = false;
       this.#pool.stopWaiting(this);
     }
-    // A graceful close lets a send in flight finish (its bytes precede the FIN), for a while.
+    // A graceful close lets a send in flight finish (its bytes precede the FIN), for a while,
+    // and sends what buffered sends left (the caller was told those bytes were sent).
     this.#cancelInKernel(abortive);
+    if (!this.abortive && this.#sendId === -1 && this.sendQueue !== null && !this.connecting) {
+      this.#startSends();
+    }
     if (!abortive && this.#sendId !== -1) {
       this.linger = setTimeout(() => this.close(true), LINGER_MS);
       this.linger.unref();
@@ -1299,6 +1432,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter {
     if (this.fdClosed || !(this.closed || this.reset)) return;
     if (this.#recvId !== -1 || this.#sendId !== -1 || this.connectId !== -1) return;
     if (this.#multiId !== -1) return;
+    if (this.sendQueue !== null && !this.abortive && !this.reset) return; // buffered, still to go
     if (this.shutdownId !== -1) return;
     if (this.polls?.inKernel) return;
     if (this.linger !== null) {

@@ -22,6 +22,18 @@
  *   for earlier sends (FIN after data).
  * - Sends use MSG_WAITALL, so the kernel retries a short send until every
  *   byte is taken, as an overlapped WSASend completes whole.
+ * - Buffered sends (the contract's rule of that name): while bytes stream
+ *   in (received bytes held unread, a last recv that filled its buffer, or
+ *   buffered bytes waiting already), a send of at most SEND_COPY_MAX bytes
+ *   is copied into the ring's send arena (send-arena.ts) and completed at
+ *   once, up to SEND_BUFFER_BYTES per stream and only while no send of the
+ *   caller's waits. The kernel send is left to the ring's flush, which runs
+ *   once the turn's JavaScript is done (ring.flushSoon), so the pieces an
+ *   echo handler sends, one per recv the read-ahead serves, leave in one
+ *   sendmsg. A request/reply send is not copied: it has nothing to leave
+ *   with. A graceful close sends what is buffered before the FIN (it
+ *   lingers like a send in flight); an abortive one drops it; cancel leaves
+ *   it alone; a failed send of buffered bytes becomes the stream's error.
  * - A recv is posted with IORING_RECVSEND_POLL_FIRST unless the stream's
  *   previous recv filled its buffer: a request/reply server posts its next
  *   recv before the next request has arrived, so the kernel's first attempt
@@ -126,7 +138,8 @@
  * and the pool, never on this engine object):
  * - uring-engine.ts: these notes and the Engine (listen, connect, adopt).
  * - ring.ts: the ring, its operation-id/owner table, batched delivery.
- * - buffer-pool.ts: the provided-buffer pool, its leases, read-ahead stages.
+ * - buffer-pool.ts: the provided-buffer pool, its leases, read-ahead stages,
+ *   and send-arena.ts: the copies of buffered sends.
  * - stream.ts (UringStream), listener.ts (UringListener), poll-list.ts
  *   (readiness polls of either).
  * - constants.ts (sizes, kernel ABI numbers), settings.ts (the
