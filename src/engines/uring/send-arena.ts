@@ -9,12 +9,14 @@
  * (its kernel send completed, or the stream dropped it); at most
  * ARENA_SPARES empty chunks are kept, the rest left to the GC.
  *
- * Contract: a copy's view stays valid, and its memory untouched, until its
- * `release`; the caller keeps the view referenced while the kernel reads it.
+ * Contract: a copy's view stays valid, and its memory untouched, until it
+ * is released to the chunk it was made in (`lastChunk` right after `copy`);
+ * the caller keeps the view referenced while the kernel reads it. A copy
+ * costs no object beyond its view (this is on every streamed send).
  */
 import { ARENA_CHUNK, ARENA_SPARES } from './constants.js';
 
-class Chunk {
+export class ArenaChunk {
   readonly buffer: Buffer;
   /** Bytes handed out from the start. */
   used = 0;
@@ -26,15 +28,9 @@ class Chunk {
   }
 }
 
-/** One copy in the arena: its bytes, and the chunk to release them to. */
-export interface ArenaCopy {
-  readonly view: Buffer;
-  readonly chunk: Chunk;
-}
-
 export class SendArena {
-  #current: Chunk | null = null;
-  readonly #spares: Chunk[] = [];
+  #current: ArenaChunk | null = null;
+  readonly #spares: ArenaChunk[] = [];
   /** Bytes of copies not released yet, over every chunk (for tests). */
   #live = 0;
 
@@ -42,12 +38,17 @@ export class SendArena {
     return this.#live;
   }
 
+  /** The chunk the last copy was made in: what to release it to. */
+  get lastChunk(): ArenaChunk {
+    return this.#current as ArenaChunk;
+  }
+
   /** Copies `size` (at most ARENA_CHUNK) bytes of `data` (one buffer, or parts in order). */
-  copy(data: Uint8Array | readonly Uint8Array[], size: number): ArenaCopy {
+  copy(data: Uint8Array | readonly Uint8Array[], size: number): Buffer {
     let chunk = this.#current;
     if (chunk === null || chunk.buffer.length - chunk.used < size) {
       if (chunk !== null && chunk.live === 0) chunk.used = 0;
-      else chunk = this.#spares.pop() ?? new Chunk(ARENA_CHUNK);
+      else chunk = this.#spares.pop() ?? new ArenaChunk(ARENA_CHUNK);
       this.#current = chunk;
     }
     const start = chunk.used;
@@ -64,13 +65,11 @@ export class SendArena {
     chunk.used = start + size;
     chunk.live += size;
     this.#live += size;
-    return { view, chunk };
+    return view;
   }
 
-  /** Gives back a copy's bytes; its view must not be read after this. */
-  release(copy: ArenaCopy): void {
-    const chunk = copy.chunk;
-    const size = copy.view.length;
+  /** Gives back `size` bytes copied into `chunk`; their view must not be read after this. */
+  release(chunk: ArenaChunk, size: number): void {
     chunk.live -= size;
     this.#live -= size;
     if (chunk.live > 0) return;

@@ -46,7 +46,7 @@ import {
 } from './constants.js';
 import { PollList } from './poll-list.js';
 import type { Flusher, Owner, UringRing } from './ring.js';
-import type { ArenaCopy } from './send-arena.js';
+import type { ArenaChunk } from './send-arena.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -63,13 +63,15 @@ interface RecvWaiting {
 /**
  * A send the kernel has not finished: in the kernel (`#inFlight`) or waiting
  * for its turn. A buffered send (see "Buffered sends" in uring-engine.ts)
- * has completed already: `req` is null and `data` is its copy in the arena.
+ * has completed already: `req` is null, `data` is its copy in the arena,
+ * made in `chunk` with `copied` bytes (`size` is what is left to send).
  */
 interface QueuedSend {
   req: EngineRequest | null;
   data: Uint8Array | readonly Uint8Array[];
   size: number;
-  copy?: ArenaCopy;
+  chunk?: ArenaChunk;
+  copied?: number;
 }
 
 /**
@@ -947,10 +949,11 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
 
   /** Copies the send, completes it, and leaves its bytes for this turn's flush. */
   #bufferSend(req: EngineRequest, data: Uint8Array | readonly Uint8Array[], size: number): void {
-    const copy = this.#pool.arena.copy(data, size);
+    const arena = this.#pool.arena;
+    const view = arena.copy(data, size);
     this.bufferedBytes += size;
     this.sendQueue ??= [];
-    this.sendQueue.push({ req: null, data: copy.view, size, copy });
+    this.sendQueue.push({ req: null, data: view, size, chunk: arena.lastChunk, copied: size });
     this.#ring.complete(req, size, null);
     if (this.#sendId === -1 && !this.flushDue) {
       this.flushDue = true;
@@ -967,7 +970,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
   /** A buffered send's bytes are gone (sent, or dropped with the connection). */
   #dropBuffered(entry: QueuedSend): void {
     this.bufferedBytes -= entry.size;
-    if (entry.copy !== undefined) this.#pool.arena.release(entry.copy);
+    if (entry.chunk !== undefined) this.#pool.arena.release(entry.chunk, entry.copied as number);
   }
 
   #sendOne(req: EngineRequest, data: Uint8Array, size: number): void {
@@ -1099,7 +1102,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
             // Short without an error: the engine owes the rest, so it goes again first.
             this.bufferedBytes -= n;
             const data = (entry.data as Uint8Array).subarray(n);
-            untouched.push({ req: null, data, size: entry.size - n, copy: entry.copy });
+            untouched.push({ ...entry, data, size: entry.size - n });
           }
         } else if (n === entry.size && entry.size > 0) ring.complete(entry.req, n, null);
         else if (error === null && n === 0 && batch !== null) untouched.push(entry);
