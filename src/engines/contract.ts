@@ -61,6 +61,13 @@
  * is empty the recv stays pending until a lease is released (it is not an
  * error); cancel and close abort it like any other recv.
  *
+ * Sending from a lease's view is the zero-copy echo: an engine may buffer
+ * such a send without copying it (the `uring` engine does for 2 KiB and
+ * more), by keeping the pool buffer out of the pool until its bytes have
+ * left, however early `release()` is called. So the view is read-only once
+ * sent from: writing into it after posting the send, even after the send
+ * completes, may change what the peer receives.
+ *
  * ## Readiness and non-blocking attempts (the older Winsock models)
  * `select`, `WSAAsyncSelect`, `WSAEventSelect` and non-blocking sockets learn
  * that a socket *can* do I/O, then do it themselves without waiting. Two
@@ -142,7 +149,10 @@ export const POOL_BUFFER_SIZE = 8 * 1024;
 
 /** A pool buffer lent to a completed pooled recv (see "Pooled receive mode"). */
 export interface BufferLease {
-  /** The received bytes: a view of the pool buffer, valid until `release()`. */
+  /**
+   * The received bytes: a view of the pool buffer, valid until `release()`;
+   * read-only once a send from it is posted ("Pooled receive mode").
+   */
   readonly view: Buffer;
   /**
    * Returns the buffer to the pool. Idempotent: a second call does nothing.

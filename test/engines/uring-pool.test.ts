@@ -1,12 +1,14 @@
 /**
  * The uring engine's provided-buffer pool: published to the kernel on
  * demand, and when every buffer is lent a pooled recv waits (no error) until
- * a lease comes back.
+ * a lease comes back. Buffered sends pin the lent buffers they send from.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Overlapped } from '../../src/core/overlapped.js';
-import type { BufferLease } from '../../src/engines/contract.js';
+import { type BufferLease, POOL_BUFFER_SIZE } from '../../src/engines/contract.js';
+import { BufferPool } from '../../src/engines/uring/buffer-pool.js';
+import type { UringRing } from '../../src/engines/uring/ring.js';
 import { delay, enginesUnderTest, next, openPair, type Pair } from '../support/engines.js';
 
 const uring = enginesUnderTest().find((e) => e.name === 'uring');
@@ -68,5 +70,68 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
     } finally {
       pair.close();
     }
+  });
+});
+
+describe('uring pool: buffered sends pin the lent buffers they send from', () => {
+  /** A pool over a stand-in ring that records the buffers given back to the kernel. */
+  function poolWithFakeRing(): { pool: BufferPool; returned: number[] } {
+    const returned: number[] = [];
+    const addon = {
+      registerPool: () => 0,
+      poolGrow: () => 0,
+      poolRelease: (_handle: unknown, bid: number) => {
+        returned.push(bid);
+      },
+    };
+    return { pool: new BufferPool({ addon, handle: {} } as unknown as UringRing), returned };
+  }
+
+  test('a lease released while a send pins its buffer goes back to the kernel only after the last unpin', () => {
+    const { pool, returned } = poolWithFakeRing();
+    assert.equal(pool.ready(), null);
+    const lease = pool.lease(3, 0, POOL_BUFFER_SIZE);
+    const first = pool.pin(lease.view, POOL_BUFFER_SIZE);
+    const second = pool.pin(lease.view.subarray(4096), POOL_BUFFER_SIZE - 4096);
+    assert.equal(first, 3);
+    assert.equal(second, 3);
+    lease.release();
+    assert.deepEqual(returned, [], "pinned: not the kernel's yet");
+    pool.unpin(3);
+    assert.deepEqual(returned, []);
+    pool.unpin(3);
+    assert.deepEqual(returned, [3], 'back once, after the last pin');
+    lease.release();
+    assert.deepEqual(returned, [3], 'release stays idempotent');
+  });
+
+  test('a pinned buffer whose lease is still held stays lent after unpin; release then gives it back', () => {
+    const { pool, returned } = poolWithFakeRing();
+    assert.equal(pool.ready(), null);
+    const lease = pool.lease(5, 0, POOL_BUFFER_SIZE);
+    assert.equal(pool.pin(lease.view, POOL_BUFFER_SIZE), 5);
+    pool.unpin(5);
+    assert.deepEqual(returned, []);
+    lease.release();
+    assert.deepEqual(returned, [5]);
+  });
+
+  test('what is not pinned: small sends, memory outside the pool, released buffers; at most a quarter of the pool', () => {
+    const { pool } = poolWithFakeRing();
+    assert.equal(pool.ready(), null);
+    const lease = pool.lease(0, 0, POOL_BUFFER_SIZE);
+    assert.equal(pool.pin(lease.view.subarray(0, 64), 64), -1, 'a small send is copied');
+    assert.equal(pool.pin(Buffer.alloc(POOL_BUFFER_SIZE), POOL_BUFFER_SIZE), -1, 'not pool memory');
+    lease.release();
+    assert.equal(pool.pin(lease.view, POOL_BUFFER_SIZE), -1, "a released buffer is the kernel's");
+    const quarter = 1024 / 4;
+    for (let bid = 1; bid <= quarter; bid++) {
+      const view = pool.lease(bid, 0, POOL_BUFFER_SIZE).view;
+      assert.equal(pool.pin(view, POOL_BUFFER_SIZE), bid);
+    }
+    const over = pool.lease(quarter + 1, 0, POOL_BUFFER_SIZE).view;
+    assert.equal(pool.pin(over, POOL_BUFFER_SIZE), -1, 'past a quarter of the pool, sends copy');
+    pool.unpin(1);
+    assert.equal(pool.pin(over, POOL_BUFFER_SIZE), quarter + 1, 'room again after an unpin');
   });
 });

@@ -11,12 +11,15 @@
  * - A buffer the kernel filled is the lease holder's until `release()`
  *   (idempotent), then the kernel's again; a recv waiting for one is posted
  *   again at each release, oldest first.
+ * - A buffered send of a lent buffer's bytes pins the buffer instead of
+ *   copying them (`pin`): a release while it is pinned is kept until the
+ *   last pin goes, so the kernel never refills memory a send still reads.
  * - A stage is never handed out while the kernel still reads into it.
  */
 import { add, counters, URING_ENGINE } from '../../core/counters.js';
 import { osErrorFromErrno } from '../../core/errors.js';
 import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
-import { POOL_INITIAL, STAGE_SIZE, STAGE_SPARES } from './constants.js';
+import { PIN_MIN_BYTES, POOL_INITIAL, STAGE_SIZE, STAGE_SPARES } from './constants.js';
 import type { UringRing } from './ring.js';
 import { SendArena } from './send-arena.js';
 import { multishotRecvWanted, POOL_BUFFER_COUNT } from './settings.js';
@@ -43,6 +46,10 @@ export class Stage {
   }
 }
 
+/** States of a pool buffer in BufferPool#lent (0: the kernel's, or held for no recv). */
+const LENT = 1;
+const RELEASE_DUE = 2;
+
 /** The pool buffers, read-ahead stages and send arena of one ring. */
 export class BufferPool {
   readonly #ring: UringRing;
@@ -56,6 +63,12 @@ export class BufferPool {
   #poolBytes: Buffer | null = null;
   #poolError: Error | null = null;
   #published = 0;
+  /** Per buffer: LENT while a lease has it, RELEASE_DUE once released while pinned. */
+  #lent: Uint8Array | null = null;
+  /** Per buffer: buffered sends reading it (see `pin`). */
+  #pins: Uint16Array | null = null;
+  /** Buffers with at least one pin; at most a quarter of the pool, so recvs keep the rest. */
+  #pinned = 0;
   readonly #waiters: PoolWaiter[] = [];
   readonly #stages: Stage[] = [];
   /** Copies of the sends completed before the kernel took them (send-arena.ts). */
@@ -83,6 +96,8 @@ export class BufferPool {
     }
     this.#pool = pool;
     this.#poolBytes = Buffer.from(pool);
+    this.#lent = new Uint8Array(POOL_BUFFER_COUNT);
+    this.#pins = new Uint16Array(POOL_BUFFER_COUNT);
     this.#published = POOL_INITIAL;
     return null;
   }
@@ -102,7 +117,52 @@ export class BufferPool {
   /** The lease of pool buffer `bid`, whose bytes from `offset` on are `bytes` long. */
   lease(bid: number, offset: number, bytes: number): BufferLease {
     const at = bid * POOL_BUFFER_SIZE + offset;
+    (this.#lent as Uint8Array)[bid] = LENT;
     return new UringLease(this, bid, Buffer.from(this.#pool as ArrayBuffer, at, bytes));
+  }
+
+  /** A lease of buffer `bid` was released: the buffer goes back once no send reads it. */
+  giveBack(bid: number): void {
+    const lent = this.#lent as Uint8Array;
+    if (((this.#pins as Uint16Array)[bid] as number) > 0) {
+      lent[bid] = RELEASE_DUE;
+      return;
+    }
+    lent[bid] = 0;
+    this.release(bid);
+  }
+
+  /**
+   * Pins the lent buffer that `data` lies in, for a buffered send of its
+   * bytes: the buffer's id, or -1 when the send should be copied instead
+   * (not a lent pool buffer, too small to be worth a buffer, or enough of
+   * the pool pinned already that recvs would run short).
+   */
+  pin(data: Uint8Array, size: number): number {
+    if (size < PIN_MIN_BYTES || data.buffer !== this.#pool) return -1;
+    const bid = Math.floor(data.byteOffset / POOL_BUFFER_SIZE);
+    if ((this.#lent as Uint8Array)[bid] !== LENT) return -1;
+    const pins = this.#pins as Uint16Array;
+    const n = pins[bid] as number;
+    if (n === 0) {
+      if (this.#pinned >= POOL_BUFFER_COUNT >> 2) return -1;
+      this.#pinned++;
+    }
+    pins[bid] = n + 1;
+    return bid;
+  }
+
+  /** A buffered send of buffer `bid` is done with it. */
+  unpin(bid: number): void {
+    const pins = this.#pins as Uint16Array;
+    const n = (pins[bid] as number) - 1;
+    pins[bid] = n;
+    if (n > 0) return;
+    this.#pinned--;
+    const lent = this.#lent as Uint8Array;
+    if (lent[bid] !== RELEASE_DUE) return;
+    lent[bid] = 0;
+    this.release(bid);
   }
 
   /** Copies `bytes` bytes of pool buffer `bid`, from `offset` on, to the start of `target`. */
@@ -159,7 +219,7 @@ class UringLease implements BufferLease {
     if (pool === null) return;
     this.#pool = null;
     add(counters.poolLent, URING_ENGINE, -1);
-    pool.release(this.#bid);
+    pool.giveBack(this.#bid);
   }
 }
 

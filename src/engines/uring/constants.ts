@@ -32,6 +32,12 @@ export const POOL_INITIAL = 32;
 export const LINGER_MS = 10_000;
 /** Sends larger than this are never copied: they are sent from the caller's buffer. */
 export const SEND_COPY_MAX = 16 * 1024;
+/**
+ * A buffered send of at least this many bytes of a lent pool buffer pins the
+ * buffer rather than copying them (buffer-pool.ts); a smaller one is copied,
+ * which costs less than a whole buffer held for it.
+ */
+export const PIN_MIN_BYTES = 2048;
 /** Size of one chunk of the send arena (send-arena.ts). */
 export const ARENA_CHUNK = 256 * 1024;
 /** Empty arena chunks kept for reuse. */

@@ -63,8 +63,9 @@ interface RecvWaiting {
 /**
  * A send the kernel has not finished: in the kernel (`#inFlight`) or waiting
  * for its turn. A buffered send (see "Buffered sends" in uring-engine.ts)
- * has completed already: `req` is null, `data` is its copy in the arena,
- * made in `chunk` with `copied` bytes (`size` is what is left to send).
+ * has completed already: `req` is null, and `data` is either its copy in
+ * the arena, made in `chunk` with `copied` bytes, or the caller's bytes in
+ * pool buffer `pin`, which it holds pinned (`size` is what is left to send).
  */
 interface QueuedSend {
   req: EngineRequest | null;
@@ -72,6 +73,7 @@ interface QueuedSend {
   size: number;
   chunk?: ArenaChunk;
   copied?: number;
+  pin?: number;
 }
 
 /**
@@ -947,13 +949,22 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
     return false;
   }
 
-  /** Copies the send, completes it, and leaves its bytes for this turn's flush. */
+  /**
+   * Copies the send (or pins the lent pool buffer its bytes are in),
+   * completes it, and leaves its bytes for this turn's flush.
+   */
   #bufferSend(req: EngineRequest, data: Uint8Array | readonly Uint8Array[], size: number): void {
-    const arena = this.#pool.arena;
-    const view = arena.copy(data, size);
+    const pool = this.#pool;
+    const pin = ArrayBuffer.isView(data) ? pool.pin(data as Uint8Array, size) : -1;
     this.bufferedBytes += size;
     this.sendQueue ??= [];
-    this.sendQueue.push({ req: null, data: view, size, chunk: arena.lastChunk, copied: size });
+    if (pin >= 0) {
+      this.sendQueue.push({ req: null, data, size, pin });
+    } else {
+      const arena = pool.arena;
+      const view = arena.copy(data, size);
+      this.sendQueue.push({ req: null, data: view, size, chunk: arena.lastChunk, copied: size });
+    }
     this.#ring.complete(req, size, null);
     if (this.#sendId === -1 && !this.flushDue) {
       this.flushDue = true;
@@ -971,6 +982,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
   #dropBuffered(entry: QueuedSend): void {
     this.bufferedBytes -= entry.size;
     if (entry.chunk !== undefined) this.#pool.arena.release(entry.chunk, entry.copied as number);
+    else if (entry.pin !== undefined) this.#pool.unpin(entry.pin);
   }
 
   #sendOne(req: EngineRequest, data: Uint8Array, size: number): void {

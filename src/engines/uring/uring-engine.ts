@@ -34,6 +34,11 @@
  *   with. A graceful close sends what is buffered before the FIN (it
  *   lingers like a send in flight); an abortive one drops it; cancel leaves
  *   it alone; a failed send of buffered bytes becomes the stream's error.
+ *   A buffered send of PIN_MIN_BYTES or more from a lent pool buffer (the
+ *   pooled echo) is not copied: it pins the buffer, and a release of the
+ *   lease meanwhile waits for the last pin (buffer-pool.ts), so the pooled
+ *   echo makes no user-space copy at all. At most a quarter of the pool is
+ *   pinned at once; past it, sends copy, and recvs keep the rest.
  * - A recv is posted with IORING_RECVSEND_POLL_FIRST unless the stream's
  *   previous recv filled its buffer: a request/reply server posts its next
  *   recv before the next request has arrived, so the kernel's first attempt
