@@ -73,19 +73,35 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
   });
 });
 
-describe('uring pool: buffered sends pin the lent buffers they send from', () => {
+describe('uring pool: growth, and the lent buffers buffered sends pin', () => {
   /** A pool over a stand-in ring that records the buffers given back to the kernel. */
-  function poolWithFakeRing(): { pool: BufferPool; returned: number[] } {
+  function poolWithFakeRing(): { pool: BufferPool; returned: number[]; grown: number[] } {
     const returned: number[] = [];
+    const grown: number[] = [];
     const addon = {
       registerPool: () => 0,
-      poolGrow: () => 0,
+      poolGrow: (_handle: unknown, n: number) => {
+        grown.push(n);
+        return n;
+      },
       poolRelease: (_handle: unknown, bid: number) => {
         returned.push(bid);
       },
     };
-    return { pool: new BufferPool({ addon, handle: {} } as unknown as UringRing), returned };
+    return { pool: new BufferPool({ addon, handle: {} } as unknown as UringRing), returned, grown };
   }
+
+  test('the pool doubles at most once per turn, however many recvs of the turn found it empty', async () => {
+    const { pool, grown } = poolWithFakeRing();
+    assert.equal(pool.ready(), null);
+    assert.equal(pool.grow(), true);
+    assert.equal(pool.grow(), true, 'the room made this turn serves the other recvs too');
+    assert.equal(pool.grow(), true);
+    assert.deepEqual(grown, [32], 'one doubling, from the 32 buffers published first');
+    await new Promise<void>((resolve) => process.nextTick(resolve));
+    assert.equal(pool.grow(), true);
+    assert.deepEqual(grown, [32, 64], 'a later shortage doubles again');
+  });
 
   test('a lease released while a send pins its buffer goes back to the kernel only after the last unpin', () => {
     const { pool, returned } = poolWithFakeRing();

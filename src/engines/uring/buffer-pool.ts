@@ -6,7 +6,7 @@
  * Contracts:
  * - The pool is one ArrayBuffer of POOL_BUFFER_COUNT × POOL_BUFFER_SIZE,
  *   registered with the kernel on the first pooled recv; the kernel gets
- *   POOL_INITIAL buffers and more (doubling) only when it answers -ENOBUFS,
+ *   POOL_INITIAL buffers and more (doubling, once per turn) only when it answers -ENOBUFS,
  *   so the pages the pool touches follow the peak of buffers in use.
  * - A buffer the kernel filled is the lease holder's until `release()`
  *   (idempotent), then the kernel's again; a recv waiting for one is posted
@@ -63,6 +63,8 @@ export class BufferPool {
   #poolBytes: Buffer | null = null;
   #poolError: Error | null = null;
   #published = 0;
+  /** A grow happened in this turn (see `grow`). */
+  #grewThisTurn = false;
   /** Per buffer: LENT while a lease has it, RELEASE_DUE once released while pinned. */
   #lent: Uint8Array | null = null;
   /** Per buffer: buffered sends reading it (see `pin`). */
@@ -107,10 +109,18 @@ export class BufferPool {
    * never had (true), else the recv must wait for a release (false).
    */
   grow(): boolean {
+    // Every -ENOBUFS of one batch reports the same shortage: grow once for it, not once each.
+    if (this.#grewThisTurn) return true;
     if (this.#published >= POOL_BUFFER_COUNT) return false;
     const ring = this.#ring;
     const added = ring.addon.poolGrow(ring.handle, this.#published);
     this.#published += added;
+    if (added > 0) {
+      this.#grewThisTurn = true;
+      process.nextTick(() => {
+        this.#grewThisTurn = false;
+      });
+    }
     return added > 0;
   }
 
