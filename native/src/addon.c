@@ -623,13 +623,18 @@ static napi_value op_cancel_fd(napi_env env, napi_callback_info info) {
   return int_value(env, 0);
 }
 
-/* registerPool(ring, pool: ArrayBuffer, size, count, initial): 0 or -errno. */
+/*
+ * registerPool(ring, pool: ArrayBuffer, size, count, initial, incremental):
+ * the buffers published, or -errno (-EINVAL for `incremental` on a kernel
+ * before 6.12).
+ */
 static napi_value register_pool(napi_env env, napi_callback_info info) {
-  ARGS(5);
+  ARGS(6);
   RING_ARG(0);
   I32_ARG(size, 2);
   I32_ARG(count, 3);
   I32_ARG(initial, 4);
+  I32_ARG(incremental, 5);
   void *pool;
   size_t len;
   NAPI_OK(napi_get_arraybuffer_info(env, argv[1], &pool, &len));
@@ -638,7 +643,8 @@ static napi_value register_pool(napi_env env, napi_callback_info info) {
   if (r->pool_ref != NULL) return int_value(env, -EEXIST);
   /* The reference first: from registration on the kernel may write into the pool. */
   NAPI_OK(napi_create_reference(env, argv[1], 1, &r->pool_ref));
-  int rc = ovl_ring_register_pool(r, pool, (uint32_t)size, (uint32_t)count, (uint32_t)initial);
+  int rc = ovl_ring_register_pool(r, pool, (uint32_t)size, (uint32_t)count, (uint32_t)initial,
+                                  incremental != 0);
   if (rc < 0) {
     napi_ref ref = r->pool_ref;
     r->pool_ref = NULL;

@@ -243,9 +243,11 @@ void ovl_disown(ovl_ring *r, int fd) {
  * when the kernel runs out. The buffer ring is FIFO, so every published
  * buffer gets used in turn: publishing only what the load needs keeps the
  * pages the pool touches (its share of RSS) to the peak in use.
+ * `incremental` asks for IOU_PBUF_RING_INC; a kernel without it answers
+ * -EINVAL, and the caller may register again without.
  */
 int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t count,
-                           uint32_t initial) {
+                           uint32_t initial, int incremental) {
   if (r->buf_ring != NULL) return -EEXIST;
   if (count == 0 || count > 32768 || (count & (count - 1)) != 0) return -EINVAL;
   /* liburing 2.3 has no io_uring_setup_buf_ring: allocate page-aligned ring memory ourselves. */
@@ -259,6 +261,7 @@ int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t c
   reg.ring_addr = (uint64_t)(uintptr_t)br;
   reg.ring_entries = count;
   reg.bgid = OVL_POOL_GROUP;
+  reg.pad = incremental ? IOU_PBUF_RING_INC : 0; /* `flags` in kernel headers from 6.12 */
   int rc = io_uring_register_buf_ring(&r->ring, &reg, 0);
   if (rc < 0) {
     free(mem);

@@ -36,6 +36,15 @@
 /* Buffer group of the provided-buffer pool. */
 #define OVL_POOL_GROUP 0
 
+/*
+ * Incremental consumption of provided buffers (kernel 6.12+; the flag the
+ * liburing 2.3 headers lack): each recv takes only the bytes it needs from
+ * the buffer at the ring's head, so small messages share a buffer.
+ */
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2
+#endif
+
 enum ovl_kind { OVL_KIND_NONE = 0, OVL_KIND_PLAIN, OVL_KIND_ACCEPT };
 
 typedef struct ovl_ring ovl_ring;
@@ -106,7 +115,7 @@ void ovl_ring_update_ref(ovl_ring *r);
 int ovl_ring_submit(ovl_ring *r);
 void ovl_ring_teardown(ovl_ring *r);
 int ovl_ring_register_pool(ovl_ring *r, uint8_t *pool, uint32_t size, uint32_t count,
-                           uint32_t initial);
+                           uint32_t initial, int incremental);
 int ovl_ring_pool_grow(ovl_ring *r, uint32_t n);
 void ovl_ring_pool_release(ovl_ring *r, uint32_t bid);
 void ovl_own(ovl_ring *r, int fd);

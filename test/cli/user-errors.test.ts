@@ -137,6 +137,7 @@ describe('bad command lines: one line, exit 2, on every subcommand', { concurren
     ['OVERLAPPED_URING_POOL_BUFFERS', 'abc', /power of two/],
     ['OVERLAPPED_URING_TASKRUN', 'fast', /defer, coop, plain/],
     ['OVERLAPPED_URING_RECV_MULTISHOT', 'no', /use 0 .* or 1/],
+    ['OVERLAPPED_URING_POOL_INCREMENTAL', 'yes', /use 0 .* or 1/],
   ] as const) {
     for (const command of ['echo', 'client'] as const) {
       it(`${command} with ${variable}=${value} names the variable and the allowed values`, async () => {

@@ -8,21 +8,31 @@
  *   registered with the kernel on the first pooled recv; the kernel gets
  *   POOL_INITIAL buffers and more (doubling, once per turn) only when it answers -ENOBUFS,
  *   so the pages the pool touches follow the peak of buffers in use.
- * - A buffer the kernel filled is the lease holder's until `release()`
- *   (idempotent), then the kernel's again; a recv waiting for one is posted
- *   again at each release, oldest first.
- * - A buffered send of a lent buffer's bytes pins the buffer instead of
- *   copying them (`pin`): a release while it is pinned is kept until the
- *   last pin goes, so the kernel never refills memory a send still reads.
+ * - Each CQE hands over a slice of a buffer (`take`): the whole buffer, or
+ *   with incremental consumption (kernel 6.12+) just the bytes that came,
+ *   the next recv going on in the same buffer. A buffer is the kernel's
+ *   again once the kernel is done filling it and every slice of it is
+ *   given back (a lease released, held bytes taken or dropped); a recv
+ *   waiting for a buffer is posted again then, oldest first.
+ * - A buffered send of a slice's bytes pins the buffer instead of copying
+ *   them (`pin`): the pin counts as one more slice out, so the kernel never
+ *   refills memory a send still reads, however early the lease goes.
  * - A stage is never handed out while the kernel still reads into it.
  */
 import { add, counters, URING_ENGINE } from '../../core/counters.js';
 import { osErrorFromErrno } from '../../core/errors.js';
 import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
-import { PIN_MIN_BYTES, POOL_INITIAL, STAGE_SIZE, STAGE_SPARES } from './constants.js';
+import {
+  EINVAL,
+  IORING_CQE_F_BUF_MORE,
+  PIN_MIN_BYTES,
+  POOL_INITIAL,
+  STAGE_SIZE,
+  STAGE_SPARES,
+} from './constants.js';
 import type { UringRing } from './ring.js';
 import { SendArena } from './send-arena.js';
-import { multishotRecvWanted, POOL_BUFFER_COUNT } from './settings.js';
+import { incrementalPoolWanted, multishotRecvWanted, POOL_BUFFER_COUNT } from './settings.js';
 
 /** A stream whose pooled recv waits for a pool buffer to come back. */
 export interface PoolWaiter {
@@ -46,10 +56,6 @@ export class Stage {
   }
 }
 
-/** States of a pool buffer in BufferPool#lent (0: the kernel's, or held for no recv). */
-const LENT = 1;
-const RELEASE_DUE = 2;
-
 /** The pool buffers, read-ahead stages and send arena of one ring. */
 export class BufferPool {
   readonly #ring: UringRing;
@@ -58,6 +64,12 @@ export class BufferPool {
    * after a kernel refused one, or with OVERLAPPED_URING_RECV_MULTISHOT=0.
    */
   multishotRecv = multishotRecvWanted();
+  /**
+   * The kernel takes from a buffer only the bytes each recv needs, so small
+   * messages share one (IOU_PBUF_RING_INC, kernel 6.12+); false on older
+   * kernels and with OVERLAPPED_URING_POOL_INCREMENTAL=0. Set by `ready`.
+   */
+  incremental = false;
   #pool: ArrayBuffer | null = null;
   /** The whole pool as one Buffer, for copies out of it without a view per copy. */
   #poolBytes: Buffer | null = null;
@@ -65,9 +77,13 @@ export class BufferPool {
   #published = 0;
   /** A grow happened in this turn (see `grow`). */
   #grewThisTurn = false;
-  /** Per buffer: LENT while a lease has it, RELEASE_DUE once released while pinned. */
-  #lent: Uint8Array | null = null;
-  /** Per buffer: buffered sends reading it (see `pin`). */
+  /** Per buffer: its slices lent, held or pinned by a send (see `take`, `pin`). */
+  #refs: Uint32Array | null = null;
+  /** Per buffer: 1 once the kernel is done filling it (it goes back when its refs do). */
+  #filled: Uint8Array | null = null;
+  /** Per buffer, incremental: where the kernel's next bytes in it go. */
+  #fill: Uint32Array | null = null;
+  /** Per buffer: buffered sends reading it (counted in #refs too). */
   #pins: Uint16Array | null = null;
   /** Buffers with at least one pin; at most a quarter of the pool, so recvs keep the rest. */
   #pinned = 0;
@@ -85,20 +101,27 @@ export class BufferPool {
     if (this.#pool !== null || this.#poolError !== null) return this.#poolError;
     const pool = new ArrayBuffer(POOL_BUFFER_SIZE * POOL_BUFFER_COUNT);
     const ring = this.#ring;
-    const rc = ring.addon.registerPool(
-      ring.handle,
-      pool,
-      POOL_BUFFER_SIZE,
-      POOL_BUFFER_COUNT,
-      POOL_INITIAL,
-    );
+    const register = (incremental: boolean) =>
+      ring.addon.registerPool(
+        ring.handle,
+        pool,
+        POOL_BUFFER_SIZE,
+        POOL_BUFFER_COUNT,
+        POOL_INITIAL,
+        incremental ? 1 : 0,
+      );
+    let rc = incrementalPoolWanted() ? register(true) : EINVAL;
+    this.incremental = rc >= 0;
+    if (rc === EINVAL) rc = register(false); // a kernel before 6.12
     if (rc < 0) {
       this.#poolError = osErrorFromErrno(rc, 'io_uring_register_buf_ring');
       return this.#poolError;
     }
     this.#pool = pool;
     this.#poolBytes = Buffer.from(pool);
-    this.#lent = new Uint8Array(POOL_BUFFER_COUNT);
+    this.#refs = new Uint32Array(POOL_BUFFER_COUNT);
+    this.#filled = new Uint8Array(POOL_BUFFER_COUNT);
+    this.#fill = new Uint32Array(POOL_BUFFER_COUNT);
     this.#pins = new Uint16Array(POOL_BUFFER_COUNT);
     this.#published = POOL_INITIAL;
     return null;
@@ -124,55 +147,39 @@ export class BufferPool {
     return added > 0;
   }
 
-  /** The lease of pool buffer `bid`, whose bytes from `offset` on are `bytes` long. */
+  /**
+   * A CQE handed over `res` bytes of buffer `bid` (with its `flags`): where
+   * in the buffer they are, each such slice to be given back once with
+   * `release(bid)`. -1 when it holds no bytes (`res` of 0 or an error);
+   * there is nothing to release then.
+   */
+  take(bid: number, res: number, flags: number): number {
+    const incremental = this.incremental;
+    if (res <= 0) {
+      // Incremental: the kernel consumed nothing of the buffer. Otherwise the buffer is ours.
+      if (!incremental) {
+        (this.#filled as Uint8Array)[bid] = 1;
+        this.#giveBack(bid);
+      }
+      return -1;
+    }
+    const refs = this.#refs as Uint32Array;
+    refs[bid] = (refs[bid] as number) + 1;
+    if (!incremental) {
+      (this.#filled as Uint8Array)[bid] = 1;
+      return 0;
+    }
+    const fill = this.#fill as Uint32Array;
+    const at = fill[bid] as number;
+    fill[bid] = at + res;
+    if ((flags & IORING_CQE_F_BUF_MORE) === 0) (this.#filled as Uint8Array)[bid] = 1;
+    return at;
+  }
+
+  /** The lease of the slice of buffer `bid` at `offset`, `bytes` long (taken with `take`). */
   lease(bid: number, offset: number, bytes: number): BufferLease {
     const at = bid * POOL_BUFFER_SIZE + offset;
-    (this.#lent as Uint8Array)[bid] = LENT;
     return new UringLease(this, bid, Buffer.from(this.#pool as ArrayBuffer, at, bytes));
-  }
-
-  /** A lease of buffer `bid` was released: the buffer goes back once no send reads it. */
-  giveBack(bid: number): void {
-    const lent = this.#lent as Uint8Array;
-    if (((this.#pins as Uint16Array)[bid] as number) > 0) {
-      lent[bid] = RELEASE_DUE;
-      return;
-    }
-    lent[bid] = 0;
-    this.release(bid);
-  }
-
-  /**
-   * Pins the lent buffer that `data` lies in, for a buffered send of its
-   * bytes: the buffer's id, or -1 when the send should be copied instead
-   * (not a lent pool buffer, too small to be worth a buffer, or enough of
-   * the pool pinned already that recvs would run short).
-   */
-  pin(data: Uint8Array, size: number): number {
-    if (size < PIN_MIN_BYTES || data.buffer !== this.#pool) return -1;
-    const bid = Math.floor(data.byteOffset / POOL_BUFFER_SIZE);
-    if ((this.#lent as Uint8Array)[bid] !== LENT) return -1;
-    const pins = this.#pins as Uint16Array;
-    const n = pins[bid] as number;
-    if (n === 0) {
-      if (this.#pinned >= POOL_BUFFER_COUNT >> 2) return -1;
-      this.#pinned++;
-    }
-    pins[bid] = n + 1;
-    return bid;
-  }
-
-  /** A buffered send of buffer `bid` is done with it. */
-  unpin(bid: number): void {
-    const pins = this.#pins as Uint16Array;
-    const n = (pins[bid] as number) - 1;
-    pins[bid] = n;
-    if (n > 0) return;
-    this.#pinned--;
-    const lent = this.#lent as Uint8Array;
-    if (lent[bid] !== RELEASE_DUE) return;
-    lent[bid] = 0;
-    this.release(bid);
   }
 
   /** Copies `bytes` bytes of pool buffer `bid`, from `offset` on, to the start of `target`. */
@@ -181,8 +188,54 @@ export class BufferPool {
     (this.#poolBytes as Buffer).copy(target, 0, at, at + bytes);
   }
 
-  /** Buffer `bid` is free again; a recv waiting for one is posted again. */
+  /**
+   * Pins the buffer that `data` lies in, for a buffered send of its bytes:
+   * the buffer's id, or -1 when the send should be copied instead (not in a
+   * buffer with a slice out, too small to be worth holding a buffer for, or
+   * enough of the pool pinned already that recvs would run short).
+   */
+  pin(data: Uint8Array, size: number): number {
+    if (size < PIN_MIN_BYTES || data.buffer !== this.#pool) return -1;
+    const bid = Math.floor(data.byteOffset / POOL_BUFFER_SIZE);
+    const refs = this.#refs as Uint32Array;
+    const held = refs[bid] as number;
+    if (held === 0) return -1;
+    const pins = this.#pins as Uint16Array;
+    const n = pins[bid] as number;
+    if (n === 0) {
+      if (this.#pinned >= POOL_BUFFER_COUNT >> 2) return -1;
+      this.#pinned++;
+    }
+    pins[bid] = n + 1;
+    refs[bid] = held + 1;
+    return bid;
+  }
+
+  /** A buffered send of buffer `bid` is done with it. */
+  unpin(bid: number): void {
+    const pins = this.#pins as Uint16Array;
+    const n = (pins[bid] as number) - 1;
+    pins[bid] = n;
+    if (n === 0) this.#pinned--;
+    this.release(bid);
+  }
+
+  /**
+   * A slice of buffer `bid` is given back (a lease released, held bytes
+   * taken or dropped, a pin gone); the buffer is the kernel's again once
+   * the kernel is done filling it and no slice of it is out.
+   */
   release(bid: number): void {
+    const refs = this.#refs as Uint32Array;
+    const n = (refs[bid] as number) - 1;
+    refs[bid] = n;
+    if (n === 0 && (this.#filled as Uint8Array)[bid] === 1) this.#giveBack(bid);
+  }
+
+  /** Buffer `bid` goes back to the kernel; a recv waiting for one is posted again. */
+  #giveBack(bid: number): void {
+    (this.#filled as Uint8Array)[bid] = 0;
+    (this.#fill as Uint32Array)[bid] = 0;
     const ring = this.#ring;
     ring.addon.poolRelease(ring.handle, bid);
     const waiter = this.#waiters.shift();
@@ -229,7 +282,7 @@ class UringLease implements BufferLease {
     if (pool === null) return;
     this.#pool = null;
     add(counters.poolLent, URING_ENGINE, -1);
-    pool.giveBack(this.#bid);
+    pool.release(this.#bid);
   }
 }
 

@@ -47,6 +47,8 @@ export const MAX_IOV = 1024;
 
 export const IORING_CQE_F_BUFFER = 1;
 export const IORING_CQE_F_MORE = 2;
+/** With incremental buffers: the kernel goes on filling this CQE's buffer (kernel 6.12+). */
+export const IORING_CQE_F_BUF_MORE = 16;
 export const IORING_CQE_BUFFER_SHIFT = 16;
 
 // Linux errno values (negative, as a CQE's res carries them) the engine acts on.

@@ -38,7 +38,15 @@ export interface UringAddon {
   shutdown(ring: Ring, id: number, fd: number): number;
   cancel(ring: Ring, id: number): number;
   cancelFd(ring: Ring, fd: number): number;
-  registerPool(ring: Ring, pool: ArrayBuffer, size: number, count: number, initial: number): number;
+  /** Buffers published, or -errno (-EINVAL for `incremental` on a kernel before 6.12). */
+  registerPool(
+    ring: Ring,
+    pool: ArrayBuffer,
+    size: number,
+    count: number,
+    initial: number,
+    incremental: number,
+  ): number;
   poolGrow(ring: Ring, n: number): number;
   poolRelease(ring: Ring, bid: number): void;
   listenTcp(ring: Ring, ip: string, port: number, backlog: number): number;

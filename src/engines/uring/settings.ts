@@ -51,6 +51,18 @@ export function checkUringSettings(env: NodeJS.ProcessEnv = process.env): void {
       `OVERLAPPED_URING_RECV_MULTISHOT="${multishot}" is invalid: use 0 (one pooled recv at a time) or 1 (default), or unset it`,
     );
   }
+  const incremental = env.OVERLAPPED_URING_POOL_INCREMENTAL;
+  if (
+    incremental !== undefined &&
+    incremental !== '' &&
+    incremental !== '0' &&
+    incremental !== '1'
+  ) {
+    throw new UsageError(
+      'OVL_ERR_INVALID_ARGUMENT',
+      `OVERLAPPED_URING_POOL_INCREMENTAL="${incremental}" is invalid: use 0 (a whole pool buffer per recv) or 1 (default), or unset it`,
+    );
+  }
 }
 
 /** `OVERLAPPED_URING_TASKRUN=defer|coop|plain` as the addon's mode index; coop unless told. */
@@ -64,4 +76,12 @@ export function taskRunMode(): number {
 /** Pooled recvs share one multishot recv per stream unless `OVERLAPPED_URING_RECV_MULTISHOT=0`. */
 export function multishotRecvWanted(): boolean {
   return process.env.OVERLAPPED_URING_RECV_MULTISHOT !== '0';
+}
+
+/**
+ * Pool buffers are consumed incrementally where the kernel can (6.12+)
+ * unless `OVERLAPPED_URING_POOL_INCREMENTAL=0`.
+ */
+export function incrementalPoolWanted(): boolean {
+  return process.env.OVERLAPPED_URING_POOL_INCREMENTAL !== '0';
 }

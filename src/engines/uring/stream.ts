@@ -792,6 +792,8 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
     const req = this.#recvReq as EngineRequest;
     this.#recvId = -1;
     const bid = (flags & IORING_CQE_F_BUFFER) !== 0 ? flags >>> IORING_CQE_BUFFER_SHIFT : -1;
+    // Where the bytes are in the buffer; -1: no slice of it to give back.
+    const at = bid >= 0 ? pool.take(bid, res, flags) : -1;
     if (res === ENOBUFS && this.pooledRecv && !this.closed && !this.recvCancelled) {
       if (this.#outOfBuffers()) this.#postRecvSqe(null);
       return;
@@ -815,18 +817,17 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
       this.#dropStage();
     }
     if (this.closed || res === ECANCELED || (this.recvCancelled && res < 0)) {
-      if (bid >= 0) pool.release(bid);
+      if (at >= 0) pool.release(bid);
       ring.complete(req, 0, abortedError());
     } else if (res < 0) {
       const error = osErrorFromErrno(res, 'read');
       this.#error ??= error;
       ring.complete(req, 0, error);
     } else if (res === 0) {
-      if (bid >= 0) pool.release(bid);
       this.eof = true;
       ring.complete(req, 0, null);
     } else {
-      if (this.pooledRecv) req.lease = bid >= 0 ? pool.lease(bid, 0, res) : null;
+      if (this.pooledRecv) req.lease = at >= 0 ? pool.lease(bid, at, res) : null;
       else this.lastRecvFull = res === buffer?.length;
       ring.complete(req, res, null);
     }
@@ -844,14 +845,15 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
       this.#multiId = -1;
       this.multiStopping = false;
     }
+    const at = bid >= 0 ? pool.take(bid, res, flags) : -1;
     const gone = this.closed || this.reset;
-    if (res > 0 && bid >= 0 && !gone) {
+    if (at >= 0 && !gone) {
       this.#held ??= [];
-      this.#held.push(bid, 0, res);
+      this.#held.push(bid, at, res);
       this.#heldBytes += res;
       if (this.#held.length >= HOLD_BUFFERS * 3) this.#stopMulti();
     } else {
-      if (bid >= 0) pool.release(bid);
+      if (at >= 0) pool.release(bid);
       if (res === ENOBUFS) {
         if (!gone) this.#outOfBuffers();
       } else if (res === EINVAL && this.#heldBytes === 0 && this.heldEnd === null) {

@@ -81,11 +81,18 @@
  *   held, and otherwise waits for the multishot to end before its own SQE
  *   goes in, so no arrival overtakes it. A kernel without multishot recv
  *   (-EINVAL) gets single-shot pooled recvs.
+ *   On 6.12+ the buffers are consumed incrementally (IOU_PBUF_RING_INC):
+ *   an arrival takes only its bytes from the buffer at the ring's head and
+ *   the next goes on after it, so a thousand 64-byte messages share a few
+ *   buffers instead of holding one each; a buffer goes back once the kernel
+ *   has moved past it and every lease and held slice of it is released.
+ *   Older kernels give each arrival a whole buffer. A message may then end
+ *   in one buffer and go on in the next: two completions, as TCP allows.
  *   The ring is FIFO, so every buffer the kernel has is used in turn: it
- *   gets 32 at first and more (doubling) only when it answers -ENOBUFS, so
- *   the pages the pool touches follow the peak of buffers in use. With all
- *   1024 out, the recv waits here until a lease is released, then is
- *   posted again (not an error).
+ *   gets 32 at first and more (doubling, once per turn) only when it
+ *   answers -ENOBUFS, so the pages the pool touches follow the peak of
+ *   bytes (whole buffers, before 6.12) in use. With all 1024 out, the recv
+ *   waits here until one comes back, then is posted again (not an error).
  * - Readiness and non-blocking attempts (select, WSAAsyncSelect,
  *   WSAEventSelect, non-blocking sockets) use the kernel's own mechanisms.
  *   `poll` is a single-shot IORING_OP_POLL_ADD for POLLIN/POLLOUT (and
