@@ -27,19 +27,19 @@ import {
 } from './server-options.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { runThreadedEcho } from './threaded-echo.js';
-import { parseIntegerFlag } from './user-error.js';
+import { parseIntegerFlag, UserError } from './user-error.js';
 
 interface EchoFlags extends LogFlags, ProxyFlags {
   metrics?: MetricsFlag;
   host: string;
   port: number;
   workers?: number;
-  bufferSize: number;
+  bufferSize?: number;
   maxConnections: number;
   engine?: string;
   model: EchoModel;
   nagle?: boolean;
-  pooled?: boolean;
+  pooled: boolean;
   maxThreads?: number;
   sweepInterval?: number;
   threads?: number;
@@ -84,9 +84,8 @@ export function createEchoCommand(): Command {
     )
     .option(
       '--buffer-size <bytes>',
-      'receive buffer per connection (also the most a connection has in flight)',
+      `a receive buffer of this size per connection, instead of pooled receives (also the most a connection has in flight); the readiness and blocking models' read buffer (default: ${ECHO_DEFAULTS.bufferSize})`,
       (v: string) => parseIntegerFlag('--buffer-size', v, 1, 16 * 1024 * 1024),
-      ECHO_DEFAULTS.bufferSize,
     )
     .option(
       '--max-connections <n>',
@@ -115,7 +114,11 @@ export function createEchoCommand(): Command {
     )
     .option(
       '--pooled',
-      'pooled receive mode (overlapped models): no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives; the readiness models never hold one for an idle client',
+      'pooled receive mode, the default of the overlapped models: no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives (the readiness models never hold one for an idle client)',
+    )
+    .option(
+      '--no-pooled',
+      `overlapped models: a ${ECHO_DEFAULTS.bufferSize}-byte receive buffer per connection (the seeds' design) instead of pooled receives`,
     )
     .addOption(quietOption())
     .option(
@@ -126,7 +129,17 @@ export function createEchoCommand(): Command {
   for (const option of [...proxyOptions(), metricsOption(), ...logOptions()]) {
     command.addOption(option);
   }
-  return command.action(async (flags: EchoFlags) => {
+  return command.action(async (flags: EchoFlags, cmd: Command) => {
+    if (flags.bufferSize !== undefined && cmd.getOptionValueSource('pooled') === 'cli') {
+      if (flags.pooled) {
+        throw new UserError(
+          '--pooled lends 8 KiB pool buffers, --buffer-size sets a buffer per connection: give one or the other',
+          2,
+        );
+      }
+    }
+    // A buffer size asks for buffers per connection.
+    if (flags.bufferSize !== undefined) flags.pooled = false;
     const proxy = proxyListenOptions(flags);
     if (flags.threads !== undefined) await runThreadedEcho({ ...flags, threads: flags.threads });
     else await runEcho(flags, proxy);
@@ -145,10 +158,10 @@ async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<voi
       host: flags.host,
       port: flags.port,
       ...(flags.workers === undefined ? {} : { workers: flags.workers }),
-      bufferSize: flags.bufferSize,
+      ...(flags.bufferSize === undefined ? {} : { bufferSize: flags.bufferSize }),
       maxConnections: flags.maxConnections,
       noDelay: flags.nagle !== true,
-      pooled: flags.pooled === true,
+      pooled: flags.pooled,
       idleTimeoutMs: flags.idleTimeout,
       writeTimeoutMs: flags.writeTimeout,
       logger: connectionLogger,
@@ -164,7 +177,7 @@ async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<voi
     what: 'echo server',
     where: { address, port },
     details: [
-      `${describeModel(flags.model, server)}${flags.pooled ? ', pooled receives (--pooled)' : ''}`,
+      `${describeModel(flags.model, server)}${describeReceives(server, flags.bufferSize)}`,
       ...(flags.proxyProtocol === undefined
         ? []
         : [`PROXY protocol ${flags.proxyProtocol} required`]),
@@ -174,8 +187,8 @@ async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<voi
       address,
       port,
       model: flags.model,
-      bufferSize: flags.bufferSize,
-      pooled: flags.pooled === true,
+      bufferSize: flags.bufferSize ?? ECHO_DEFAULTS.bufferSize,
+      ...(server.pooled === undefined ? {} : { pooled: server.pooled }),
       ...(flags.proxyProtocol === undefined ? {} : { proxyProtocol: flags.proxyProtocol }),
     },
   });
@@ -196,6 +209,13 @@ async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<voi
 }
 
 /** The model part of the start-up line, saying what the model really is on this engine. */
+/** How an overlapped model receives, for the start line; nothing for the others. */
+function describeReceives(server: EchoService, bufferSize: number | undefined): string {
+  if (server.pooled === undefined) return '';
+  if (server.pooled) return ', pooled receives';
+  return `, a ${bufferSize ?? ECHO_DEFAULTS.bufferSize}-byte buffer per connection`;
+}
+
 function describeModel(model: EchoModel, server: EchoService): string {
   if (server instanceof BlockingEchoServer) {
     return server.mode === 'descriptor'

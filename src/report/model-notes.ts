@@ -17,7 +17,7 @@ export const MODEL_NOTES: Record<string, ModelNote> = {
     told: 'overlapped I/O; told on completion, through one shared queue',
     use: 'A server with many connections: the seeds recommend it whenever a program manages many sockets at once. The OS moves the bytes; a few workers drain one queue, whatever the connection count.',
     breaks:
-      'The seeds list no wall for it: the kernel queues completions whatever the connection count, so its cost per message should stay flat from 10 to 8,000 connections (the line below says whether it did), and its memory per connection is its receive buffer (8 KiB, or none with --pooled).',
+      'The seeds list no wall for it: the kernel queues completions whatever the connection count, so its cost per message should stay flat from 10 to 8,000 connections (the line below says whether it did), and its memory per connection is its receive buffer (none by default, as its receives are pooled; 8 KiB with --no-pooled).',
   },
   events: {
     title: 'Overlapped I/O with event objects',

@@ -1,6 +1,6 @@
 /**
  * The servers a report compares: `overlapped echo` on each chosen engine × model
- * (the plain variant of each, not the pooled or Nagle ones), and every peer the
+ * (the default variant of each, not the per-connection-buffer or Nagle ones), and every peer the
  * echo bench's catalogue lists. The peer list is the catalogue's, so a peer added
  * there (the C io_uring one) is run here too; a peer this project expects but whose
  * source is not in the checkout is listed as unavailable with that reason.

@@ -512,23 +512,59 @@ describe('server logs', { concurrency: true }, () => {
     assertOneLineError(bad, '--log-level loud');
   });
 
-  it('start lines: IPv6 in brackets, --pooled named, the engine and why', async (t) => {
+  it('start lines: IPv6 in brackets, pooled receives (the default) named, the engine and why', async (t) => {
     if (!(await hasIpv6Loopback())) {
       t.skip('no IPv6 loopback here');
       return;
     }
-    const server = new EchoProcess(['--port', '0', '--host', '::1', '--pooled']);
+    const server = new EchoProcess(['--port', '0', '--host', '::1']);
     try {
       await server.listeningPort();
       const line = server.logs.find((l) => l.msg.startsWith('echo server listening on '));
       assert.match(
         String(line?.msg),
-        /listening on \[::1\]:\d+ \(completion-port model, pooled receives \(--pooled\); engine (node|uring): .+\)$/,
+        /listening on \[::1\]:\d+ \(completion-port model, pooled receives; engine (node|uring): .+\)$/,
       );
       assert.equal(line?.pooled, true);
     } finally {
       await server.stop('SIGKILL');
     }
+  });
+
+  for (const [args, receives, pooled] of [
+    [['--no-pooled'], 'a 8192-byte buffer per connection', false],
+    [['--buffer-size', '4096'], 'a 4096-byte buffer per connection', false],
+    [['--pooled', '--model', 'routines'], 'pooled receives', true],
+  ] as const) {
+    it(`start line with ${args.join(' ')}: ${receives}`, async () => {
+      const server = new EchoProcess(['--port', '0', ...args]);
+      try {
+        await server.listeningPort();
+        const line = server.logs.find((l) => l.msg.startsWith('echo server listening on '));
+        assert.match(String(line?.msg), new RegExp(`model, ${receives}; engine`));
+        assert.equal(line?.pooled, pooled);
+      } finally {
+        await server.stop('SIGKILL');
+      }
+    });
+  }
+
+  it('start line of a readiness model says nothing of pooled receives', async () => {
+    const server = new EchoProcess(['--port', '0', '--model', 'select']);
+    try {
+      await server.listeningPort();
+      const line = server.logs.find((l) => l.msg.startsWith('echo server listening on '));
+      assert.match(String(line?.msg), /\(select model; engine/);
+      assert.equal(line?.pooled, undefined);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  it('--pooled with --buffer-size: one line, exit 2', async () => {
+    const bad = await runCli(['echo', '--pooled', '--buffer-size', '4096']);
+    assert.equal(bad.code, 2);
+    assert.match(assertOneLineError(bad, '--pooled --buffer-size'), /give one or the other/);
   });
 
   it('pipe-server start line: "1 instance", and the engine and why', {

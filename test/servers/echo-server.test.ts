@@ -32,6 +32,9 @@ import {
   waitForConnections,
 } from '../support/echo-fixture.js';
 
+/** The models that receive into buffers of their own per connection, or pooled ones. */
+const OVERLAPPED_MODELS: readonly EchoModel[] = ['completion-port', 'events', 'routines'];
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -119,7 +122,7 @@ for (const model of ECHO_MODELS) {
       });
     });
 
-    it('pooled receive mode: 20 clients echo byte-exact with no buffer of their own', async () => {
+    it('a receive buffer per connection (pooled: false; pooled receives are the default): 20 clients echo byte-exact', async () => {
       const rng = new SeededRandom(runSeed());
       await withServer(
         async (server, clients) => {
@@ -140,9 +143,30 @@ for (const model of ECHO_MODELS) {
           );
           assert.equal(server.connections, 20);
         },
-        { pooled: true },
+        { pooled: false },
       );
     });
+
+    if (OVERLAPPED_MODELS.includes(model)) {
+      it('receives into pool buffers by default, into a buffer per connection with a bufferSize', async () => {
+        await withServer(async (server) => assert.equal(server.pooled, true));
+        await withServer(async (server) => assert.equal(server.pooled, false), {
+          bufferSize: 4096,
+        });
+        await withServer(async (server) => assert.equal(server.pooled, false), { pooled: false });
+      });
+
+      it('pooled receives with a bufferSize are refused: they say two different things', async () => {
+        await assert.rejects(startEcho({ model, pooled: true, bufferSize: 4096 }), {
+          code: 'OVL_ERR_INVALID_ARGUMENT',
+          message: /give one or the other/,
+        });
+      });
+    } else {
+      it('keeps no receive buffer per connection, and says nothing of pooled receives', async () => {
+        await withServer(async (server) => assert.equal(server.pooled, undefined));
+      });
+    }
 
     it('echoes any payload of 1..200000 bytes byte-exact (property, fresh connection each)', async () => {
       await withServer(async (server, clients) => {

@@ -76,9 +76,11 @@ export interface EchoServerOptions extends ProxyListenOptions {
   logger?: Logger;
   /**
    * Pooled receive mode: no buffer per connection; each recv borrows an 8 KiB
-   * pool buffer only when data arrives (`bufferSize` is then unused), and the
-   * echo is sent from it before it goes back. Idle connections hold no
-   * receive buffer. Default false.
+   * pool buffer only when data arrives, and the echo is sent from it before
+   * it goes back. Idle connections hold no receive buffer. The default for
+   * the overlapped models unless `bufferSize` is given (a buffer of that size
+   * per connection, as the seeds' server has); true with `bufferSize` is
+   * refused. The other models keep no buffer per connection either way.
    */
   pooled?: boolean;
   /**
@@ -139,6 +141,8 @@ export interface EchoService {
   readonly bytesEchoed?: number;
   /** Connections reset because the stop deadline found them busy (models that drain on stop). */
   readonly resetAtStop?: number;
+  /** The overlapped models: whether recvs borrow pool buffers (see EchoServerOptions.pooled). */
+  readonly pooled?: boolean;
   stop(options?: { deadlineMs?: number }): Promise<void>;
 }
 
@@ -207,12 +211,17 @@ export async function listenForEcho(
   options: EchoServerOptions,
 ): Promise<{ listener: TcpListener; settings: EchoSettings }> {
   const cpus = availableParallelism();
+  check(
+    options.pooled !== true || options.bufferSize === undefined,
+    'OVL_ERR_INVALID_ARGUMENT',
+    'pooled receives lend 8 KiB pool buffers, bufferSize sets a buffer per connection: give one or the other',
+  );
   const settings: EchoSettings = {
     bufferSize: options.bufferSize ?? ECHO_DEFAULTS.bufferSize,
     maxConnections: options.maxConnections ?? ECHO_DEFAULTS.maxConnections,
     workers: options.workers ?? 2 * cpus,
     concurrency: options.concurrency ?? cpus,
-    pooled: options.pooled === true,
+    pooled: options.pooled ?? options.bufferSize === undefined,
     logger: options.logger,
     idleTimeoutMs: options.idleTimeoutMs ?? 0,
     writeTimeoutMs: options.writeTimeoutMs ?? 0,
@@ -263,6 +272,10 @@ export abstract class EchoServerBase<C extends EchoConnection> implements EchoSe
   bytesEchoed = 0;
   /** Connections still busy when the stop deadline passed, and so reset. */
   resetAtStop = 0;
+
+  get pooled(): boolean {
+    return this.settings.pooled;
+  }
 
   protected constructor(listener: TcpListener, settings: EchoSettings) {
     this.listener = listener;
