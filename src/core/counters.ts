@@ -108,8 +108,9 @@ export const counters = {
   /** Connections a deadline closed, by {@link DEADLINES}. */
   deadlineCloses: new Float64Array(DEADLINES.length),
   /**
-   * Pool buffers lent now, by engine: each completed pooled recv holds one
-   * until its lease is released (counted by the engines' pools).
+   * Pool buffer leases held now, by engine: each completed pooled recv holds
+   * one until it is released (counted by the engines' pools); on uring with
+   * incremental buffers several leases may share one buffer.
    */
   poolLent: new Float64Array(ENGINES),
 };

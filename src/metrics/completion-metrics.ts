@@ -204,7 +204,7 @@ export function createMetricsRegistry(): Registry {
     ),
     new ScrapedMetric(
       'overlapped_pool_buffers_lent',
-      'Pool buffers (8 KiB each) held now by completed pooled receives until their lease is released',
+      'Leases of pool buffers (8 KiB each) held now by completed pooled receives until released; on uring with kernel 6.12+ small leases share a buffer',
       'gauge',
       () =>
         usedEngines().map((e) => ({

@@ -110,7 +110,13 @@ describe('metrics of an echo server', () => {
   });
 
   test('refusals are counted by reason: a bad PROXY header, a server at its connection limit', async () => {
-    const guarded = await startEchoServer({ port: 0, proxyProtocol: 'v1', maxConnections: 1 });
+    // A buffer per connection (not the default pooled receives), so the recv lends its buffer.
+    const guarded = await startEchoServer({
+      port: 0,
+      proxyProtocol: 'v1',
+      maxConnections: 1,
+      pooled: false,
+    });
     try {
       const before = (await scrape(metrics)).text;
       const port = guarded.address.port;
