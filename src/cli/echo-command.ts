@@ -208,7 +208,6 @@ async function runEcho(flags: EchoFlags, proxy: ProxyListenOptions): Promise<voi
   );
 }
 
-/** The model part of the start-up line, saying what the model really is on this engine. */
 /** How an overlapped model receives, for the start line; nothing for the others. */
 function describeReceives(server: EchoService, bufferSize: number | undefined): string {
   if (server.pooled === undefined) return '';
@@ -216,6 +215,7 @@ function describeReceives(server: EchoService, bufferSize: number | undefined): 
   return `, a ${bufferSize ?? ECHO_DEFAULTS.bufferSize}-byte buffer per connection`;
 }
 
+/** The model part of the start-up line, saying what the model really is on this engine. */
 function describeModel(model: EchoModel, server: EchoService): string {
   if (server instanceof BlockingEchoServer) {
     return server.mode === 'descriptor'

@@ -6,8 +6,8 @@
  * Contracts:
  * - The pool is one ArrayBuffer of POOL_BUFFER_COUNT × POOL_BUFFER_SIZE,
  *   registered with the kernel on the first pooled recv; the kernel gets
- *   POOL_INITIAL buffers and more (doubling, once per turn) only when it answers -ENOBUFS,
- *   so the pages the pool touches follow the peak of buffers in use.
+ *   POOL_INITIAL buffers and more (doubling, once per turn) only when it
+ *   answers -ENOBUFS, so the pages the pool touches follow the peak in use.
  * - Each CQE hands over a slice of a buffer (`take`): the whole buffer, or
  *   with incremental consumption (kernel 6.12+) just the bytes that came,
  *   the next recv going on in the same buffer. A buffer is the kernel's

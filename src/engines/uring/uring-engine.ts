@@ -86,8 +86,9 @@
  *   the next goes on after it, so a thousand 64-byte messages share a few
  *   buffers instead of holding one each; a buffer goes back once the kernel
  *   has moved past it and every lease and held slice of it is released.
- *   Older kernels give each arrival a whole buffer. A message may then end
- *   in one buffer and go on in the next: two completions, as TCP allows.
+ *   A message may then end in one buffer and go on in the next: two
+ *   completions, as TCP allows. Older kernels give each arrival a whole
+ *   buffer.
  *   The ring is FIFO, so every buffer the kernel has is used in turn: it
  *   gets 32 at first and more (doubling, once per turn) only when it
  *   answers -ENOBUFS, so the pages the pool touches follow the peak of
