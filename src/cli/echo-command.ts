@@ -130,16 +130,16 @@ export function createEchoCommand(): Command {
     command.addOption(option);
   }
   return command.action(async (flags: EchoFlags, cmd: Command) => {
-    if (flags.bufferSize !== undefined && cmd.getOptionValueSource('pooled') === 'cli') {
-      if (flags.pooled) {
+    // A buffer size asks for buffers per connection; with an explicit --pooled it is a contradiction.
+    if (flags.bufferSize !== undefined) {
+      if (flags.pooled && cmd.getOptionValueSource('pooled') === 'cli') {
         throw new UserError(
           '--pooled lends 8 KiB pool buffers, --buffer-size sets a buffer per connection: give one or the other',
           2,
         );
       }
+      flags.pooled = false;
     }
-    // A buffer size asks for buffers per connection.
-    if (flags.bufferSize !== undefined) flags.pooled = false;
     const proxy = proxyListenOptions(flags);
     if (flags.threads !== undefined) await runThreadedEcho({ ...flags, threads: flags.threads });
     else await runEcho(flags, proxy);

@@ -83,9 +83,11 @@ export class BufferPool {
   #filled: Uint8Array | null = null;
   /** Per buffer, incremental: where the kernel's next bytes in it go. */
   #fill: Uint32Array | null = null;
-  /** Per buffer: buffered sends reading it (counted in #refs too). */
-  #pins: Uint16Array | null = null;
-  /** Buffers with at least one pin; at most a quarter of the pool, so recvs keep the rest. */
+  /**
+   * Buffered sends holding a pin (each also one of its buffer's #refs); at
+   * most a quarter of the pool's count, so at most that many buffers are
+   * pinned and recvs keep the rest.
+   */
   #pinned = 0;
   readonly #waiters: PoolWaiter[] = [];
   readonly #stages: Stage[] = [];
@@ -122,7 +124,6 @@ export class BufferPool {
     this.#refs = new Uint32Array(POOL_BUFFER_COUNT);
     this.#filled = new Uint8Array(POOL_BUFFER_COUNT);
     this.#fill = new Uint32Array(POOL_BUFFER_COUNT);
-    this.#pins = new Uint16Array(POOL_BUFFER_COUNT);
     this.#published = POOL_INITIAL;
     return null;
   }
@@ -199,24 +200,15 @@ export class BufferPool {
     const bid = Math.floor(data.byteOffset / POOL_BUFFER_SIZE);
     const refs = this.#refs as Uint32Array;
     const held = refs[bid] as number;
-    if (held === 0) return -1;
-    const pins = this.#pins as Uint16Array;
-    const n = pins[bid] as number;
-    if (n === 0) {
-      if (this.#pinned >= POOL_BUFFER_COUNT >> 2) return -1;
-      this.#pinned++;
-    }
-    pins[bid] = n + 1;
+    if (held === 0 || this.#pinned >= POOL_BUFFER_COUNT >> 2) return -1;
+    this.#pinned++;
     refs[bid] = held + 1;
     return bid;
   }
 
   /** A buffered send of buffer `bid` is done with it. */
   unpin(bid: number): void {
-    const pins = this.#pins as Uint16Array;
-    const n = (pins[bid] as number) - 1;
-    pins[bid] = n;
-    if (n === 0) this.#pinned--;
+    this.#pinned--;
     this.release(bid);
   }
 

@@ -52,6 +52,8 @@ export class UringRing {
   #reaping = false;
   #deliveryScheduled = false;
   #flushers: Flusher[] = [];
+  /** The other list, swapped in while one is flushed: no array per turn. */
+  #flushing: Flusher[] = [];
   #flushScheduled = false;
 
   /** Opens the ring (the probe); throws with the reason io_uring cannot run here. */
@@ -111,8 +113,10 @@ export class UringRing {
   readonly #flush = (): void => {
     this.#flushScheduled = false;
     const flushers = this.#flushers;
-    this.#flushers = [];
+    this.#flushers = this.#flushing;
     for (const flusher of flushers) flusher.flush();
+    flushers.length = 0;
+    this.#flushing = flushers;
   };
 
   /** Completes `req` (delivered with this reap's batch, or right after the current call). */
