@@ -246,12 +246,14 @@ for (const model of ECHO_MODELS) {
         });
         // The server echoes only as fast as its sends complete, and they cannot while the
         // client does not read: it must stop receiving, so the client's writes back up.
-        // Wait (up to 5 s) for the first stall before sampling: a loaded machine, or a
-        // model that starts a thread per client, takes a while to fill every buffer.
-        for (let last = -1, waited = 0; waited < 5000; waited += 100) {
+        // Wait (up to 5 s) for a stall before sampling: a loaded machine, or a model that
+        // starts a thread per client, takes a while to fill every buffer, and may pause for
+        // a scheduling slice on the way, so a stall is 300 ms without progress, not 100.
+        for (let last = -1, still = 0, waited = 0; still < 3 && waited < 5000; waited += 100) {
           await delay(100);
-          if (data.length - accepted === last) break;
-          last = data.length - accepted;
+          const now = data.length - accepted;
+          still = now === last ? still + 1 : 0;
+          last = now;
         }
         const samples: string[] = [];
         const unsent: number[] = [];
