@@ -84,7 +84,7 @@ export {
   type Engine,
   type EngineName,
   type EngineOption,
-  POOL_BUFFER_SIZE,
+  MAX_POOLED_RECV_BYTES,
   Readiness,
 } from './engines/contract.js';
 

@@ -114,7 +114,7 @@ export function createEchoCommand(): Command {
     )
     .option(
       '--pooled',
-      'pooled receive mode, the default of the overlapped models: no buffer per connection, each recv borrows an 8 KiB pool buffer when data arrives (the readiness models never hold one for an idle client)',
+      'pooled receive mode, the default of the overlapped models: no buffer per connection, each recv borrows (a slice of) a pool buffer when data arrives (the readiness models never hold one for an idle client)',
     )
     .option(
       '--no-pooled',
@@ -134,7 +134,7 @@ export function createEchoCommand(): Command {
     if (flags.bufferSize !== undefined) {
       if (flags.pooled && cmd.getOptionValueSource('pooled') === 'cli') {
         throw new UserError(
-          '--pooled lends 8 KiB pool buffers, --buffer-size sets a buffer per connection: give one or the other',
+          '--pooled lends pool buffers, --buffer-size sets a buffer per connection: give one or the other',
           2,
         );
       }

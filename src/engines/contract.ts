@@ -144,8 +144,12 @@ export const MAX_UNREAD_BYTES = 64 * 1024;
  */
 export const SEND_BUFFER_BYTES = 64 * 1024;
 
-/** Size of each pooled receive buffer: a pooled recv completes with at most this many bytes. */
-export const POOL_BUFFER_SIZE = 8 * 1024;
+/**
+ * Upper bound on the bytes one pooled recv completes with: no engine's pool
+ * buffer is larger. `uring` lends 64 KiB buffers where the kernel shares one
+ * between arrivals (6.12+) and 8 KiB ones elsewhere; `node` lends 8 KiB.
+ */
+export const MAX_POOLED_RECV_BYTES = 64 * 1024;
 
 /** A pool buffer lent to a completed pooled recv (see "Pooled receive mode"). */
 export interface BufferLease {
@@ -191,7 +195,7 @@ export interface EngineStream {
   /** Receives at least 1 byte into `buffer` (non-empty), completing as soon as any are there. */
   recv(req: EngineRequest, buffer: Uint8Array): void;
   /**
-   * Receives at least 1 byte (at most {@link POOL_BUFFER_SIZE}) into a pool
+   * Receives at least 1 byte (at most {@link MAX_POOLED_RECV_BYTES}) into a pool
    * buffer the engine picks when data arrives; `req.lease` holds it.
    */
   recvPooled(req: EngineRequest): void;

@@ -204,7 +204,7 @@ export function createMetricsRegistry(): Registry {
     ),
     new ScrapedMetric(
       'overlapped_pool_buffers_lent',
-      'Leases of pool buffers (8 KiB each) held now by completed pooled receives until released; on uring with kernel 6.12+ small leases share a buffer',
+      'Leases of pool buffers held now by completed pooled receives until released (node: 8 KiB buffers; uring: 64 KiB ones that small leases share with kernel 6.12+, 8 KiB before)',
       'gauge',
       () =>
         usedEngines().map((e) => ({

@@ -11,8 +11,8 @@ import { OverlappedError } from '../../src/core/errors.js';
 import { Overlapped } from '../../src/core/overlapped.js';
 import {
   type BufferLease,
+  MAX_POOLED_RECV_BYTES,
   MAX_UNREAD_BYTES,
-  POOL_BUFFER_SIZE,
 } from '../../src/engines/contract.js';
 import { enginesUnderTest, next, openPair, type Pair, readExactly } from '../support/engines.js';
 
@@ -72,7 +72,7 @@ for (const { name, engine, skip } of enginesUnderTest()) {
           pair.socket.recvPooled(ov);
           const c = await next(pair.port);
           assert.equal(c.error, null);
-          assert.ok(c.bytes > 0 && c.bytes <= POOL_BUFFER_SIZE, `bytes ${c.bytes}`);
+          assert.ok(c.bytes > 0 && c.bytes <= MAX_POOLED_RECV_BYTES, `bytes ${c.bytes}`);
           const lease = ov.lease;
           assert.ok(lease !== null);
           assert.equal(lease.view.length, c.bytes);
@@ -113,10 +113,10 @@ for (const { name, engine, skip } of enginesUnderTest()) {
       try {
         const ov = new Overlapped();
         const send = new Overlapped();
-        // 1100 round trips of a pool buffer's worth each: more bytes than the uring engine's
-        // 1024 buffers hold. TCP may split a message, so each is read until complete.
+        // 1100 round trips of 8 KiB each: more bytes than the uring engine's pool (8 MiB)
+        // holds. TCP may split a message, so each is read until complete.
         for (let i = 0; i < 1100; i++) {
-          const message = Buffer.alloc(POOL_BUFFER_SIZE, `message ${i};`);
+          const message = Buffer.alloc(8 * 1024, `message ${i};`);
           pair.peer.write(message);
           const arriving = readExactly(pair.peer, message.length);
           const got: Buffer[] = [];

@@ -6,27 +6,35 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Overlapped } from '../../src/core/overlapped.js';
-import { type BufferLease, POOL_BUFFER_SIZE } from '../../src/engines/contract.js';
+import type { BufferLease, Engine } from '../../src/engines/contract.js';
 import { BufferPool } from '../../src/engines/uring/buffer-pool.js';
 import { IORING_CQE_F_BUF_MORE } from '../../src/engines/uring/constants.js';
 import type { UringRing } from '../../src/engines/uring/ring.js';
-import { POOL_BUFFER_COUNT } from '../../src/engines/uring/settings.js';
+import type { UringEngine } from '../../src/engines/uring/uring-engine.js';
 import { delay, enginesUnderTest, next, openPair, type Pair } from '../support/engines.js';
 
 const uring = enginesUnderTest().find((e) => e.name === 'uring');
 
 /**
  * Takes and keeps leases until the pool has no buffer left, through `pair`:
- * the peer writes a buffer's worth at a time and the stream receives until a
- * pooled recv finds no buffer. Returns the leases and that recv, still
- * pending (the peer's last bytes wait in the socket for it).
+ * the peer writes 8 KiB at a time and the stream receives until a pooled
+ * recv finds no buffer. Returns the leases and that recv, still pending (the
+ * peer's last bytes wait in the socket for it).
  */
-async function lendWholePool(pair: Pair): Promise<{ held: BufferLease[]; waiting: Overlapped }> {
+async function lendWholePool(
+  pair: Pair,
+  pool: BufferPool,
+): Promise<{ held: BufferLease[]; waiting: Overlapped }> {
   const held: BufferLease[] = [];
   const ov = new Overlapped();
-  for (let i = 0; i <= POOL_BUFFER_COUNT; i++) {
-    pair.peer.write(Buffer.alloc(POOL_BUFFER_SIZE, `m${i}`));
-    for (let n = 0; n < POOL_BUFFER_SIZE; ) {
+  const chunk = 8 * 1024;
+  for (let i = 0; ; i++) {
+    // The first recv registers the pool; past twice its bytes it is not running out.
+    if (i > 0 && i * chunk > 2 * pool.bufferCount * pool.bufferSize) {
+      throw new Error(`${i * chunk} bytes received: the pool never ran out`);
+    }
+    pair.peer.write(Buffer.alloc(chunk, `m${i}`));
+    for (let n = 0; n < chunk; ) {
       pair.socket.recvPooled(ov);
       const c = await pair.port.dequeue({ timeoutMs: 300 });
       if (c === null) return { held, waiting: ov };
@@ -37,16 +45,23 @@ async function lendWholePool(pair: Pair): Promise<{ held: BufferLease[]; waiting
       n += c.bytes;
     }
   }
-  throw new Error(`${POOL_BUFFER_COUNT + 1} buffers' worth received: the pool never ran out`);
 }
 
-/** Releases the oldest leases until a buffer's worth is back: at least one buffer whole. */
-function releaseOneBuffer(held: BufferLease[]): void {
-  for (let n = 0; n < POOL_BUFFER_SIZE; ) {
+/**
+ * Releases the oldest leases until a buffer's worth is back: the first
+ * buffer whole (the kernel fills a buffer before it takes the next).
+ */
+function releaseOneBuffer(held: BufferLease[], pool: BufferPool): void {
+  for (let n = 0; n < pool.bufferSize; ) {
     const lease = held.shift() as BufferLease;
     n += lease.view.length;
     lease.release();
   }
+}
+
+/** The pool of the uring engine under test. */
+function poolOf(engine: Engine): BufferPool {
+  return (engine as UringEngine).pool;
 }
 
 describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, () => {
@@ -55,11 +70,12 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
     assert.ok(engine !== undefined);
     const pair = await openPair(engine);
     try {
-      const { held, waiting } = await lendWholePool(pair);
+      const pool = poolOf(engine);
+      const { held, waiting } = await lendWholePool(pair, pool);
       const lent = held.reduce((n, lease) => n + lease.view.length, 0);
-      assert.ok(lent > (POOL_BUFFER_COUNT - 1) * POOL_BUFFER_SIZE, `${lent} bytes lent`);
+      assert.ok(lent > (pool.bufferCount - 1) * pool.bufferSize, `${lent} bytes lent`);
       assert.equal(await pair.port.dequeue({ timeoutMs: 200 }), null, 'no buffer: the recv waits');
-      releaseOneBuffer(held);
+      releaseOneBuffer(held, pool);
       const c = await next(pair.port);
       assert.equal(c.error, null);
       assert.ok(c.bytes > 0);
@@ -75,7 +91,8 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
     assert.ok(engine !== undefined);
     const pair = await openPair(engine);
     try {
-      const { held, waiting } = await lendWholePool(pair);
+      const pool = poolOf(engine);
+      const { held, waiting } = await lendWholePool(pair, pool);
       pair.socket.cancel(waiting);
       const aborted = await next(pair.port);
       assert.equal(aborted.overlapped, waiting);
@@ -83,7 +100,7 @@ describe('uring pooled receive: pool limits', { skip: uring?.skip ?? false }, ()
       // The stream's multishot recv is still armed; what arrives now finds no buffer.
       pair.peer.write('plain');
       await delay(100);
-      const buffer = Buffer.alloc(2 * POOL_BUFFER_SIZE);
+      const buffer = Buffer.alloc(2 * pool.bufferSize);
       const ov = new Overlapped();
       pair.socket.recv(buffer, ov);
       const c = await next(pair.port, 1000);
@@ -108,11 +125,16 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
     pool: BufferPool;
     returned: number[];
     grown: number[];
+    registered: unknown[][];
   } {
     const returned: number[] = [];
     const grown: number[] = [];
+    const registered: unknown[][] = [];
     const addon = {
-      registerPool: (...args: unknown[]) => (args[5] === 1 && !incremental ? -22 : 32),
+      registerPool: (...args: unknown[]) => {
+        registered.push(args.slice(2));
+        return args[5] === 1 && !incremental ? -22 : 32;
+      },
       poolGrow: (_handle: unknown, n: number) => {
         grown.push(n);
         return n;
@@ -131,7 +153,7 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
       if (saved !== undefined) process.env.OVERLAPPED_URING_POOL_INCREMENTAL = saved;
     }
     assert.equal(pool.incremental, incremental);
-    return { pool, returned, grown };
+    return { pool, returned, grown, registered };
   }
 
   /** What a CQE for `bytes` of buffer `bid` hands over: its lease. */
@@ -140,6 +162,28 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
     assert.ok(at >= 0);
     return pool.lease(bid, at, bytes);
   }
+
+  test('the pool is 8 MiB: 128 buffers of 64 KiB where the kernel shares them, else 1024 of 8 KiB', (t) => {
+    if (process.env.OVERLAPPED_URING_POOL_BUFFERS !== undefined) {
+      t.skip('OVERLAPPED_URING_POOL_BUFFERS sets the count here');
+      return;
+    }
+    const shared = poolWithFakeRing(true);
+    assert.deepEqual(shared.registered, [[64 * 1024, 128, 32, 1]]);
+    assert.equal(shared.pool.bufferSize, 64 * 1024);
+    const whole = poolWithFakeRing(false);
+    assert.deepEqual(
+      whole.registered,
+      [
+        [64 * 1024, 128, 32, 1],
+        [8 * 1024, 1024, 32, 0],
+      ],
+      'refused with incremental consumption, registered again with whole buffers',
+    );
+    assert.equal(whole.pool.bufferSize, 8 * 1024);
+    const lease = arrive(whole.pool, 1023, 100);
+    assert.equal(lease.view.byteOffset, 1023 * 8 * 1024, 'the last buffer, in the smaller layout');
+  });
 
   test('the pool doubles at most once per turn, however many recvs of the turn found it empty', async () => {
     const { pool, grown } = poolWithFakeRing();
@@ -164,7 +208,7 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
     a.release();
     b.release();
     assert.deepEqual(returned, [], 'the kernel still fills it');
-    const c = arrive(pool, 7, POOL_BUFFER_SIZE - 150); // the last slice: no F_BUF_MORE
+    const c = arrive(pool, 7, pool.bufferSize - 150); // the last slice: no F_BUF_MORE
     assert.equal(c.view.byteOffset - a.view.byteOffset, 150);
     assert.deepEqual(returned, []);
     c.release();
@@ -178,7 +222,7 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
   test('whole buffers (a kernel before 6.12): each CQE hands over its buffer; a CQE with no bytes gives it back', () => {
     const { pool, returned } = poolWithFakeRing(false);
     const lease = arrive(pool, 2, 64);
-    assert.equal(lease.view.byteOffset % POOL_BUFFER_SIZE, 0);
+    assert.equal(lease.view.byteOffset % pool.bufferSize, 0);
     lease.release();
     assert.deepEqual(returned, [2]);
     assert.equal(pool.take(4, 0, 0), -1);
@@ -187,9 +231,9 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
 
   test('a lease released while a send pins its buffer goes back to the kernel only after the last unpin', () => {
     const { pool, returned } = poolWithFakeRing();
-    const lease = arrive(pool, 3, POOL_BUFFER_SIZE);
-    const first = pool.pin(lease.view, POOL_BUFFER_SIZE);
-    const second = pool.pin(lease.view.subarray(4096), POOL_BUFFER_SIZE - 4096);
+    const lease = arrive(pool, 3, pool.bufferSize);
+    const first = pool.pin(lease.view, pool.bufferSize);
+    const second = pool.pin(lease.view.subarray(4096), pool.bufferSize - 4096);
     assert.equal(first, 3);
     assert.equal(second, 3);
     lease.release();
@@ -204,8 +248,8 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
 
   test('a pinned buffer whose lease is still held stays lent after unpin; release then gives it back', () => {
     const { pool, returned } = poolWithFakeRing();
-    const lease = arrive(pool, 5, POOL_BUFFER_SIZE);
-    assert.equal(pool.pin(lease.view, POOL_BUFFER_SIZE), 5);
+    const lease = arrive(pool, 5, pool.bufferSize);
+    assert.equal(pool.pin(lease.view, pool.bufferSize), 5);
     pool.unpin(5);
     assert.deepEqual(returned, []);
     lease.release();
@@ -214,19 +258,19 @@ describe('uring pool: growth, slices, and the buffers buffered sends pin', () =>
 
   test('what is not pinned: small sends, memory outside the pool, released buffers; at most a quarter of the pool', () => {
     const { pool } = poolWithFakeRing();
-    const lease = arrive(pool, 0, POOL_BUFFER_SIZE);
+    const lease = arrive(pool, 0, pool.bufferSize);
     assert.equal(pool.pin(lease.view.subarray(0, 64), 64), -1, 'a small send is copied');
-    assert.equal(pool.pin(Buffer.alloc(POOL_BUFFER_SIZE), POOL_BUFFER_SIZE), -1, 'not pool memory');
+    assert.equal(pool.pin(Buffer.alloc(pool.bufferSize), pool.bufferSize), -1, 'not pool memory');
     lease.release();
-    assert.equal(pool.pin(lease.view, POOL_BUFFER_SIZE), -1, "a released buffer is the kernel's");
-    const quarter = POOL_BUFFER_COUNT / 4;
+    assert.equal(pool.pin(lease.view, pool.bufferSize), -1, "a released buffer is the kernel's");
+    const quarter = pool.bufferCount / 4;
     for (let bid = 1; bid <= quarter; bid++) {
-      const view = arrive(pool, bid, POOL_BUFFER_SIZE).view;
-      assert.equal(pool.pin(view, POOL_BUFFER_SIZE), bid);
+      const view = arrive(pool, bid, pool.bufferSize).view;
+      assert.equal(pool.pin(view, pool.bufferSize), bid);
     }
-    const over = arrive(pool, quarter + 1, POOL_BUFFER_SIZE).view;
-    assert.equal(pool.pin(over, POOL_BUFFER_SIZE), -1, 'past a quarter of the pool, sends copy');
+    const over = arrive(pool, quarter + 1, pool.bufferSize).view;
+    assert.equal(pool.pin(over, pool.bufferSize), -1, 'past a quarter of the pool, sends copy');
     pool.unpin(1);
-    assert.equal(pool.pin(over, POOL_BUFFER_SIZE), quarter + 1, 'room again after an unpin');
+    assert.equal(pool.pin(over, pool.bufferSize), quarter + 1, 'room again after an unpin');
   });
 });

@@ -1,5 +1,12 @@
 import { add, counters, NODE_ENGINE } from '../../core/counters.js';
-import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
+import type { BufferLease } from '../contract.js';
+
+/**
+ * Bytes of each pool buffer: what one pooled recv completes with at most
+ * (within the contract's MAX_POOLED_RECV_BYTES). Each lease holds a buffer
+ * of its own here, so a larger one would cost small messages that much more.
+ */
+export const NODE_POOL_BUFFER_SIZE = 8 * 1024;
 
 /**
  * Free pool buffers kept for reuse: 1024 × 8 KiB (8 MiB). Buffers beyond that
@@ -15,9 +22,9 @@ const MAX_FREE_BUFFERS = 1024;
 export class BufferPool {
   readonly #free: Buffer[] = [];
 
-  /** A buffer of {@link POOL_BUFFER_SIZE} bytes to copy received data into. */
+  /** A buffer of {@link NODE_POOL_BUFFER_SIZE} bytes to copy received data into. */
   take(): Buffer {
-    return this.#free.pop() ?? Buffer.allocUnsafeSlow(POOL_BUFFER_SIZE);
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(NODE_POOL_BUFFER_SIZE);
   }
 
   /** Lends `buffer`, holding `bytes` received bytes, to a completion. */

@@ -4,8 +4,9 @@
  * buffer to come back) and the read-ahead stages of plain recvs.
  *
  * Contracts:
- * - The pool is one ArrayBuffer of POOL_BUFFER_COUNT × POOL_BUFFER_SIZE,
- *   registered with the kernel on the first pooled recv; the kernel gets
+ * - The pool is one ArrayBuffer of `bufferCount` × `bufferSize` (8 MiB:
+ *   128 × 64 KiB where the kernel consumes buffers incrementally, else
+ *   1024 × 8 KiB), registered with the kernel on the first pooled recv; the kernel gets
  *   POOL_INITIAL buffers and more (doubling, once per turn) only when it
  *   answers -ENOBUFS, so the pages the pool touches follow the peak in use.
  * - Each CQE hands over a slice of a buffer (`take`): the whole buffer, or
@@ -21,18 +22,20 @@
  */
 import { add, counters, URING_ENGINE } from '../../core/counters.js';
 import { osErrorFromErrno } from '../../core/errors.js';
-import { type BufferLease, POOL_BUFFER_SIZE } from '../contract.js';
+import type { BufferLease } from '../contract.js';
 import {
   EINVAL,
   IORING_CQE_F_BUF_MORE,
   PIN_MIN_BYTES,
+  POOL_BUFFER_SHARED,
+  POOL_BUFFER_WHOLE,
   POOL_INITIAL,
   STAGE_SIZE,
   STAGE_SPARES,
 } from './constants.js';
 import type { UringRing } from './ring.js';
 import { SendArena } from './send-arena.js';
-import { incrementalPoolWanted, multishotRecvWanted, POOL_BUFFER_COUNT } from './settings.js';
+import { incrementalPoolWanted, multishotRecvWanted, poolBufferCount } from './settings.js';
 
 /** A stream whose pooled recv waits for a pool buffer to come back. */
 export interface PoolWaiter {
@@ -70,6 +73,9 @@ export class BufferPool {
    * kernels and with OVERLAPPED_URING_POOL_INCREMENTAL=0. Set by `ready`.
    */
   incremental = false;
+  /** Bytes of each buffer, and how many the pool has at most (set by `ready`). */
+  bufferSize = POOL_BUFFER_WHOLE;
+  bufferCount = 0;
   #pool: ArrayBuffer | null = null;
   /** The whole pool as one Buffer, for copies out of it without a view per copy. */
   #poolBytes: Buffer | null = null;
@@ -101,17 +107,22 @@ export class BufferPool {
   /** Registers the pool on first use; the error when it cannot be, else null. */
   ready(): Error | null {
     if (this.#pool !== null || this.#poolError !== null) return this.#poolError;
-    const pool = new ArrayBuffer(POOL_BUFFER_SIZE * POOL_BUFFER_COUNT);
     const ring = this.#ring;
-    const register = (incremental: boolean) =>
-      ring.addon.registerPool(
+    // The pages of the pool are touched only as the kernel fills buffers, so its size costs address space.
+    let pool = new ArrayBuffer(0);
+    const register = (incremental: boolean) => {
+      this.bufferSize = incremental ? POOL_BUFFER_SHARED : POOL_BUFFER_WHOLE;
+      this.bufferCount = poolBufferCount(this.bufferSize);
+      pool = new ArrayBuffer(this.bufferSize * this.bufferCount);
+      return ring.addon.registerPool(
         ring.handle,
         pool,
-        POOL_BUFFER_SIZE,
-        POOL_BUFFER_COUNT,
+        this.bufferSize,
+        this.bufferCount,
         POOL_INITIAL,
         incremental ? 1 : 0,
       );
+    };
     let rc = incrementalPoolWanted() ? register(true) : EINVAL;
     this.incremental = rc >= 0;
     if (rc === EINVAL) rc = register(false); // a kernel before 6.12
@@ -119,11 +130,12 @@ export class BufferPool {
       this.#poolError = osErrorFromErrno(rc, 'io_uring_register_buf_ring');
       return this.#poolError;
     }
+    const count = this.bufferCount;
     this.#pool = pool;
     this.#poolBytes = Buffer.from(pool);
-    this.#refs = new Uint32Array(POOL_BUFFER_COUNT);
-    this.#filled = new Uint8Array(POOL_BUFFER_COUNT);
-    this.#fill = new Uint32Array(POOL_BUFFER_COUNT);
+    this.#refs = new Uint32Array(count);
+    this.#filled = new Uint8Array(count);
+    this.#fill = new Uint32Array(count);
     this.#published = POOL_INITIAL;
     return null;
   }
@@ -135,7 +147,7 @@ export class BufferPool {
   grow(): boolean {
     // Every -ENOBUFS of one batch reports the same shortage: grow once for it, not once each.
     if (this.#grewThisTurn) return true;
-    if (this.#published >= POOL_BUFFER_COUNT) return false;
+    if (this.#published >= this.bufferCount) return false;
     const ring = this.#ring;
     const added = ring.addon.poolGrow(ring.handle, this.#published);
     this.#published += added;
@@ -179,13 +191,13 @@ export class BufferPool {
 
   /** The lease of the slice of buffer `bid` at `offset`, `bytes` long (taken with `take`). */
   lease(bid: number, offset: number, bytes: number): BufferLease {
-    const at = bid * POOL_BUFFER_SIZE + offset;
+    const at = bid * this.bufferSize + offset;
     return new UringLease(this, bid, Buffer.from(this.#pool as ArrayBuffer, at, bytes));
   }
 
   /** Copies `bytes` bytes of pool buffer `bid`, from `offset` on, to the start of `target`. */
   copyOut(bid: number, offset: number, bytes: number, target: Uint8Array): void {
-    const at = bid * POOL_BUFFER_SIZE + offset;
+    const at = bid * this.bufferSize + offset;
     (this.#poolBytes as Buffer).copy(target, 0, at, at + bytes);
   }
 
@@ -197,10 +209,10 @@ export class BufferPool {
    */
   pin(data: Uint8Array, size: number): number {
     if (size < PIN_MIN_BYTES || data.buffer !== this.#pool) return -1;
-    const bid = Math.floor(data.byteOffset / POOL_BUFFER_SIZE);
+    const bid = Math.floor(data.byteOffset / this.bufferSize);
     const refs = this.#refs as Uint32Array;
     const held = refs[bid] as number;
-    if (held === 0 || this.#pinned >= POOL_BUFFER_COUNT >> 2) return -1;
+    if (held === 0 || this.#pinned >= this.bufferCount >> 2) return -1;
     this.#pinned++;
     refs[bid] = held + 1;
     return bid;

@@ -12,9 +12,9 @@ export const RECORDS_AT = 4;
 /** Int32s per record: id, res, flags. */
 export const RECORD_INTS = 3;
 /**
- * Pool buffers a stream's multishot recv may fill before any recv asks for
- * them (rule 6: 64 KiB, as the node engine holds); at that point it is
- * cancelled, and armed again once a recv finds nothing held.
+ * Arrivals a stream's multishot recv may hand over before any recv asks for
+ * them; at that point it is cancelled, and armed again once a recv finds
+ * nothing held. Its byte limit (MAX_UNREAD_BYTES, rule 6) bounds them too.
  */
 export const HOLD_BUFFERS = 8;
 /**
@@ -28,6 +28,17 @@ export const STAGE_SIZE = 64 * 1024;
 export const STAGE_SPARES = 64;
 /** Pool buffers the kernel gets at first; more (doubling) each time it runs out. */
 export const POOL_INITIAL = 32;
+/** The pool's bytes, unless OVERLAPPED_URING_POOL_BUFFERS sets the count (settings.ts). */
+export const POOL_BYTES = 8 * 1024 * 1024;
+/**
+ * Pool buffer size where the kernel consumes buffers incrementally (6.12+):
+ * an arrival takes only its bytes, so a large buffer costs a small message
+ * nothing, and a 16 KiB message comes in one completion instead of two.
+ * The contract's MAX_POOLED_RECV_BYTES.
+ */
+export const POOL_BUFFER_SHARED = 64 * 1024;
+/** Pool buffer size where each arrival holds a whole buffer (before 6.12). */
+export const POOL_BUFFER_WHOLE = 8 * 1024;
 /** How long a gracefully closed stream lets a send in flight finish. */
 export const LINGER_MS = 10_000;
 /** Sends larger than this are never copied: they are sent from the caller's buffer. */

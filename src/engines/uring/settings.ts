@@ -3,6 +3,7 @@
  * read once at start-up, and refused with a clear error when malformed.
  */
 import { UsageError } from '../../core/errors.js';
+import { POOL_BYTES } from './constants.js';
 
 /** How the kernel runs task work, by the index the addon's `create` takes. */
 export const TASK_RUN_MODES = ['defer', 'coop', 'plain'] as const;
@@ -11,18 +12,17 @@ function isPoolBufferCount(n: number): boolean {
   return Number.isInteger(n) && n >= 32 && n <= 32768 && (n & (n - 1)) === 0;
 }
 
-function poolBufferCount(): number {
-  const n = Number(process.env.OVERLAPPED_URING_POOL_BUFFERS ?? 1024);
-  return isPoolBufferCount(n) ? n : 1024;
-}
-
 /**
- * Pool buffers at most: a power of two (buffer ring entries), 1024 (8 MiB)
- * unless `OVERLAPPED_URING_POOL_BUFFERS` says otherwise (32 to 32768). A
- * burst of data on many connections at once can touch them all: a smaller
- * pool bounds that memory, and makes the surplus recvs wait for a release.
+ * Pool buffers at most, for buffers of `size` bytes: a power of two (buffer
+ * ring entries), POOL_BYTES' worth (128 of 64 KiB, or 1024 of 8 KiB) unless
+ * `OVERLAPPED_URING_POOL_BUFFERS` says otherwise (32 to 32768). A burst of
+ * data on many connections at once can touch them all: a smaller pool
+ * bounds that memory, and makes the surplus recvs wait for a release.
  */
-export const POOL_BUFFER_COUNT = poolBufferCount();
+export function poolBufferCount(size: number): number {
+  const n = Number(process.env.OVERLAPPED_URING_POOL_BUFFERS);
+  return isPoolBufferCount(n) ? n : POOL_BYTES / size;
+}
 
 /**
  * Refuses bad values of the engine's tuning variables, naming the allowed
@@ -34,7 +34,7 @@ export function checkUringSettings(env: NodeJS.ProcessEnv = process.env): void {
   if (pool !== undefined && pool !== '' && !isPoolBufferCount(Number(pool))) {
     throw new UsageError(
       'OVL_ERR_INVALID_ARGUMENT',
-      `OVERLAPPED_URING_POOL_BUFFERS="${pool}" is invalid: use a power of two from 32 to 32768 (default 1024), or unset it`,
+      `OVERLAPPED_URING_POOL_BUFFERS="${pool}" is invalid: use a power of two from 32 to 32768 (default: 8 MiB of buffers, 128 of 64 KiB or 1024 of 8 KiB), or unset it`,
     );
   }
   const mode = env.OVERLAPPED_URING_TASKRUN;

@@ -18,7 +18,7 @@ import {
   type Endpoint,
   type EngineRequest,
   type EngineStream,
-  POOL_BUFFER_SIZE,
+  MAX_UNREAD_BYTES,
   Readiness,
   SEND_BUFFER_BYTES,
   WOULD_BLOCK,
@@ -718,7 +718,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
   #armMulti(): void {
     const ring = this.#ring;
     const id = ring.id(this, KIND_RECV_MULTI);
-    const rc = ring.addon.recvPooled(ring.handle, id, this.#fd, HOLD_BUFFERS * POOL_BUFFER_SIZE);
+    const rc = ring.addon.recvPooled(ring.handle, id, this.#fd, MAX_UNREAD_BYTES);
     if (rc < 0) {
       ring.dropId(id);
       const req = this.#recvReq as EngineRequest;

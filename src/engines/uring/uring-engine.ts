@@ -71,8 +71,9 @@
  *   kernel, so no buffer is still in use. Abortive close sets SO_LINGER 0;
  *   one after a graceful close (destroy() after close()) cancels the
  *   lingering send and resets the connection (contract: abortive wins).
- * - Pooled receive: a provided-buffer ring of up to 1024 × 8 KiB buffers
- *   (8 MiB of address space), registered on the first pooled recv. The
+ * - Pooled receive: a provided-buffer ring of 8 MiB of address space
+ *   (128 × 64 KiB buffers on 6.12+, below; 1024 × 8 KiB before), registered
+ *   on the first pooled recv. The
  *   kernel picks a buffer only when data arrives; the lease gives it back.
  *   A stream's pooled recvs are served by one multishot recv (6.0+), armed
  *   by the first and kept armed while recvs come: each arrival completes the
@@ -87,12 +88,13 @@
  *   buffers instead of holding one each; a buffer goes back once the kernel
  *   has moved past it and every lease and held slice of it is released.
  *   A message may then end in one buffer and go on in the next: two
- *   completions, as TCP allows. Older kernels give each arrival a whole
- *   buffer.
+ *   completions, as TCP allows. Large buffers cost a small message nothing
+ *   then, and let a 16 KiB message come in one completion, not two. Older
+ *   kernels give each arrival a whole buffer, so theirs stay at 8 KiB.
  *   The ring is FIFO, so every buffer the kernel has is used in turn: it
  *   gets 32 at first and more (doubling, once per turn) only when it
  *   answers -ENOBUFS, so the pages the pool touches follow the peak of
- *   bytes (whole buffers, before 6.12) in use. With all 1024 out, the recv
+ *   bytes (whole buffers, before 6.12) in use. With all of them out, the recv
  *   waits here until one comes back, then is posted again (not an error).
  * - Readiness and non-blocking attempts (select, WSAAsyncSelect,
  *   WSAEventSelect, non-blocking sockets) use the kernel's own mechanisms.
@@ -198,6 +200,11 @@ export class UringEngine implements Engine {
   readonly ring: Ring;
   readonly #ring: UringRing;
   readonly #pool: BufferPool;
+
+  /** @internal The ring's receive pool (its size is known once the first pooled recv registered it). */
+  get pool(): BufferPool {
+    return this.#pool;
+  }
 
   /** Opens a ring and probes it; throws with the reason io_uring cannot run here. */
   constructor() {

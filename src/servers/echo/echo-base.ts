@@ -75,8 +75,8 @@ export interface EchoServerOptions extends ProxyListenOptions {
   /** Receives one info line per connect and disconnect; warnings for refused clients. */
   logger?: Logger;
   /**
-   * Pooled receive mode: no buffer per connection; each recv borrows an 8 KiB
-   * pool buffer only when data arrives, and the echo is sent from it before
+   * Pooled receive mode: no buffer per connection; each recv borrows (a slice
+   * of) a pool buffer only when data arrives, and the echo is sent from it before
    * it goes back. Idle connections hold no receive buffer. The default for
    * the overlapped models unless `bufferSize` is given (a buffer of that size
    * per connection, as the seeds' server has); true with `bufferSize` is
@@ -214,7 +214,7 @@ export async function listenForEcho(
   check(
     options.pooled !== true || options.bufferSize === undefined,
     'OVL_ERR_INVALID_ARGUMENT',
-    'pooled receives lend 8 KiB pool buffers, bufferSize sets a buffer per connection: give one or the other',
+    'pooled receives lend pool buffers, bufferSize sets a buffer per connection: give one or the other',
   );
   const settings: EchoSettings = {
     bufferSize: options.bufferSize ?? ECHO_DEFAULTS.bufferSize,
