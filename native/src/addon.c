@@ -475,6 +475,38 @@ static napi_value op_recv_pooled(napi_env env, napi_callback_info info) {
   return done(env, r, 0);
 }
 
+/*
+ * recvv(ring, id, fd, first, second): one recvmsg scattering into two
+ * buffers, `first` filled before `second`: read-ahead, the caller's buffer
+ * first and the stage after it, so the bytes that fit need no copy.
+ */
+static napi_value op_recvv(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  RING_ARG(0);
+  I32_ARG(id, 1);
+  I32_ARG(fd, 2);
+  ovl_extra *extra = calloc(1, sizeof *extra + 2 * sizeof(struct iovec));
+  if (extra == NULL) return int_value(env, -ENOMEM);
+  for (int i = 0; i < 2; i++) {
+    if (get_bytes(env, argv[3 + i], &extra->iov[i].iov_base, &extra->iov[i].iov_len) != 0) {
+      free(extra);
+      napi_throw_type_error(env, NULL, "overlapped_uring: recvv needs two Uint8Arrays");
+      return NULL;
+    }
+  }
+  extra->msg.msg_iov = extra->iov;
+  extra->msg.msg_iovlen = 2;
+  int err = 0;
+  struct io_uring_sqe *sqe = op_sqe(r, (uint32_t)id, OVL_KIND_PLAIN, extra, &err);
+  if (sqe == NULL) {
+    free(extra);
+    return done(env, r, err);
+  }
+  io_uring_prep_recvmsg(sqe, fd, &extra->msg, 0);
+  io_uring_sqe_set_data64(sqe, (uint32_t)id);
+  return done(env, r, 0);
+}
+
 /* sendv(ring, id, fd, parts: Uint8Array[], count): gathered, one sendmsg with an iovec. */
 static napi_value op_sendv(napi_env env, napi_callback_info info) {
   ARGS(5);
@@ -892,6 +924,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"submit", NULL, submit, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, op_recv, NULL, NULL, NULL, napi_default, NULL},
       {"recvPooled", NULL, op_recv_pooled, NULL, NULL, NULL, napi_default, NULL},
+      {"recvv", NULL, op_recvv, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, op_send, NULL, NULL, NULL, napi_default, NULL},
       {"sendv", NULL, op_sendv, NULL, NULL, NULL, napi_default, NULL},
       {"connectTcp", NULL, op_connect_tcp, NULL, NULL, NULL, napi_default, NULL},

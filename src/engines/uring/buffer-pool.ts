@@ -43,8 +43,9 @@ export interface PoolWaiter {
 }
 
 /**
- * Read-ahead for a stream that receives more than its recv buffers hold: one
- * kernel recv into `buffer` (STAGE_SIZE), copied out to the recvs that follow.
+ * Read-ahead for a stream that receives more than its recv buffers hold: the
+ * bytes a recvmsg brought past the recv's own buffer, in `buffer`
+ * (STAGE_SIZE), copied out to the recvs that follow.
  */
 export class Stage {
   readonly buffer: Buffer;

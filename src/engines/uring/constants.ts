@@ -18,10 +18,11 @@ export const RECORD_INTS = 3;
  */
 export const HOLD_BUFFERS = 8;
 /**
- * Read-ahead buffer size. A plain recv after one that filled its buffer reads
- * up to this much in one kernel recv (rule 6: it is also what a stream may
- * hold unread), and later recvs copy from it, as the node engine reads 64 KiB
- * ahead. Idle and request/reply connections never take one.
+ * Read-ahead buffer size. A plain recv after one that filled its buffer is
+ * one kernel recvmsg into its own buffer, then into a stage of this size
+ * (rule 6: it is also what a stream may hold unread), and later recvs copy
+ * from the stage, as the node engine reads 64 KiB ahead. Idle and
+ * request/reply connections never take one.
  */
 export const STAGE_SIZE = 64 * 1024;
 /** Read-ahead buffers kept for reuse once no stream holds them. */

@@ -28,6 +28,8 @@ export interface UringAddon {
   submit(ring: Ring): number;
   /** `pollFirst`: arm the poll before trying (IORING_RECVSEND_POLL_FIRST). */
   recv(ring: Ring, id: number, fd: number, buffer: Uint8Array, pollFirst: boolean): number;
+  /** One recvmsg into `first`, then `second` once `first` is full (read-ahead). */
+  recvv(ring: Ring, id: number, fd: number, first: Uint8Array, second: Uint8Array): number;
   /** `limit` > 0: multishot, ending once it received `limit` bytes; 0: single-shot. */
   recvPooled(ring: Ring, id: number, fd: number, limit: number): number;
   send(ring: Ring, id: number, fd: number, buffer: Uint8Array): number;

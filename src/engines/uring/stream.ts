@@ -752,7 +752,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
       buffer === null
         ? ring.addon.recvPooled(ring.handle, id, this.#fd, 0)
         : stage !== null
-          ? ring.addon.recv(ring.handle, id, this.#fd, stage.buffer, false)
+          ? ring.addon.recvv(ring.handle, id, this.#fd, buffer, stage.buffer)
           : ring.addon.recv(ring.handle, id, this.#fd, buffer, !this.lastRecvFull);
     if (rc < 0) {
       if (stage !== null) {
@@ -805,11 +805,13 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
     if (stage?.reading) {
       stage.reading = false;
       if (res > 0 && !this.closed) {
-        // Read ahead: the recv gets what fits, the rest waits in the stage.
+        // Read ahead: the recv's buffer took what fits, the rest waits in the stage.
+        const n = Math.min(res, (buffer as Uint8Array).length);
         stage.at = 0;
-        stage.end = res;
-        this.lastRecvFull = res > (buffer as Uint8Array).length;
-        ring.complete(req, this.#takeStaged(req, stage, buffer), null);
+        stage.end = res - n;
+        this.lastRecvFull = res > n;
+        if (stage.end === 0) this.#dropStage();
+        ring.complete(req, n, null);
         this.#nextRecv();
         this.#heldChanged();
         return;

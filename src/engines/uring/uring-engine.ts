@@ -45,8 +45,9 @@
  *   would only fail with EAGAIN, while after a full buffer more is likely
  *   waiting (RECV_POLL_FIRST in native/src/addon.c; docs/benchmarks.md has
  *   what it was measured to save).
- * - Rule 6: a plain recv reads only into the posted buffer, so nothing is
- *   held unread. Pooled recvs share one multishot recv per stream (below),
+ * - Rule 6: a plain recv reads into the posted buffer and, as read-ahead
+ *   after one that filled its buffer, into a stage of STAGE_SIZE after it
+ *   (one recvmsg), so at most that much is held unread. Pooled recvs share one multishot recv per stream (below),
  *   which holds at most HOLD_BUFFERS pool buffers (64 KiB) for no recv: the
  *   kernel ends it after that many bytes (its byte limit), and it is
  *   cancelled once that many buffers are held; TCP flow control does the rest.
