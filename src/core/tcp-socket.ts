@@ -210,8 +210,8 @@ export class TcpSocket extends Handle {
    * Receives without a buffer of yours (pooled receive mode): the engine
    * lends a pool buffer only when data arrives, so an idle connection holds
    * none. On completion `ov.lease.view` holds the `bytes` received (at most
-   * MAX_POOLED_RECV_BYTES, 64 KiB); call `ov.lease.release()` when done with it. 0 bytes and no
-   * error is end of stream, with no lease. With `routine`, the completion
+   * MAX_POOLED_RECV_BYTES, 64 KiB); call `ov.lease.release()` when done
+   * with it. 0 bytes and no error is end of stream, with no lease. With `routine`, the completion
    * goes to it (see {@link TcpSocket.recv}).
    */
   recvPooled<T>(ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {

@@ -6,9 +6,10 @@
  * Contracts:
  * - The pool is one ArrayBuffer of `bufferCount` × `bufferSize` (8 MiB:
  *   128 × 64 KiB where the kernel consumes buffers incrementally, else
- *   1024 × 8 KiB), registered with the kernel on the first pooled recv; the kernel gets
- *   POOL_INITIAL buffers and more (doubling, once per turn) only when it
- *   answers -ENOBUFS, so the pages the pool touches follow the peak in use.
+ *   1024 × 8 KiB), registered with the kernel on the first pooled recv;
+ *   the kernel gets POOL_INITIAL buffers and more (doubling, once per
+ *   turn) only when it answers -ENOBUFS, so the pages the pool touches
+ *   follow the peak in use.
  * - Each CQE hands over a slice of a buffer (`take`): the whole buffer, or
  *   with incremental consumption (kernel 6.12+) just the bytes that came,
  *   the next recv going on in the same buffer. A buffer is the kernel's

@@ -47,10 +47,11 @@
  *   what it was measured to save).
  * - Rule 6: a plain recv reads into the posted buffer and, as read-ahead
  *   after one that filled its buffer, into a stage of STAGE_SIZE after it
- *   (one recvmsg), so at most that much is held unread. Pooled recvs share one multishot recv per stream (below),
- *   which holds at most HOLD_BUFFERS pool buffers (64 KiB) for no recv: the
- *   kernel ends it after that many bytes (its byte limit), and it is
- *   cancelled once that many buffers are held; TCP flow control does the rest.
+ *   (one recvmsg), so at most that much is held unread. Pooled recvs share
+ *   one multishot recv per stream (below), which holds at most
+ *   MAX_UNREAD_BYTES (64 KiB) for no recv: the kernel ends it after that
+ *   many bytes (its byte limit), and it is cancelled once HOLD_BUFFERS
+ *   arrivals are held; TCP flow control does the rest.
  * - Accept is multishot (kernel 5.19+): armed at the first accept and kept
  *   armed while the listener is open; connections no accept is posted for
  *   wait in a queue of `backlog`; once it is full the multishot accept is
@@ -74,8 +75,8 @@
  *   lingering send and resets the connection (contract: abortive wins).
  * - Pooled receive: a provided-buffer ring of 8 MiB of address space
  *   (128 × 64 KiB buffers on 6.12+, below; 1024 × 8 KiB before), registered
- *   on the first pooled recv. The
- *   kernel picks a buffer only when data arrives; the lease gives it back.
+ *   on the first pooled recv. The kernel picks a buffer only when data
+ *   arrives; the lease gives it back.
  *   A stream's pooled recvs are served by one multishot recv (6.0+), armed
  *   by the first and kept armed while recvs come: each arrival completes the
  *   oldest waiting recv, or is held (in order, with end of stream or an error

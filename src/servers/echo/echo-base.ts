@@ -75,9 +75,9 @@ export interface EchoServerOptions extends ProxyListenOptions {
   /** Receives one info line per connect and disconnect; warnings for refused clients. */
   logger?: Logger;
   /**
-   * Pooled receive mode: no buffer per connection; each recv borrows (a slice
-   * of) a pool buffer only when data arrives, and the echo is sent from it before
-   * it goes back. Idle connections hold no receive buffer. The default for
+   * Pooled receive mode: no buffer per connection; each recv borrows (a
+   * slice of) a pool buffer only when data arrives, and the echo is sent
+   * from it before it goes back. Idle connections hold no receive buffer. The default for
    * the overlapped models unless `bufferSize` is given (a buffer of that size
    * per connection, as the seeds' server has); true with `bufferSize` is
    * refused. The other models keep no buffer per connection either way.
