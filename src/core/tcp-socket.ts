@@ -211,8 +211,8 @@ export class TcpSocket extends Handle {
    * lends a pool buffer only when data arrives, so an idle connection holds
    * none. On completion `ov.lease.view` holds the `bytes` received (at most
    * MAX_POOLED_RECV_BYTES, 64 KiB); call `ov.lease.release()` when done
-   * with it. 0 bytes and no error is end of stream, with no lease. With `routine`, the completion
-   * goes to it (see {@link TcpSocket.recv}).
+   * with it. 0 bytes and no error is end of stream, with no lease. With
+   * `routine`, the completion goes to it (see {@link TcpSocket.recv}).
    */
   recvPooled<T>(ov: Overlapped<T>, routine?: CompletionRoutine<T>): void {
     this.beginOperation(ov, 'recv', 0, routine);

@@ -6,7 +6,7 @@ import type { BufferLease } from '../contract.js';
  * (within the contract's MAX_POOLED_RECV_BYTES). Each lease holds a buffer
  * of its own here, so a larger one would cost small messages that much more.
  */
-export const NODE_POOL_BUFFER_SIZE = 8 * 1024;
+const NODE_POOL_BUFFER_SIZE = 8 * 1024;
 
 /**
  * Free pool buffers kept for reuse: 1024 × 8 KiB (8 MiB). Buffers beyond that

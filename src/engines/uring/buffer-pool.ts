@@ -75,9 +75,9 @@ export class BufferPool {
    * kernels and with OVERLAPPED_URING_POOL_INCREMENTAL=0. Set by `ready`.
    */
   incremental = false;
-  /** Bytes of each buffer, and how many the pool has at most (set by `ready`). */
-  bufferSize = POOL_BUFFER_WHOLE;
-  bufferCount = 0;
+  /** Bytes of each buffer, and how many the pool has at most (set once registered). */
+  #size = 0;
+  #count = 0;
   #pool: ArrayBuffer | null = null;
   /** The whole pool as one Buffer, for copies out of it without a view per copy. */
   #poolBytes: Buffer | null = null;
@@ -109,37 +109,56 @@ export class BufferPool {
   /** Registers the pool on first use; the error when it cannot be, else null. */
   ready(): Error | null {
     if (this.#pool !== null || this.#poolError !== null) return this.#poolError;
-    const ring = this.#ring;
-    // The pages of the pool are touched only as the kernel fills buffers, so its size costs address space.
-    let pool = new ArrayBuffer(0);
-    const register = (incremental: boolean) => {
-      this.bufferSize = incremental ? POOL_BUFFER_SHARED : POOL_BUFFER_WHOLE;
-      this.bufferCount = poolBufferCount(this.bufferSize);
-      pool = new ArrayBuffer(this.bufferSize * this.bufferCount);
-      return ring.addon.registerPool(
-        ring.handle,
-        pool,
-        this.bufferSize,
-        this.bufferCount,
-        POOL_INITIAL,
-        incremental ? 1 : 0,
-      );
-    };
-    let rc = incrementalPoolWanted() ? register(true) : EINVAL;
+    let rc = incrementalPoolWanted() ? this.#register(true) : EINVAL;
     this.incremental = rc >= 0;
-    if (rc === EINVAL) rc = register(false); // a kernel before 6.12
+    if (rc === EINVAL) rc = this.#register(false); // a kernel before 6.12
     if (rc < 0) {
       this.#poolError = osErrorFromErrno(rc, 'io_uring_register_buf_ring');
       return this.#poolError;
     }
-    const count = this.bufferCount;
-    this.#pool = pool;
-    this.#poolBytes = Buffer.from(pool);
+    const count = this.#count;
     this.#refs = new Uint32Array(count);
     this.#filled = new Uint8Array(count);
     this.#fill = new Uint32Array(count);
     this.#published = POOL_INITIAL;
     return null;
+  }
+
+  /** Buffer size and count once registered (0 before). */
+  get bufferSize(): number {
+    return this.#size;
+  }
+
+  get bufferCount(): number {
+    return this.#count;
+  }
+
+  /**
+   * Registers the layout for `incremental` consumption (64 KiB buffers, else
+   * 8 KiB); the addon's status, and on success the pool is that layout. Its
+   * pages are touched only as the kernel fills buffers, so a refused layout
+   * costs address space, not memory.
+   */
+  #register(incremental: boolean): number {
+    const size = incremental ? POOL_BUFFER_SHARED : POOL_BUFFER_WHOLE;
+    const count = poolBufferCount(size);
+    const pool = new ArrayBuffer(size * count);
+    const ring = this.#ring;
+    const rc = ring.addon.registerPool(
+      ring.handle,
+      pool,
+      size,
+      count,
+      POOL_INITIAL,
+      incremental ? 1 : 0,
+    );
+    if (rc >= 0) {
+      this.#pool = pool;
+      this.#poolBytes = Buffer.from(pool);
+      this.#size = size;
+      this.#count = count;
+    }
+    return rc;
   }
 
   /**
@@ -149,7 +168,7 @@ export class BufferPool {
   grow(): boolean {
     // Every -ENOBUFS of one batch reports the same shortage: grow once for it, not once each.
     if (this.#grewThisTurn) return true;
-    if (this.#published >= this.bufferCount) return false;
+    if (this.#published >= this.#count) return false;
     const ring = this.#ring;
     const added = ring.addon.poolGrow(ring.handle, this.#published);
     this.#published += added;
@@ -193,13 +212,13 @@ export class BufferPool {
 
   /** The lease of the slice of buffer `bid` at `offset`, `bytes` long (taken with `take`). */
   lease(bid: number, offset: number, bytes: number): BufferLease {
-    const at = bid * this.bufferSize + offset;
+    const at = bid * this.#size + offset;
     return new UringLease(this, bid, Buffer.from(this.#pool as ArrayBuffer, at, bytes));
   }
 
   /** Copies `bytes` bytes of pool buffer `bid`, from `offset` on, to the start of `target`. */
   copyOut(bid: number, offset: number, bytes: number, target: Uint8Array): void {
-    const at = bid * this.bufferSize + offset;
+    const at = bid * this.#size + offset;
     (this.#poolBytes as Buffer).copy(target, 0, at, at + bytes);
   }
 
@@ -211,10 +230,10 @@ export class BufferPool {
    */
   pin(data: Uint8Array, size: number): number {
     if (size < PIN_MIN_BYTES || data.buffer !== this.#pool) return -1;
-    const bid = Math.floor(data.byteOffset / this.bufferSize);
+    const bid = Math.floor(data.byteOffset / this.#size);
     const refs = this.#refs as Uint32Array;
     const held = refs[bid] as number;
-    if (held === 0 || this.#pinned >= this.bufferCount >> 2) return -1;
+    if (held === 0 || this.#pinned >= this.#count >> 2) return -1;
     this.#pinned++;
     refs[bid] = held + 1;
     return bid;

@@ -16,7 +16,7 @@ export const RECORD_INTS = 3;
  * them; at that point it is cancelled, and armed again once a recv finds
  * nothing held. Its byte limit (MAX_UNREAD_BYTES, rule 6) bounds them too.
  */
-export const HOLD_BUFFERS = 8;
+export const HOLD_ARRIVALS = 8;
 /**
  * Read-ahead buffer size. A plain recv after one that filled its buffer is
  * one kernel recvmsg into its own buffer, then into a stage of this size

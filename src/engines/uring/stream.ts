@@ -29,7 +29,7 @@ import {
   ECANCELED,
   EINVAL,
   ENOBUFS,
-  HOLD_BUFFERS,
+  HOLD_ARRIVALS,
   IORING_CQE_BUFFER_SHIFT,
   IORING_CQE_F_BUFFER,
   IORING_CQE_F_MORE,
@@ -361,8 +361,9 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
 
   /**
    * Bytes read from the kernel that no recv has taken yet (rule 6): what the
-   * multishot recv holds (at most HOLD_BUFFERS pool buffers) or what is left
-   * of a read-ahead (at most STAGE_SIZE); never both at once.
+   * multishot recv holds (MAX_UNREAD_BYTES in at most HOLD_ARRIVALS
+   * arrivals) or what is left of a read-ahead (at most STAGE_SIZE); never
+   * both at once.
    */
   get unreadBytes(): number {
     const stage = this.stage;
@@ -853,7 +854,7 @@ export class UringStream implements EngineStream, Owner, PoolWaiter, Flusher {
       this.#held ??= [];
       this.#held.push(bid, at, res);
       this.#heldBytes += res;
-      if (this.#held.length >= HOLD_BUFFERS * 3) this.#stopMulti();
+      if (this.#held.length >= HOLD_ARRIVALS * 3) this.#stopMulti();
     } else {
       if (at >= 0) pool.release(bid);
       if (res === ENOBUFS) {

@@ -50,7 +50,7 @@
  *   (one recvmsg), so at most that much is held unread. Pooled recvs share
  *   one multishot recv per stream (below), which holds at most
  *   MAX_UNREAD_BYTES (64 KiB) for no recv: the kernel ends it after that
- *   many bytes (its byte limit), and it is cancelled once HOLD_BUFFERS
+ *   many bytes (its byte limit), and it is cancelled once HOLD_ARRIVALS
  *   arrivals are held; TCP flow control does the rest.
  * - Accept is multishot (kernel 5.19+): armed at the first accept and kept
  *   armed while the listener is open; connections no accept is posted for
